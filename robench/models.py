@@ -1,0 +1,115 @@
+"""Model and tokenizer loading: the packaged MiniLM default, any HF id, a local dir or a run dir."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from robench.errors import ConfigError, OfflineError, RobenchError
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+TINY = "tiny-bert"  # random-init 2-layer BERT with MiniLM's vocabulary: fast tests and CI benchmarks
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda asked for, but no CUDA GPU is visible; use --device cpu or auto")
+    if device not in {"cpu", "cuda"} and not device.startswith("cuda:"):
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda")
+    return torch.device(device)
+
+
+def resolve_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; use fp32 or bf16")
+    return precision
+
+
+def model_source(name: str) -> str:
+    """Where a model name points: the packaged MiniLM folder, a local folder, or a hub id."""
+    if name == "minilm":
+        from robench.assets import asset_dir
+
+        return str(asset_dir("minilm"))
+    if name == TINY:
+        return TINY
+    path = Path(name)
+    if path.exists():
+        if not path.is_dir():
+            raise ConfigError(f"model path {name} is a file; pass the folder holding config.json")
+        if not (path / "config.json").exists():
+            raise ConfigError(f"model folder {name} has no config.json; pass a folder written by save_pretrained")
+        return str(path)
+    if name.startswith((".", "/")) or name.count("/") > 1:
+        raise ConfigError(f"model folder {name} does not exist; check the path")
+    return name  # a hub id
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    source = model_source(name)
+    if source == TINY:
+        source = model_source("minilm")
+    return _hub_guard(name, lambda: AutoTokenizer.from_pretrained(source))
+
+
+def tiny_config(num_labels: int, vocab_size: int = 30522):
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=128, max_position_embeddings=128, num_labels=num_labels,
+    )
+
+
+def load_model(name: str, num_labels: int, seed: int = 0):
+    """A sequence classifier with a fresh head of ``num_labels`` (seeded) on a pre-trained encoder."""
+    from transformers import AutoModelForSequenceClassification, BertForSequenceClassification
+
+    source = model_source(name)
+    torch.manual_seed(seed)
+    if source == TINY:
+        return BertForSequenceClassification(tiny_config(num_labels))
+    return _hub_guard(name, lambda: AutoModelForSequenceClassification.from_pretrained(
+        source, num_labels=num_labels, use_safetensors=True, ignore_mismatched_sizes=True,
+    ))
+
+
+def load_trained(run_dir: Path):
+    """Model and tokenizer of a finished run; weights are read with safetensors only."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"run directory {run_dir} does not exist; pass a folder written by 'robench train'")
+    if not (run_dir / "model.safetensors").exists():
+        raise ConfigError(f"run directory {run_dir} has no model.safetensors; train it first with 'robench train' "
+                          "(an interrupted run leaves no weights)")
+    model = AutoModelForSequenceClassification.from_pretrained(run_dir, use_safetensors=True)
+    tokenizer = AutoTokenizer.from_pretrained(run_dir)
+    return model, tokenizer
+
+
+def _hub_guard(name: str, load):
+    try:
+        return load()
+    except RobenchError:
+        raise
+    except OSError as exc:
+        text = str(exc)
+        if any(m in text for m in ("offline", "connect", "resolve", "Max retries", "couldn't", "not a valid model")):
+            raise OfflineError(
+                f"model {name!r} is not cached locally and the Hugging Face hub is unreachable; use --model minilm "
+                "(packaged), a local folder, or run once with internet"
+            ) from None
+        raise ConfigError(f"model {name!r} could not be loaded: {text.splitlines()[0]}") from None
+
+
+def set_offline_env() -> None:
+    """Where the hub is unreachable, fail fast instead of retrying connections."""
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")

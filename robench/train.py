@@ -1,0 +1,243 @@
+"""The one training loop for every method, on Hugging Face Accelerate.
+
+Read it top to bottom: seed -> data -> model -> optimiser -> per step (method's passes,
+clip, hooks, optimiser step) -> per epoch (hooks, validation, keep the best) -> write the run
+directory atomically (weights, tokenizer, run.json). Methods plug in through
+``robench.methods.base.TrainingHook``; the loop knows nothing about any one method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from robench.errors import ConfigError
+from robench.methods import build_method
+from robench.methods.base import TrainingHook
+from robench.models import load_model, load_tokenizer, resolve_device, resolve_precision
+from robench.progress import console, progress_bar
+from robench.results import RUN_FILE, RUN_SCHEMA, atomic_write_json, file_sha256, git_commit, package_versions
+from robench.tasks import TaskData, load_task
+
+
+@dataclass
+class TrainConfig:
+    task: str = "sentiment"
+    model: str = "minilm"
+    method: str = "vanilla"
+    method_overrides: dict[str, Any] = field(default_factory=dict)
+    preset: str | None = None  # method preset: "paper" (RoBERTa-large defaults) or a method's own
+    selective: bool = False  # selective training (RAM's gradient mask) on top of any method
+    selective_overrides: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    epochs: int = 2
+    batch_size: int = 16
+    lr: float = 5e-5  # the small packaged MiniLM wants a higher rate than the paper's 1e-5 for RoBERTa-large
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    adam_betas: tuple[float, float] = (0.9, 0.98)
+    adam_eps: float = 1e-6
+    max_grad_norm: float = 1.0
+    max_length: int = 128
+    eval_batch_size: int = 128
+    precision: str = "fp32"
+    device: str = "auto"
+    profile: str | None = None
+    limit: int | None = None
+    out: str | None = None
+    force: bool = False
+
+
+def default_run_dir(cfg: TrainConfig, root: str | Path = "runs") -> Path:
+    model = Path(cfg.model).name if Path(cfg.model).exists() else cfg.model.replace("/", "--")
+    method = cfg.method + ("+selective" if cfg.selective else "")
+    profile = f"-{cfg.profile}" if cfg.profile and cfg.profile != "default" else ""
+    limit = f"-limit{cfg.limit}" if cfg.limit else ""
+    return Path(root) / f"{Path(cfg.task).stem}{profile}{limit}" / model / method / f"seed{cfg.seed}"
+
+
+def seed_everything(seed: int) -> None:
+    from accelerate.utils import set_seed
+
+    set_seed(seed)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def build_hooks(cfg: TrainConfig) -> tuple[Any, list[TrainingHook]]:
+    method = build_method(cfg.method, cfg.method_overrides, cfg.preset)
+    hooks: list[TrainingHook] = [method]
+    if cfg.selective:
+        from robench.methods.selective import SelectiveTraining
+
+        hooks.append(SelectiveTraining.from_overrides(cfg.selective_overrides))
+    return method, hooks
+
+
+def tokenize(ds, tokenizer, max_length: int):
+    return ds.map(lambda b: tokenizer(b["text"], truncation=True, max_length=max_length), batched=True,
+                  remove_columns=["text"]).rename_column("label", "labels")
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """No weight decay on biases and LayerNorm weights (the reference optimiser)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, loader, accelerator) -> float:
+    model.eval()
+    correct = total = 0
+    for batch in loader:
+        logits = model(**batch).logits
+        preds, labels = accelerator.gather_for_metrics((logits.argmax(-1), batch["labels"]))
+        correct += int((preds == labels).sum())
+        total += int(labels.numel())
+    model.train()
+    return correct / max(total, 1)
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Fine-tune and write a run directory; returns its path."""
+    from accelerate import Accelerator
+    from torch.utils.data import DataLoader
+    from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
+
+    resolve_precision(cfg.precision)
+    device = resolve_device(cfg.device)
+    out = Path(cfg.out) if cfg.out else default_run_dir(cfg)
+    if (out / RUN_FILE).exists() and not cfg.force:
+        raise ConfigError(f"run directory {out} already holds a finished run; pass --force to overwrite or --out elsewhere")
+    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
+        raise ConfigError("--epochs and --batch-size must be >= 1 and --lr > 0")
+    method, hooks = build_hooks(cfg)  # validate the method before any heavy work
+
+    seed_everything(cfg.seed)
+    task = load_task(cfg.task, cfg.profile, cfg.limit)
+    data = TaskData(task)
+    tokenizer = load_tokenizer(cfg.model)
+    train_ds = tokenize(data.get("train"), tokenizer, cfg.max_length)
+    val_ds = tokenize(data.get("validation"), tokenizer, cfg.max_length)
+    collate = DataCollatorWithPadding(tokenizer)  # pads each batch to its own longest sequence
+    generator = torch.Generator().manual_seed(cfg.seed)
+    train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate, generator=generator)
+    val_loader = DataLoader(val_ds, batch_size=cfg.eval_batch_size, collate_fn=collate)
+
+    model = load_model(cfg.model, num_labels=len(task.labels), seed=cfg.seed)
+    model.config.id2label = dict(enumerate(task.labels))
+    model.config.label2id = {name: i for i, name in enumerate(task.labels)}
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps)
+    total_steps = cfg.epochs * len(train_loader)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision="bf16" if cfg.precision == "bf16" else "no")
+    model, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(
+        model, optimizer, train_loader, val_loader, scheduler)
+
+    t_setup = time.perf_counter()
+    for hook in hooks:
+        hook.setup(model, train_loader, accelerator)
+    setup_s = time.perf_counter() - t_setup
+
+    history: list[dict[str, Any]] = []
+    best_acc, best_state, best_epoch = -1.0, None, 0
+    train_seconds, train_examples = 0.0, 0
+    wall_start = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        losses = []
+        t_epoch = time.perf_counter()
+        desc = f"{cfg.method} epoch {epoch}/{cfg.epochs}"
+        with progress_bar(desc, total=len(train_ds), extra="loss {task.fields[info]}") as bar:
+            for batch in train_loader:
+                loss = method.training_step(model, batch, accelerator)
+                for hook in hooks:
+                    hook.after_backward(model)
+                if cfg.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                for hook in hooks:
+                    hook.before_optimizer_step(model)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                for hook in hooks:
+                    hook.after_optimizer_step(model)
+                losses.append(loss)
+                n = int(batch["labels"].shape[0])
+                train_examples += n
+                bar.advance(n, info=f"{np.mean(losses[-20:]):.4f}")
+        train_seconds += time.perf_counter() - t_epoch
+        for hook in hooks:
+            hook.on_epoch_end(model, epoch)
+        val_acc = accuracy(model, val_loader, accelerator)
+        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_accuracy": val_acc,
+                        "epoch_seconds": round(time.perf_counter() - t_epoch, 3)})
+        console.print(f"epoch {epoch}: train loss {np.mean(losses):.4f}  val acc {val_acc:.4f}")
+        if val_acc > best_acc:
+            best_acc, best_epoch = val_acc, epoch
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in accelerator.unwrap_model(model).state_dict().items()}
+    wall = time.perf_counter() - wall_start + setup_s
+
+    final = accelerator.unwrap_model(model)
+    final.load_state_dict(best_state)
+    record = {
+        "schema": RUN_SCHEMA,
+        "run_id": f"{Path(cfg.task).stem}/{cfg.model}/{cfg.method}{'+selective' if cfg.selective else ''}/seed{cfg.seed}",
+        "task": {"name": task.name, "source": str(cfg.task), "profile": cfg.profile or "default", "limit": cfg.limit,
+                 "labels": task.labels, "fingerprints": {k: data.fingerprint(k) for k in ("train", "validation")},
+                 "sizes": {"train": len(train_ds), "validation": len(val_ds)}},
+        "model": {"name": cfg.model, "num_parameters": sum(p.numel() for p in final.parameters())},
+        "method": {"name": method.name, "config": dataclasses.asdict(method.config), "passes": method.passes,
+                   "selective": cfg.selective,
+                   "selective_config": hooks[-1].config_dict() if cfg.selective else None,
+                   "state": {type(h).__name__: h.state() for h in hooks if h.state()}},
+        "seed": cfg.seed,
+        "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in {"force"}},
+        "training": {
+            "epochs": cfg.epochs, "best_epoch": best_epoch, "best_val_accuracy": best_acc, "history": history,
+            "train_seconds": round(train_seconds, 3), "setup_seconds": round(setup_s, 3),
+            "examples_per_second": round(train_examples / max(train_seconds, 1e-9), 2),
+            "seconds_per_example": train_seconds / max(train_examples, 1),
+            "wall_seconds": round(wall, 3), "device": str(accelerator.device), "precision": cfg.precision,
+            "torch_threads": torch.get_num_threads(),
+        },
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    _write_run_dir(out, final, tokenizer, record)
+    return out
+
+
+def _write_run_dir(out: Path, model, tokenizer, record: dict[str, Any]) -> None:
+    """Write everything into a temp folder beside ``out`` and rename it into place at the end."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        record["weights_fingerprint"] = file_sha256(tmp / "model.safetensors")
+        atomic_write_json(tmp / RUN_FILE, record)
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
