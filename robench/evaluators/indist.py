@@ -15,5 +15,8 @@ class InDistribution(Evaluator):
     def evaluate(self, ctx) -> EvalOutput:
         preds = ctx.predict("test")
         labels = ctx.labels("test")
-        acc = float(np.mean(preds.logits.argmax(-1) == labels))
-        return EvalOutput(metrics={"accuracy": acc, "n": int(len(labels))}, data=ctx.data_info(["test"]))
+        correct = preds.logits.argmax(-1) == labels
+        # Per-example correctness (as a 0/1 string) lets reports run paired bootstrap tests later.
+        return EvalOutput(metrics={"accuracy": float(np.mean(correct)), "n": int(len(labels))},
+                          details={"correct": "".join("1" if c else "0" for c in correct)},
+                          data=ctx.data_info(["test"]))

@@ -1,0 +1,38 @@
+# robench: the two commands a newcomer needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ASSETS_STAMP := $(VENV)/.robench-assets
+
+.PHONY: install demo test test-fast lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Everything: Python packages (CPU torch unless a build is already present), packaged assets, WordNet.
+install: $(BIN)/python
+	$(BIN)/pip install -q "torch==2.13.0" || $(BIN)/pip install -q "torch>=2.4,<=2.14.1"
+	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q --no-deps --require-hashes -r requirements-assets.txt
+	@if command -v apt-get >/dev/null 2>&1 && [ ! -f /usr/share/wordnet/index.sense ]; then \
+		(apt-get update -qq && apt-get install -y -qq wordnet-base wordnet-sense-index >/dev/null) \
+		|| echo "note: could not apt-get WordNet (needed only by the pwws attack)"; fi
+	$(BIN)/robench assets
+
+# Train vanilla on the embedded sentiment task with the packaged MiniLM, then evaluate it.
+demo: install
+	$(BIN)/robench train --method vanilla --task sentiment --out runs/demo/vanilla --force
+	$(BIN)/robench eval --run runs/demo/vanilla --suite quick --force
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast:
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint:
+	$(BIN)/ruff check robench tests benchmarks
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache
