@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -96,20 +95,18 @@ def load_trained(run_dir: Path):
 
 
 def _hub_guard(name: str, load):
+    from robench.hub import use_cache_only_if_offline
+
+    offline = use_cache_only_if_offline() if not Path(name).exists() and name not in ("minilm", TINY) else False
     try:
         return load()
     except RobenchError:
         raise
     except OSError as exc:
         text = str(exc)
-        if any(m in text for m in ("offline", "connect", "resolve", "Max retries", "couldn't", "not a valid model")):
+        if offline or any(m in text for m in ("offline", "connect", "resolve", "Max retries", "couldn't")):
             raise OfflineError(
                 f"model {name!r} is not cached locally and the Hugging Face hub is unreachable; use --model minilm "
                 "(packaged), a local folder, or run once with internet"
             ) from None
         raise ConfigError(f"model {name!r} could not be loaded: {text.splitlines()[0]}") from None
-
-
-def set_offline_env() -> None:
-    """Where the hub is unreachable, fail fast instead of retrying connections."""
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")

@@ -320,27 +320,20 @@ def hub_offline_message(spec: SourceSpec) -> str:
 def _load_hub(spec: SourceSpec):
     import datasets
 
+    from robench.hub import use_cache_only_if_offline
+
     hub = spec.hub or {}
+    offline = use_cache_only_if_offline()
     try:
         return datasets.load_dataset(hub["path"], hub.get("name"), split=hub.get("split", "train"))
     except Exception as exc:  # noqa: BLE001 - any hub failure becomes one clear line
         text = f"{type(exc).__name__}: {exc}"
         offline_markers = ("offline", "connection", "resolve", "network", "timed out", "unreachable",
-                           "couldn't reach", "Max retries", "HF_HUB_OFFLINE", "Name or service")
-        if any(m.lower() in text.lower() for m in offline_markers) or not _hub_reachable():
+                           "couldn't reach", "Max retries", "Name or service")
+        if offline or any(m.lower() in text.lower() for m in offline_markers):
             raise OfflineError(hub_offline_message(spec)) from None
         raise ConfigError(f"hub dataset {hub.get('path')} (source {spec.name!r}) failed to load: "
                           f"{text.splitlines()[0]}; check path/name/split in the task file") from None
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
 
 
 def _to_examples(spec: SourceSpec, ds, labels: list[str], with_labels: bool) -> tuple[list[str], list[int]]:

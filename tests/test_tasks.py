@@ -1,0 +1,149 @@
+"""Task specs: schema validation with clear errors, loading real packaged data, fingerprints."""
+
+from __future__ import annotations
+
+import pytest
+
+from robench.errors import ConfigError, OfflineError
+from robench.tasks import TaskData, fingerprint, load_task, parse_task
+
+MINIMAL = """
+name: mini
+labels: [negative, positive]
+sources:
+  local:
+    file: {file}
+    label_column: label
+    label_map: {{neg: negative, pos: positive}}
+    partition: {{fractions: {{train: 0.5, validation: 0.25, test: 0.25}}}}
+  other:
+    file: {file}
+train: {{source: local, part: train}}
+validation: {{source: local, part: validation}}
+test: {{source: local, part: test}}
+ood:
+  other: {{source: other, limit: 3}}
+"""
+
+
+def write_task(tmp_path, body: str, rows: int = 8, mutate=lambda text: text):
+    data = tmp_path / "data.csv"
+    data.write_text("text,label\n" + "".join(f"example number {i},{'pos' if i % 2 else 'neg'}\n" for i in range(rows)))
+    path = tmp_path / "task.yaml"
+    path.write_text(mutate(body.format(file=data.name)))
+    return path
+
+
+def test_sentiment_task_loads_real_data():
+    spec = load_task("sentiment", limit=50)
+    data = TaskData(spec)
+    assert spec.labels == ["negative", "positive"]
+    assert spec.set_names("shift") == ["amazon", "tweets"] and spec.set_names("ood") == ["trec", "sms"]
+    train, test = data.get("train"), data.get("test")
+    assert len(train) == 50 and set(train["label"]) == {0, 1}
+    assert not set(train["text"]) & set(test["text"]), "train and test overlap"
+    assert set(data.get("ood:trec")["label"]) == {-1}
+    assert not data.get("ood:trec")[0]["text"].startswith(("DESC:", "ENTY:", "HUM:", "LOC:", "NUM:", "ABBR:"))
+
+
+def test_partition_and_fingerprint_are_seeded_and_stable():
+    a, b = TaskData(load_task("sentiment", limit=30)), TaskData(load_task("sentiment", limit=30))
+    assert a.get("train")["text"] == b.get("train")["text"]
+    assert a.fingerprint("train") == b.fingerprint("train")
+    assert a.fingerprint("train") != a.fingerprint("validation")
+
+
+def test_binarize_drops_near_neutral_and_labels_by_sign(tmp_path):
+    data = tmp_path / "scores.tsv"
+    data.write_text("id\tsentiment\ttext\n1\t2.0\tgood\n2\t-1.5\tbad\n3\t0.2\tmeh\n4\t-0.4\tsoso\n")
+    path = tmp_path / "t.yaml"
+    path.write_text(f"""
+name: t
+labels: [negative, positive]
+sources:
+  s: {{file: {data}, label_column: sentiment, binarize: {{threshold: 0.0, min_abs: 0.5}}}}
+train: s
+validation: s
+test: s
+""")
+    ds = TaskData(load_task(str(path))).get("train")
+    assert sorted(zip(ds["text"], ds["label"], strict=True)) == [("bad", 0), ("good", 1)]
+
+
+def test_profiles_and_limit():
+    quick = load_task("sentiment", profile="quick")
+    assert quick.sets["train"].limit == 600
+    full = load_task("sentiment", profile="full")
+    assert full.sets["train"].limit is None
+    assert load_task("sentiment", limit=7).sets["test"].limit == 7
+    with pytest.raises(ConfigError, match="no profile 'huge'"):
+        load_task("sentiment", profile="huge")
+
+
+def test_local_csv_task_with_label_map(tmp_path):
+    spec = load_task(str(write_task(tmp_path, MINIMAL)))
+    data = TaskData(spec)
+    assert len(data.get("train")) == 4 and len(data.get("ood:other")) == 3
+    texts, labels = data.get("test")["text"], data.get("test")["label"]
+    assert all(y == int(t.split()[-1]) % 2 for t, y in zip(texts, labels, strict=True))
+
+
+def test_fingerprint_depends_on_labels_and_order():
+    assert fingerprint(["a", "b"], [0, 1]) != fingerprint(["a", "b"], [1, 1])
+    assert fingerprint(["a", "b"], [0, 1]) != fingerprint(["b", "a"], [1, 0])
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda b: b.replace("labels: [negative, positive]", "labels: negative"), "key 'labels'"),
+        (lambda b: b + "\nbogus: 1\n", "key 'bogus': unknown key"),
+        (lambda b: b.replace("train: {source: local, part: train}", "train: {source: nowhere}"), "no source named 'nowhere'"),
+        (lambda b: b.replace("part: train}", "part: trian}"), "has no part 'trian'"),
+        (lambda b: b.replace("{neg: negative, pos: positive}", "{neg: negative, pos: happy}"), "not a task label"),
+        (lambda b: b.replace("test: {source: local, part: test}\n", ""), "key 'test': missing"),
+        (lambda b: b.replace("train: 0.5", "train: 0.9"), "fractions that sum to 1"),
+    ],
+)
+def test_schema_errors_name_file_key_and_fix(tmp_path, mutate, message):
+    path = write_task(tmp_path, MINIMAL, mutate=mutate)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_task(str(path))
+    assert str(path) in str(info.value) and ";" in str(info.value)
+
+
+def test_malformed_yaml(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: [unclosed\nlabels: {")
+    with pytest.raises(ConfigError, match="malformed YAML"):
+        load_task(str(path))
+
+
+def test_missing_source_file(tmp_path):
+    path = write_task(tmp_path, MINIMAL)
+    (tmp_path / "data.csv").unlink()
+    with pytest.raises(ConfigError, match="not found; fix the path"):
+        TaskData(load_task(str(path))).get("train")
+
+
+def test_unknown_task():
+    with pytest.raises(ConfigError, match="unknown task 'nope'; choose one of: .*sentiment"):
+        load_task("nope")
+
+
+def test_hub_dataset_offline_is_one_clear_line(monkeypatch):
+    import robench.hub as hub
+
+    hub.hub_reachable.cache_clear()
+    monkeypatch.setattr(hub.socket, "create_connection", lambda *a, **k: (_ for _ in ()).throw(OSError("no net")))
+    try:
+        with pytest.raises(OfflineError, match="hub dataset nyu-mll/glue/sst2 .* cannot be downloaded") as info:
+            TaskData(load_task("sst2")).get("train")
+        assert "\n" not in str(info.value)
+    finally:
+        hub.hub_reachable.cache_clear()
+
+
+def test_parse_task_rejects_non_mapping():
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        parse_task(["a", "b"], "x.yaml")

@@ -1,0 +1,112 @@
+"""The training loop and run directories: contents, determinism, atomicity, evaluation spine."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from robench.evaluate import evaluate_run
+from robench.results import load_run, result_path
+from robench.train import TrainConfig, train
+
+
+def tiny(tmp_path, name="run", **kw):
+    cfg = dict(model="tiny-bert", limit=48, epochs=1, batch_size=16, out=str(tmp_path / name), device="cpu")
+    cfg.update(kw)
+    return TrainConfig(**cfg)
+
+
+def test_run_directory_contents(tiny_run):
+    files = {p.name for p in tiny_run.iterdir()}
+    assert {"model.safetensors", "config.json", "run.json", "tokenizer.json"} <= files
+    assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in files), "weights must be safetensors only"
+    run = load_run(tiny_run)
+    assert run["method"]["name"] == "vanilla" and run["seed"] == 0
+    assert set(run["task"]["fingerprints"]) == {"train", "validation"}
+    assert run["training"]["examples_per_second"] > 0 and run["training"]["wall_seconds"] > 0
+    assert {"torch", "transformers", "datasets", "robench"} <= set(run["versions"])
+    assert "git_commit" in run and len(run["weights_fingerprint"]) == 16
+    assert run["training"]["best_epoch"] == 1
+
+
+def test_same_seed_same_weights_and_scores(tmp_path):
+    a = load_run(train(tiny(tmp_path, "a", epochs=2)))
+    b = load_run(train(tiny(tmp_path, "b", epochs=2)))
+    c = load_run(train(tiny(tmp_path, "c", epochs=2, seed=1)))
+    assert a["weights_fingerprint"] == b["weights_fingerprint"]
+    assert a["training"]["history"] == [
+        {**h, "epoch_seconds": a["training"]["history"][i]["epoch_seconds"]} for i, h in enumerate(b["training"]["history"])
+    ]
+    assert a["weights_fingerprint"] != c["weights_fingerprint"]
+
+
+def test_model_selection_keeps_best_validation_epoch(tmp_path, monkeypatch):
+    import robench.train as tr
+
+    scores = iter([0.7, 0.9, 0.8])
+    monkeypatch.setattr(tr, "accuracy", lambda *a, **k: next(scores))
+    run = load_run(train(tiny(tmp_path, epochs=3)))
+    assert run["training"]["best_epoch"] == 2 and run["training"]["best_val_accuracy"] == 0.9
+
+
+def test_crash_leaves_nothing_that_looks_valid(tmp_path, monkeypatch):
+    from robench.methods.vanilla import Vanilla
+
+    calls = {"n": 0}
+    original = Vanilla.training_step
+
+    def failing(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("simulated crash")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Vanilla, "training_step", failing)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(tiny(tmp_path))
+    assert not (tmp_path / "run").exists()
+    assert not list(tmp_path.glob(".run.tmp-*"))
+
+
+def test_existing_run_needs_force(tmp_path):
+    from robench.errors import ConfigError
+
+    train(tiny(tmp_path))
+    with pytest.raises(ConfigError, match="already holds a finished run; pass --force"):
+        train(tiny(tmp_path))
+    train(tiny(tmp_path, force=True))
+
+
+def test_eval_id_writes_result_and_skips_unless_forced(tiny_run):
+    written = evaluate_run(tiny_run, "id", device="cpu", force=True)
+    path = written["id"]
+    assert path == result_path(tiny_run, "id")
+    result = json.loads(path.read_text())
+    assert result["schema"] == "robench.result/1" and result["evaluator"] == "id"
+    assert 0.0 <= result["metrics"]["accuracy"] <= 1.0 and result["metrics"]["n"] == 64
+    assert len(result["details"]["correct"]) == 64
+    assert result["data"]["test"]["size"] == 64 and result["run"]["method"] == "vanilla"
+    mtime = path.stat().st_mtime_ns
+    evaluate_run(tiny_run, "id", device="cpu")
+    assert path.stat().st_mtime_ns == mtime, "an existing result must be skipped"
+    evaluate_run(tiny_run, "id", device="cpu", force=True)
+    assert path.stat().st_mtime_ns != mtime
+    again = json.loads(path.read_text())
+    assert again["metrics"] == result["metrics"], "same run, same scores"
+
+
+def test_atomic_write_never_leaves_half_a_file(tmp_path, monkeypatch):
+    import robench.results as results
+
+    target = tmp_path / "r.json"
+    results.atomic_write_json(target, {"ok": 1})
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(results.os, "replace", boom)
+    with pytest.raises(OSError):
+        results.atomic_write_json(target, {"ok": 2})
+    assert json.loads(target.read_text()) == {"ok": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
