@@ -168,6 +168,172 @@ def assets() -> None:
         raise typer.Exit(1)
 
 
+def _paths(values: list[str] | None, default: str) -> list[Path]:
+    return [Path(v) for v in (_csv(",".join(values)) if values else [default])]
+
+
+@app.command("run")
+def run_bench(
+    task: str = typer.Option("sentiment", help="task name in tasks/ or a path to a task YAML"),
+    methods: str = typer.Option("all", help="'all' or methods separated by commas (name+selective for RAM's mask)"),
+    seeds: str = typer.Option("0,1,2", help="seeds separated by commas"),
+    suite: str = typer.Option("all", help="evaluator suite (all, quick) or evaluators separated by commas"),
+    profile: str = typer.Option("quick", help="task size profile (quick, full, default)"),
+    model: str = typer.Option("minilm", help="'minilm' (packaged), 'tiny-bert' (tests), an HF id or a folder"),
+    runs_dir: str = typer.Option("runs", help="where run directories go (runs/<task>/<model>/<method>/seed<N>)"),
+    results_dir: str = typer.Option("results", help="where the leaderboard (LEADERBOARD.md, CSV, LaTeX, plots) goes"),
+    limit: int = typer.Option(None, help="cap every data set at this many examples"),
+    epochs: int = typer.Option(None, help="training epochs (default: the trainer's)"),
+    batch_size: int = typer.Option(None, help="training batch size (default: the trainer's)"),
+    lr: float = typer.Option(None, help="peak learning rate (default: the trainer's)"),
+    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    precision: str = typer.Option("fp32", help="fp32 or bf16"),
+    plots: bool = typer.Option(True, help="draw the leaderboard figures"),
+) -> None:
+    """The whole benchmark in one command: train every method x seed, evaluate, render the leaderboard.
+
+    Resumable: finished runs and existing results are skipped, so re-running only does what is missing.
+    """
+    from robench.bench import run_benchmark
+
+    res = run_benchmark(task, methods, seeds, suite, profile if profile != "default" else None, model=model,
+                        runs_dir=runs_dir, results_dir=results_dir, limit=limit, epochs=epochs,
+                        batch_size=batch_size, lr=lr, device=device, precision=precision, plots=plots)
+    _print_board(res.run_dirs, None)
+    out.print(f"[green]leaderboard written:[/green] {res.leaderboard.get('markdown')}")
+
+
+def _print_board(results: list[Path], aspects: str | None) -> None:
+    from robench.report import build_leaderboard, table_rows
+
+    board = build_leaderboard(results, aspects)
+    for task_name, (headers, rows) in table_rows(board, aspects, "text").items():
+        table = Table(title=f"leaderboard: {task_name}")
+        for i, h in enumerate(headers):
+            table.add_column(h, justify="left" if i == 0 else "right")
+        for cells in rows:
+            table.add_row(*cells)
+        out.print(table)
+
+
+@app.command()
+def leaderboard(
+    results: list[str] = typer.Option(None, "--results", help="folder(s) holding run directories (repeatable or commas)"),
+    out_dir: str = typer.Option("results", "--out", help="where LEADERBOARD.md, leaderboard.csv/.tex and plots go"),
+    aspects: str = typer.Option(None, help="columns, e.g. id,shift,attack,transfer,ece,auroc (default) or 'all'"),
+    plots: bool = typer.Option(True, help="draw the leaderboard figures"),
+    bootstrap: int = typer.Option(1000, help="bootstrap resamples for the significance test vs vanilla"),
+) -> None:
+    """Aggregate result files into the leaderboard (Markdown, CSV, LaTeX, figures)."""
+    from robench.report import write_leaderboard
+
+    roots = _paths(results, "runs")
+    written = write_leaderboard(roots, out_dir, aspects=aspects, plots=plots, n_boot=bootstrap)
+    _print_board(roots, aspects)
+    out.print("written: " + ", ".join(str(p) for p in written.values()))
+
+
+@app.command()
+def table(
+    format_: str = typer.Option("markdown", "--format", help="latex, markdown or csv"),
+    results: list[str] = typer.Option(None, "--results", help="folder(s) holding run directories (repeatable or commas)"),
+    aspects: str = typer.Option(None, help="columns, e.g. id,shift,ece (default: the six leaderboard aspects)"),
+    digits: int = typer.Option(1, help="decimals (values are in percent)"),
+    out_file: str = typer.Option(None, "--out", help="write to this file instead of printing"),
+    bootstrap: int = typer.Option(1000, help="bootstrap resamples for the significance test vs vanilla"),
+) -> None:
+    """Print the leaderboard as a LaTeX (booktabs), Markdown or CSV table."""
+    from robench.report import build_leaderboard, format_table
+    from robench.results import atomic_write_text
+
+    board = build_leaderboard(_paths(results, "runs"), aspects, n_boot=bootstrap)
+    text = format_table(board, format_, aspects, digits=digits)
+    if out_file:
+        atomic_write_text(Path(out_file), text)
+        out.print(f"written: {out_file}")
+    else:
+        sys.stdout.write(text)
+
+
+baseline_app = typer.Typer(no_args_is_help=True, help="Regression baselines: record scores, check against them.")
+app.add_typer(baseline_app, name="baseline")
+
+
+@baseline_app.command("record")
+def baseline_record(
+    results: list[str] = typer.Option(None, "--results", help="folder(s) holding run directories"),
+    out_file: str = typer.Option(..., "--out", help="baseline file to write, e.g. baselines/ci-tiny.json"),
+    tolerance: list[str] = typer.Option(None, help="tolerances stored with the baseline: 0.01 or metric=0.02"),
+) -> None:
+    """Record every score (per task, model, method, metric) as a regression baseline."""
+    from robench.regress import parse_tolerances, record_baseline
+
+    tol = parse_tolerances(tolerance) if tolerance else None
+    data = record_baseline(_paths(results, "runs"), out_file, tol)
+    n = sum(len(m) for m in data["scores"].values())
+    out.print(f"[green]baseline written:[/green] {out_file} ({len(data['scores'])} runs, {n} metrics)")
+
+
+@baseline_app.command("check")
+@app.command("check")
+def baseline_check(
+    results: list[str] = typer.Option(None, "--results", help="folder(s) holding run directories"),
+    baseline: str = typer.Option(..., "--baseline", help="baseline file written by 'robench baseline record'"),
+    tolerance: list[str] = typer.Option(None, help="absolute tolerance: 0.01 (all), ece=0.005, shift.*=0.02"),
+    allow_missing: bool = typer.Option(False, help="do not fail on baseline metrics the results lack"),
+) -> None:
+    """Fail (exit 1) when any metric got worse than the baseline by more than its tolerance."""
+    from robench.regress import check, parse_tolerances, regression_table
+
+    rows = check(_paths(results, "runs"), baseline, parse_tolerances(tolerance), allow_missing)
+    failed = [r for r in rows if r.failed]
+    improved = sum(r.status == "improved" for r in rows)
+    if failed:
+        out.print(regression_table(failed, f"{len(failed)} regression(s) against {baseline}"))
+        out.print(f"[bold red]FAIL[/bold red]: {len(failed)} of {len(rows)} metrics regressed beyond tolerance")
+        raise typer.Exit(1)
+    out.print(f"[bold green]OK[/bold green]: none regressed beyond tolerance; {len(rows)} metrics checked "
+              f"({improved} improved) against {baseline}")
+
+
+@app.command()
+def attack(
+    run: Path = typer.Option(..., "--run", help="run directory written by 'robench train'"),
+    recipe: str = typer.Option("textfooler", help="attack recipe (offline: deepwordbug, textfooler, pwws)"),
+    save: Path = typer.Option(..., help="output file, .jsonl or .csv: successful adversarial examples (text, label)"),
+    n: int = typer.Option(100, help="number of examples of the attack split to attack"),
+    query_budget: int = typer.Option(None, help="model queries per example"),
+    seed: int = typer.Option(0, help="sampling seed"),
+    precision: str = typer.Option("fp32", help="fp32 or bf16"),
+    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+) -> None:
+    """Attack a run and save its successful adversarial examples as a labelled set (a task source)."""
+    import csv
+
+    from robench.evaluate import make_context
+    from robench.evaluators.adversarial import attack_recipe
+
+    if save.suffix not in (".jsonl", ".csv"):
+        raise RobenchError(f"--save {save}: use a .jsonl or .csv file name")
+    ctx = make_context(run, device, precision)
+    summary, records, log = attack_recipe(ctx, recipe, n=n, seed=seed, query_budget=query_budget)
+    rows = [{"text": r["perturbed"], "label": ctx.task.labels[r["label"]], "original": r["original"],
+             "recipe": recipe, "index": r["index"]} for r in records if r["outcome"] == "successful"]
+    save.parent.mkdir(parents=True, exist_ok=True)
+    tmp = save.with_name(f".{save.name}.tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        if save.suffix == ".csv":
+            writer = csv.DictWriter(f, fieldnames=["text", "label", "original", "recipe", "index"])
+            writer.writeheader()
+            writer.writerows(rows)
+        else:
+            f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    tmp.replace(save)
+    out.print(f"[green]{len(rows)} adversarial examples saved:[/green] {save}  (accuracy under attack "
+              f"{summary['accuracy_under_attack']:.4f}, success rate {summary['attack_success_rate']:.4f}, "
+              f"log {log}); use it as a task source: {{file: {save}, label_column: label}}")
+
+
 def main() -> None:
     try:
         app()

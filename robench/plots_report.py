@@ -1,0 +1,188 @@
+"""Leaderboard figures (matplotlib, Agg): aspect bars, a radar, attack bars, gains over vanilla.
+
+Per-run figures (reliability diagrams, ROC curves) are drawn by the evaluators into each run's
+``artifacts/*.png``; :func:`collect_artifacts` copies them next to the leaderboard, grouped so
+that the same figure of different methods sits side by side, and says so when there are none.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from robench.report import BASELINE_METHOD, ResultRecord, resolve_aspects
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.+-]+", "-", str(text)).strip("-") or "x"
+
+
+def _label(row: pd.Series, show_model: bool) -> str:
+    return f"{row['method']} ({row['model']})" if show_model else str(row["method"])
+
+
+def plot_aspect_bars(sub: pd.DataFrame, aspects, path: Path, title: str) -> Path | None:
+    """Grouped bars: one group per aspect, one bar per method, error bars = std over seeds."""
+    chosen = [a for a in aspects if sub[f"{a.key}_mean"].notna().any()]
+    if not chosen:
+        return None
+    plt = _plt()
+    show_model = sub["model"].nunique() > 1
+    n = len(sub)
+    width = 0.8 / max(n, 1)
+    x = np.arange(len(chosen))
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(chosen) + 0.3 * n), 4))
+    for j, (_, row) in enumerate(sub.iterrows()):
+        means = [row[f"{a.key}_mean"] * 100 for a in chosen]
+        stds = [np.nan_to_num(row[f"{a.key}_std"] * 100) for a in chosen]
+        ax.bar(x + (j - (n - 1) / 2) * width, means, width, yerr=stds, capsize=2, label=_label(row, show_model))
+    ax.set_xticks(x, [f"{a.label} {a.arrow}" for a in chosen])
+    ax.set_ylabel("percent")
+    ax.set_title(title)
+    ax.legend(fontsize="small", ncols=min(n, 4))
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_radar(sub: pd.DataFrame, aspects, path: Path, title: str) -> Path | None:
+    """A radar of aspect scores oriented so that outward is better (ECE drawn as 1 - ECE)."""
+    chosen = [a for a in aspects if sub[f"{a.key}_mean"].notna().any()]
+    if len(chosen) < 3:
+        return None
+    plt = _plt()
+    show_model = sub["model"].nunique() > 1
+    angles = np.linspace(0, 2 * np.pi, len(chosen), endpoint=False).tolist()
+    fig, ax = plt.subplots(figsize=(5.5, 5.5), subplot_kw={"polar": True})
+    for _, row in sub.iterrows():
+        vals = [row[f"{a.key}_mean"] if a.higher_is_better else 1 - row[f"{a.key}_mean"] for a in chosen]
+        vals = [float(np.nan_to_num(v)) for v in vals]
+        ax.plot(angles + angles[:1], vals + vals[:1], label=_label(row, show_model))
+        ax.fill(angles + angles[:1], vals + vals[:1], alpha=0.08)
+    ax.set_xticks(angles, [a.label if a.higher_is_better else f"1 - {a.label}" for a in chosen])
+    ax.set_ylim(0, 1)
+    ax.set_rlabel_position(90 + 180 / len(chosen))
+    ax.set_title(title, pad=18)
+    ax.legend(fontsize="small", loc="upper right", bbox_to_anchor=(1.35, 1.1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_attack_bars(sub: pd.DataFrame, path: Path, title: str) -> Path | None:
+    """Accuracy under attack (and transfer accuracy where measured) per method."""
+    cols = [(k, lbl) for k, lbl in (("attack", "under attack"), ("transfer", "transfer"))
+            if f"{k}_mean" in sub.columns and sub[f"{k}_mean"].notna().any()]
+    if not cols:
+        return None
+    plt = _plt()
+    show_model = sub["model"].nunique() > 1
+    labels = [_label(r, show_model) for _, r in sub.iterrows()]
+    x = np.arange(len(sub))
+    width = 0.8 / len(cols)
+    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(sub) + 2), 3.8))
+    for j, (key, lbl) in enumerate(cols):
+        ax.bar(x + (j - (len(cols) - 1) / 2) * width, sub[f"{key}_mean"] * 100, width,
+               yerr=np.nan_to_num(sub[f"{key}_std"] * 100), capsize=2, label=f"accuracy {lbl}")
+    ax.set_xticks(x, labels, rotation=20, ha="right")
+    ax.set_ylabel("accuracy (%) ↑")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_improvement(sub: pd.DataFrame, path: Path, title: str, baseline: str = BASELINE_METHOD) -> Path | None:
+    """Average relative improvement over vanilla per method (the paper's headline)."""
+    rows = sub[(sub["method"] != baseline) & sub["avg_improvement"].notna()]
+    if rows.empty:
+        return None
+    plt = _plt()
+    show_model = sub["model"].nunique() > 1
+    vals = rows["avg_improvement"].to_numpy() * 100
+    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(rows) + 2), 3.5))
+    ax.bar([_label(r, show_model) for _, r in rows.iterrows()], vals,
+           color=["tab:green" if v >= 0 else "tab:red" for v in vals])
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_ylabel("mean relative improvement over vanilla (%)")
+    ax.set_title(title)
+    ax.tick_params(axis="x", rotation=20)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_leaderboard(board: pd.DataFrame, out_dir: Path, aspects: str | Sequence[str] | None = None
+                     ) -> dict[str, list[Path]]:
+    """Every leaderboard figure, per task: {task: [png paths]}."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    chosen = [a for a in resolve_aspects(aspects) if f"{a.key}_mean" in board.columns]
+    figures: dict[str, list[Path]] = {}
+    for task, sub in board.groupby("task", sort=True):
+        stem = slug(task)
+        made = [
+            plot_aspect_bars(sub, chosen, out_dir / f"{stem}-aspects.png", f"{task}: aspects per method"),
+            plot_radar(sub, chosen, out_dir / f"{stem}-radar.png", f"{task}: outward is better"),
+            plot_attack_bars(sub, out_dir / f"{stem}-attack.png", f"{task}: adversarial accuracy"),
+            plot_improvement(sub, out_dir / f"{stem}-gain.png", f"{task}: improvement over vanilla"),
+        ]
+        figures[str(task)] = [p for p in made if p is not None]
+    return figures
+
+
+def collect_artifacts(records: Sequence[ResultRecord], dest: Path
+                      ) -> tuple[dict[str, list[tuple[str, list[Path]]]], list[str]]:
+    """Copy every run's ``artifacts/*.png`` under ``dest``; group the same figure across methods.
+
+    Returns ({task: [(label, [copied pngs])]}, notes). A note says when no run has figures.
+    """
+    dest = Path(dest)
+    runs: dict[Path, ResultRecord] = {}
+    pngs: dict[Path, set[Path]] = {}
+    for rec in records:
+        runs.setdefault(rec.run_dir, rec)
+        found = pngs.setdefault(rec.run_dir, set())
+        found.update(p for p in (rec.run_dir / "artifacts").glob("*.png"))
+        found.update(rec.run_dir / a for a in rec.artifacts if str(a).endswith(".png"))
+    groups: dict[str, dict[tuple[str, str, str], list[Path]]] = {}
+    for run_dir, rec in sorted(runs.items(), key=lambda kv: (kv[1].task, kv[1].model, kv[1].method != BASELINE_METHOD,
+                                                            kv[1].method, str(kv[1].seed))):
+        for src in sorted(p for p in pngs[run_dir] if p.is_file()):
+            target = dest / slug(rec.task) / slug(rec.model) / slug(rec.method) / f"seed{rec.seed}" / src.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, target)
+            key = (rec.model, src.stem, str(rec.seed))
+            groups.setdefault(rec.task, {}).setdefault(key, []).append(target)
+    out: dict[str, list[tuple[str, list[Path]]]] = {}
+    for task, by_key in groups.items():
+        out[task] = []
+        for (model, stem, seed), paths in sorted(by_key.items()):
+            methods = ", ".join(p.parent.parent.name for p in paths)
+            out[task].append((f"{stem} ({model}, seed {seed}; left to right: {methods})", paths))
+    notes = []
+    if not groups:
+        notes.append("no per-run figures (reliability diagrams, ROC curves) found in the runs' artifacts/ "
+                      "folders; the calibration and anomaly evaluators write them there when they run")
+    return out, notes

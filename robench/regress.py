@@ -1,0 +1,171 @@
+"""Regression baselines: record every score, later check that nothing got worse beyond a tolerance.
+
+A baseline file (``baselines/NAME.json``) stores, per (task, model, method), every directional
+metric of every evaluator (``evaluator.metric`` -> mean over seeds, per-seed values, direction)
+plus the tolerances it was recorded with. ``check`` compares current results with it:
+a metric regressed when it moved in the bad direction (down for accuracies / AUROC, up for
+ECE / FPR95 / drops) by more than its tolerance; a metric in the baseline that the current
+results lack counts as a regression too ("missing"), unless ``allow_missing``. Improvements and
+new metrics never fail. Informational numbers (counts, temperatures) are not stored.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robench.errors import ConfigError
+from robench.report import load_results, metric_direction
+from robench.results import atomic_write_json
+
+BASELINE_SCHEMA = "robench.baseline/1"
+DEFAULT_TOLERANCE = 0.01  # absolute, in the metric's own units (0.01 = one accuracy point)
+
+
+def parse_tolerances(specs: Iterable[str] | str | None, base: dict[str, float] | None = None) -> dict[str, float]:
+    """``["0.02", "ece=0.005", "shift.*=0.03"]`` -> {"*": 0.02, "ece": 0.005, "shift.*": 0.03}.
+
+    A bare number is the default for every metric; ``PATTERN=NUMBER`` sets metrics whose
+    ``evaluator.metric`` name, or metric name alone, matches PATTERN (exact or a shell glob).
+    Comma-separated lists work too.
+    """
+    out = dict(base or {})
+    if isinstance(specs, str):
+        specs = [specs]
+    for spec in specs or []:
+        for part in [p.strip() for p in str(spec).split(",") if p.strip()]:
+            pattern, _, value = part.rpartition("=")
+            try:
+                number = float(value)
+            except ValueError:
+                raise ConfigError(f"bad --tolerance {part!r}; use a number (0.01) or metric=number "
+                                  "(ece=0.005, shift.*=0.02)") from None
+            if number < 0:
+                raise ConfigError(f"bad --tolerance {part!r}: tolerances are absolute and must be >= 0")
+            out[pattern.strip() or "*"] = number
+    return out
+
+
+def tolerance_for(name: str, tolerances: dict[str, float]) -> float:
+    """The most specific matching tolerance for ``evaluator.metric``: exact > metric-only > glob > default."""
+    metric = name.split(".", 1)[1] if "." in name else name
+    for key in (name, metric):
+        if key in tolerances:
+            return tolerances[key]
+    globs = [(len(p), v) for p, v in tolerances.items()
+             if p != "*" and (fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(metric, p))]
+    if globs:
+        return max(globs)[1]
+    return tolerances.get("*", DEFAULT_TOLERANCE)
+
+
+def _key(task: str, model: str, method: str) -> str:
+    return f"{task} | {model} | {method}"
+
+
+def collect_scores(results: Path | str | Iterable[Path | str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """{"task | model | method": {"evaluator.metric": {"value", "seeds", "direction"}}} over directional metrics."""
+    per: dict[str, dict[str, dict[str, float]]] = {}
+    for rec in load_results(results):
+        entry = per.setdefault(_key(rec.task, rec.model, rec.method), {})
+        for metric, value in rec.metrics.items():
+            if metric_direction(metric) is None or not np.isfinite(value):
+                continue
+            entry.setdefault(f"{rec.evaluator}.{metric}", {})[str(rec.seed)] = value
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for key, metrics in sorted(per.items()):
+        out[key] = {name: {"value": float(np.mean(list(seeds.values()))), "seeds": dict(sorted(seeds.items())),
+                           "direction": metric_direction(name.split(".", 1)[1])}
+                    for name, seeds in sorted(metrics.items())}
+    return out
+
+
+def record_baseline(results: Path | str | Iterable[Path | str], out: Path | str,
+                    tolerances: dict[str, float] | None = None) -> dict[str, Any]:
+    scores = collect_scores(results)
+    if not scores:
+        raise ConfigError(f"no robench result files with scores found under {results}; evaluate runs first")
+    baseline = {"schema": BASELINE_SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "tolerances": tolerances or {"*": DEFAULT_TOLERANCE}, "scores": scores}
+    atomic_write_json(Path(out), baseline)
+    return baseline
+
+
+def load_baseline(path: Path | str) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"baseline {path} does not exist; record one with 'robench baseline record'")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise ConfigError(f"baseline {path} is not valid JSON; re-record it") from None
+    if not isinstance(data, dict) or data.get("schema") != BASELINE_SCHEMA:
+        raise ConfigError(f"{path} is not a robench baseline (schema {data.get('schema') if isinstance(data, dict) else None!r})")
+    return data
+
+
+@dataclass
+class Comparison:
+    run: str  # "task | model | method"
+    metric: str  # evaluator.metric
+    direction: str
+    baseline: float
+    current: float | None
+    tolerance: float
+    status: str  # ok, improved, regressed, missing
+
+    @property
+    def delta(self) -> float | None:
+        return None if self.current is None else self.current - self.baseline
+
+    @property
+    def failed(self) -> bool:
+        return self.status in {"regressed", "missing"}
+
+
+def compare(baseline: dict[str, Any], current: dict[str, dict[str, dict[str, Any]]],
+            tolerances: dict[str, float] | None = None, allow_missing: bool = False) -> list[Comparison]:
+    tol = {**baseline.get("tolerances", {}), **(tolerances or {})}
+    rows = []
+    for run, metrics in baseline.get("scores", {}).items():
+        for name, entry in metrics.items():
+            direction = entry.get("direction") or metric_direction(name.split(".", 1)[-1]) or "higher"
+            base = float(entry["value"])
+            cur_entry = current.get(run, {}).get(name)
+            t = tolerance_for(name, tol)
+            if cur_entry is None:
+                rows.append(Comparison(run, name, direction, base, None, t, "ok" if allow_missing else "missing"))
+                continue
+            cur = float(cur_entry["value"])
+            worse = (base - cur) if direction == "higher" else (cur - base)
+            status = "regressed" if worse > t + 1e-12 else "improved" if worse < -1e-12 else "ok"
+            rows.append(Comparison(run, name, direction, base, cur, t, status))
+    return rows
+
+
+def check(results: Path | str | Iterable[Path | str], baseline_path: Path | str,
+          tolerances: dict[str, float] | None = None, allow_missing: bool = False) -> list[Comparison]:
+    baseline = load_baseline(baseline_path)
+    return compare(baseline, collect_scores(results), tolerances, allow_missing)
+
+
+def regression_table(rows: Sequence[Comparison], title: str):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("task | model | method", "metric", "dir", "baseline", "current", "Δ", "tolerance", "status"):
+        table.add_column(col, justify="right" if col in {"baseline", "current", "Δ", "tolerance"} else "left",
+                         no_wrap=col in {"metric", "status"})
+    for r in rows:
+        table.add_row(r.run, r.metric, "↑" if r.direction == "higher" else "↓", f"{r.baseline:.4f}",
+                      "-" if r.current is None else f"{r.current:.4f}",
+                      "-" if r.delta is None else f"{r.delta:+.4f}", f"{r.tolerance:g}",
+                      f"[red]{r.status}[/red]" if r.failed else r.status)
+    return table

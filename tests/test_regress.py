@@ -1,0 +1,101 @@
+"""Regression baselines through the CLI: check passes on equal results and fails on worse ones."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from robench.cli import app
+from robench.errors import ConfigError
+from robench.regress import parse_tolerances, tolerance_for
+from robench.results import atomic_write_json, make_result, result_path
+
+runner = CliRunner()
+
+
+def write_runs(root, *, acc=0.80, ece=0.10, auroc=0.90, seeds=(0, 1)):
+    for method, bonus in (("vanilla", 0.0), ("ram", 0.02)):
+        for seed in seeds:
+            run = {"run_id": f"s/tiny/{method}/seed{seed}", "task": {"name": "sentiment", "profile": "quick"},
+                   "model": {"name": "tiny"}, "method": {"name": method, "selective": False}, "seed": seed}
+            run_dir = root / method / f"seed{seed}"
+            atomic_write_json(result_path(run_dir, "id"),
+                              make_result("id", run, {"accuracy": acc + bonus, "n": 100}, details={"correct": "10"}))
+            atomic_write_json(result_path(run_dir, "calibration"),
+                              make_result("calibration", run, {"ece": ece, "temperature": 2.0}))
+            atomic_write_json(result_path(run_dir, "anomaly"),
+                              make_result("anomaly", run, {"auroc": auroc, "fpr95": 1 - auroc}))
+
+
+@pytest.fixture
+def baseline(tmp_path):
+    write_runs(tmp_path / "base")
+    path = tmp_path / "baselines" / "b.json"
+    res = runner.invoke(app, ["baseline", "record", "--results", str(tmp_path / "base"), "--out", str(path)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(path.read_text())
+    scores = data["scores"]["sentiment (quick) | tiny | ram"]
+    assert scores["id.accuracy"]["value"] == pytest.approx(0.82)
+    assert scores["calibration.ece"]["direction"] == "lower"
+    assert "calibration.temperature" not in scores and "id.n" not in scores  # informational, not stored
+    return path
+
+
+def test_check_passes_on_equal(tmp_path, baseline):
+    write_runs(tmp_path / "now")
+    res = runner.invoke(app, ["check", "--results", str(tmp_path / "now"), "--baseline", str(baseline)])
+    assert res.exit_code == 0, res.output
+    assert "OK" in res.output and "none regressed" in res.output
+
+
+def test_check_passes_on_better_and_within_tolerance(tmp_path, baseline):
+    write_runs(tmp_path / "now", acc=0.795, ece=0.05, auroc=0.95)  # accuracy -0.005 < default tolerance 0.01
+    res = runner.invoke(app, ["check", "--results", str(tmp_path / "now"), "--baseline", str(baseline)])
+    assert res.exit_code == 0, res.output
+    assert "improved" in res.output
+
+
+def test_check_fails_on_worse(tmp_path, baseline):
+    write_runs(tmp_path / "now", acc=0.70)
+    res = runner.invoke(app, ["check", "--results", str(tmp_path / "now"), "--baseline", str(baseline)])
+    assert res.exit_code == 1, res.output
+    assert "FAIL" in res.output and "id.accuracy" in res.output and "regressed" in res.output
+    assert "calibration.ece" not in res.output  # only regressed metrics are listed
+    # a generous per-metric tolerance lets the same results pass
+    res = runner.invoke(app, ["check", "--results", str(tmp_path / "now"), "--baseline", str(baseline),
+                              "--tolerance", "id.accuracy=0.2"])
+    assert res.exit_code == 0, res.output
+
+
+def test_check_is_direction_aware(tmp_path, baseline):
+    write_runs(tmp_path / "now", ece=0.15)  # ECE up = worse
+    res = runner.invoke(app, ["baseline", "check", "--results", str(tmp_path / "now"), "--baseline", str(baseline)])
+    assert res.exit_code == 1 and "calibration.ece" in res.output
+    write_runs(tmp_path / "now2", auroc=0.80)  # AUROC down and FPR95 up = worse
+    res = runner.invoke(app, ["check", "--results", str(tmp_path / "now2"), "--baseline", str(baseline)])
+    assert res.exit_code == 1 and "anomaly.auroc" in res.output and "anomaly.fpr95" in res.output
+
+
+def test_check_missing_metric(tmp_path, baseline):
+    write_runs(tmp_path / "now", seeds=(0,))
+    for p in (tmp_path / "now").rglob("anomaly.json"):
+        p.unlink()
+    res = runner.invoke(app, ["check", "--results", str(tmp_path / "now"), "--baseline", str(baseline)])
+    assert res.exit_code == 1 and "missing" in res.output
+    res = runner.invoke(app, ["check", "--results", str(tmp_path / "now"), "--baseline", str(baseline),
+                              "--allow-missing"])
+    assert res.exit_code == 0, res.output
+
+
+def test_tolerances_and_errors(tmp_path):
+    tol = parse_tolerances(["0.02", "ece=0.005,shift.*=0.03"])
+    assert tolerance_for("id.accuracy", tol) == 0.02
+    assert tolerance_for("calibration.ece", tol) == 0.005
+    assert tolerance_for("shift.accuracy.amazon", tol) == 0.03
+    assert tolerance_for("id.accuracy", {}) == 0.01
+    with pytest.raises(ConfigError):
+        parse_tolerances(["ece=abc"])
+    res = runner.invoke(app, ["check", "--results", str(tmp_path), "--baseline", str(tmp_path / "nope.json")])
+    assert isinstance(res.exception, ConfigError)

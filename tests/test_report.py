@@ -1,0 +1,172 @@
+"""The leaderboard on synthetic result files (no training): aggregation, improvements, tables, plots."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from robench.errors import ConfigError
+from robench.report import (
+    build_leaderboard,
+    format_table,
+    load_results,
+    paired_bootstrap,
+    relative_improvement,
+    resolve_aspects,
+    write_leaderboard,
+)
+from robench.results import atomic_write_json, make_result, result_path
+
+
+def write_result(root, method, seed, evaluator, metrics, details=None, *, model="tiny", task="sentiment",
+                 cost=1e-3, selective=False, artifacts=None):
+    run = {"run_id": f"{task}/{model}/{method}/seed{seed}", "task": {"name": task, "profile": "default"},
+           "model": {"name": model}, "method": {"name": method, "selective": selective}, "seed": seed,
+           "training": {"seconds_per_example": cost}}
+    run_dir = root / task / model / (method + ("+selective" if selective else "")) / f"seed{seed}"
+    atomic_write_json(result_path(run_dir, evaluator),
+                      make_result(evaluator, run, metrics, details=details, artifacts=artifacts))
+    return run_dir
+
+
+def bits(acc: float, n: int = 200, seed: int = 0) -> str:
+    rng = np.random.default_rng(seed)
+    return "".join("1" if x else "0" for x in rng.random(n) < acc)
+
+
+def make_suite(root, method, seed, acc, *, shift=None, ece=0.1, auroc=0.8, attack=0.3, transfer=0.5, cost=1e-3,
+               model="tiny", n=200):
+    correct = bits(acc, n, seed)
+    real = correct.count("1") / n
+    write_result(root, method, seed, "id", {"accuracy": real, "n": n}, {"correct": correct}, model=model, cost=cost)
+    s_acc = shift if shift is not None else acc - 0.1
+    sets = {"amazon": bits(s_acc, n, seed + 100), "tweets": bits(s_acc, n, seed + 200)}
+    accs = {k: v.count("1") / n for k, v in sets.items()}
+    write_result(root, method, seed, "shift", {"mean_accuracy": float(np.mean(list(accs.values()))),
+                                               "drop": real - float(np.mean(list(accs.values()))), "accuracy": accs},
+                 {"correct": sets}, model=model, cost=cost)
+    write_result(root, method, seed, "calibration", {"ece": ece, "ece_raw": ece * 2, "temperature": 1.0},
+                 model=model, cost=cost)
+    write_result(root, method, seed, "anomaly", {"auroc": auroc, "aupr": auroc - 0.1, "fpr95": 1 - auroc},
+                 model=model, cost=cost)
+    write_result(root, method, seed, "adversarial", {"accuracy_under_attack": attack, "transfer_accuracy": transfer,
+                                                     "recipes": {"textfooler": {"accuracy_under_attack": attack}}},
+                 model=model, cost=cost)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    for seed in (0, 1):
+        make_suite(root, "vanilla", seed, 0.70, ece=0.10 + 0.01 * seed, auroc=0.80, attack=0.30, cost=1e-3)
+        # clearly better on accuracy, better (lower) ECE, 3x the training cost
+        make_suite(root, "ram", seed, 0.85, ece=0.05, auroc=0.84, attack=0.40, cost=3e-3)
+        # same accuracy distribution as vanilla but other examples: not significant
+        make_suite(root, "r3f", seed + 10, 0.70, ece=0.12, auroc=0.80, attack=0.30, cost=2e-3)
+    return root
+
+
+def test_load_and_board(synthetic):
+    records = load_results(synthetic)
+    assert len(records) == 3 * 2 * 5
+    board = build_leaderboard(synthetic, n_boot=500)
+    assert list(board["method"]) == ["vanilla", "r3f", "ram"]
+    b = board.set_index("method")
+    assert b.loc["vanilla", "seeds"] == 2 and b.loc["vanilla", "id_n"] == 2
+    assert b.loc["vanilla", "ece_mean"] == pytest.approx(0.105)
+    assert b.loc["vanilla", "ece_std"] == pytest.approx(np.std([0.10, 0.11], ddof=1))
+    # direction-aware: lower ECE is a positive improvement
+    assert b.loc["ram", "ece_delta"] == pytest.approx((0.105 - 0.05) / 0.105)
+    assert b.loc["r3f", "ece_delta"] < 0
+    assert b.loc["ram", "auroc_delta"] == pytest.approx(0.05)
+    assert b.loc["vanilla", "avg_improvement"] == 0
+    assert b.loc["ram", "rank"] == 1 and b.loc["ram", "avg_improvement"] > 0.1
+    assert b.loc["ram", "cost_ratio"] == pytest.approx(3.0)
+    assert b.loc["ram", "id_p"] < 0.01 and b.loc["ram", "shift_p"] < 0.05
+    assert b.loc["r3f", "id_p"] > 0.05
+    assert np.isnan(b.loc["vanilla", "id_p"]) and np.isnan(b.loc["ram", "ece_p"])
+
+
+def test_missing_vanilla_and_aspect(tmp_path):
+    write_result(tmp_path, "ram", 0, "id", {"accuracy": 0.8}, {"correct": "1101"})
+    board = build_leaderboard(tmp_path)
+    row = board.iloc[0]
+    assert row["id_mean"] == 0.8 and np.isnan(row["shift_mean"]) and np.isnan(row["avg_improvement"])
+    text = format_table(board, "markdown")
+    assert "80.0" in text and "–" in text
+
+
+def test_paired_bootstrap():
+    a = np.array([1, 0] * 50)
+    assert paired_bootstrap([{"": a}], [{"": a}]) == 1.0
+    better = np.ones(100, dtype=int)
+    assert paired_bootstrap([{"": better}], [{"": a}], n_boot=300) < 0.01
+    assert np.isnan(paired_bootstrap([{"": a}], [{"": a[:10]}]))
+    assert np.isnan(paired_bootstrap([], [{"": a}]))
+    assert relative_improvement(0.05, 0.1, higher_is_better=False) == pytest.approx(0.5)
+    assert np.isnan(relative_improvement(0.5, 0.0, True))
+
+
+def test_tables(synthetic):
+    board = build_leaderboard(synthetic, n_boot=300)
+    md = format_table(board, "markdown")
+    assert "ECE ↓" in md and "ID acc ↑" in md
+    ram_line = next(line for line in md.splitlines() if line.startswith("| ram"))
+    assert "**5.0 ± 0.0**" in ram_line  # best (lowest) ECE in bold
+    assert "| 50.0 ± 0.0 |" in ram_line  # a column where all methods tie: nothing bold
+    assert r"\*" in ram_line and "3.00×" in ram_line
+    tex = format_table(board, "latex", "id,ece")
+    assert r"\toprule" in tex and r"\bottomrule" in tex and r"$\downarrow$" in tex and r"\textbf{" in tex
+    assert r"$\pm$" in tex and "$^{**}$" in tex and "AUROC" not in tex
+    csv = format_table(board, "csv")
+    df = pd.read_csv(__import__("io").StringIO(csv))
+    assert {"id_mean", "ece_std", "avg_improvement", "cost_ratio"} <= set(df.columns)
+    with pytest.raises(ConfigError):
+        format_table(board, "html")
+    with pytest.raises(ConfigError):
+        resolve_aspects("id,bogus")
+    assert [a.key for a in resolve_aspects("id,shift.accuracy.amazon")] == ["id", "shift.accuracy.amazon"]
+
+
+def test_write_leaderboard_and_artifacts(synthetic, tmp_path):
+    run_dir = synthetic / "sentiment" / "tiny" / "vanilla" / "seed0"
+    (run_dir / "artifacts").mkdir(exist_ok=True)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(1, 1))
+    fig.savefig(run_dir / "artifacts" / "reliability.png")
+    plt.close(fig)
+    written = write_leaderboard(synthetic, tmp_path / "out", n_boot=200)
+    md = written["markdown"].read_text()
+    assert "| ram" in md and "plots/sentiment-aspects.png" in md and "reliability" in md
+    assert (tmp_path / "out" / "plots" / "sentiment-radar.png").exists()
+    assert (tmp_path / "out" / "plots" / "sentiment-attack.png").exists()
+    assert (tmp_path / "out" / "artifacts" / "sentiment" / "tiny" / "vanilla" / "seed0" / "reliability.png").exists()
+    assert written["csv"].exists() and written["latex"].exists()
+
+
+def test_no_artifacts_note(tmp_path):
+    write_result(tmp_path / "runs", "vanilla", 0, "id", {"accuracy": 0.8}, {"correct": "1101"})
+    written = write_leaderboard(tmp_path / "runs", tmp_path / "out", plots=True)
+    assert "no per-run figures" in written["markdown"].read_text()
+
+
+def test_cli_leaderboard_and_table(synthetic, tmp_path):
+    from robench.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["leaderboard", "--results", str(synthetic), "--out", str(tmp_path / "lb"),
+                              "--no-plots", "--bootstrap", "200"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "lb" / "LEADERBOARD.md").exists() and "ram" in res.output
+    res = runner.invoke(app, ["table", "--format", "latex", "--results", str(synthetic), "--aspects", "id,ece",
+                              "--bootstrap", "100"])
+    assert res.exit_code == 0, res.output
+    assert r"\toprule" in res.output
+    res = runner.invoke(app, ["table", "--results", str(tmp_path / "nowhere")])
+    assert isinstance(res.exception, ConfigError)
