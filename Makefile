@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ASSETS_STAMP := $(VENV)/.robench-assets
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-fast lint ci-regression bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test: install
 
 test-fast:
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# A small deterministic benchmark checked against the committed baseline (CI runs it after the tests).
+ci-regression: install
+	ROBENCH=$(BIN)/robench bash benchmarks/ci_regression.sh
 
 lint:
 	$(BIN)/ruff check robench tests benchmarks

@@ -1,0 +1,167 @@
+"""Offline resources of the attacks: GloVe vectors with a cached nearest-neighbour table, stop words,
+WordNet and a MiniLM sentence encoder.
+
+The 50-nearest-neighbour table (cosine, over the ``vocab_size`` most frequent GloVe words) is
+computed once and cached as plain ``.npy`` files under ``<cache>/glove``, keyed by a hash of the
+vectors used; later loads take well under a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from robench.attacks.offline import WORDNET_FIX, cache_root, prepare_wordnet
+from robench.errors import AssetMissingError
+
+# Counter-fitted vectors (TextFooler's) hold 65,713 words; GloVe is ordered by frequency, so its
+# 65,713 most frequent alphabetic words give a vocabulary of the same size.
+DEFAULT_VOCAB = 65713
+NEIGHBOURS = 50
+
+
+@dataclass
+class GloveTable:
+    matrix: np.ndarray  # (V, 50) float32
+    words: list[str]
+    nn: np.ndarray  # (V, NEIGHBOURS + 1) int32; column 0 is the word itself
+    key: str
+
+    @property
+    def word2index(self) -> dict[str, int]:
+        return {w: i for i, w in enumerate(self.words)}
+
+
+def _glove_files() -> tuple[Path, Path]:
+    from robench.assets import asset_dir
+
+    d = asset_dir("glove")
+    return d / "glove_6B_50d_emb.npy", d / "glove_6B_index.parquet"
+
+
+def vectors_hash(matrix: np.ndarray, words: list[str]) -> str:
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(matrix, dtype=np.float32).tobytes())
+    h.update("\n".join(words).encode())
+    return h.hexdigest()[:16]
+
+
+def nearest_neighbours(matrix: np.ndarray, k: int = NEIGHBOURS, chunk: int = 2048) -> np.ndarray:
+    """(V, k+1) indices of each row's most cosine-similar rows, the row itself first (ties by index)."""
+    import torch
+
+    emb = torch.from_numpy(np.ascontiguousarray(matrix, dtype=np.float32))
+    emb = emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    out = np.empty((len(emb), k + 1), dtype=np.int32)
+    with torch.inference_mode():
+        for start in range(0, len(emb), chunk):
+            sims = emb[start : start + chunk] @ emb.T
+            rows = torch.arange(sims.shape[0])
+            sims[rows, rows + start] = float("inf")  # self first, even with duplicate vectors
+            out[start : start + chunk] = sims.topk(k + 1, dim=1).indices.numpy()
+    return out
+
+
+@lru_cache(maxsize=2)
+def load_glove(vocab_size: int = DEFAULT_VOCAB, k: int = NEIGHBOURS) -> GloveTable:
+    """GloVe 6B 50d restricted to the ``vocab_size`` most frequent words, with its k-NN table (cached)."""
+    import pyarrow.parquet as pq
+
+    emb_file, index_file = _glove_files()
+    all_words = [str(w) for w in pq.read_table(index_file).column(0).to_pylist()]
+    # Keep plain alphabetic words (as in counter-fitted vectors): swapping in punctuation or
+    # clitics ("n't", "'s", ",") changes the word segmentation, which TextAttack cannot track.
+    keep = [i for i, w in enumerate(all_words) if w.isascii() and w.isalpha()][:vocab_size]
+    matrix = np.array(np.load(emb_file, mmap_mode="r")[keep], dtype=np.float32)
+    words = [all_words[i] for i in keep]
+    key = vectors_hash(matrix, words)
+    path = cache_root() / "glove" / f"nn-{key}-k{k}.npy"
+    nn = None
+    if path.exists():
+        try:
+            nn = np.load(path, allow_pickle=False)
+            if nn.shape != (len(words), k + 1):
+                nn = None
+        except (OSError, ValueError):
+            nn = None
+    if nn is None:
+        nn = nearest_neighbours(matrix, k)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
+        np.save(tmp, nn, allow_pickle=False)
+        tmp.replace(path)
+    return GloveTable(matrix=matrix, words=words, nn=nn, key=key)
+
+
+def textattack_embedding(vocab_size: int = DEFAULT_VOCAB):
+    """A ``textattack.shared.WordEmbedding`` over GloVe with the cached neighbour table."""
+    from robench.attacks.offline import import_textattack
+
+    import_textattack()
+    from textattack.shared import WordEmbedding
+
+    table = load_glove(vocab_size)
+    return WordEmbedding(table.matrix, table.word2index, dict(enumerate(table.words)), nn_matrix=table.nn)
+
+
+def stop_words() -> set[str]:
+    """English stop words (scikit-learn's list), left untouched by word-substitution attacks."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return set(ENGLISH_STOP_WORDS)
+
+
+def require_wordnet() -> Path:
+    """WordNet ready for NLTK; raises AssetMissingError with one clear line if it is not installed."""
+    try:
+        return prepare_wordnet()
+    except AssetMissingError as exc:
+        msg = str(exc)
+        raise AssetMissingError(msg if WORDNET_FIX in msg else f"WordNet is not installed; {WORDNET_FIX}") from None
+
+
+class MiniLMEncoder:
+    """Mean-pooled all-MiniLM-L6-v2 sentence embeddings (the offline stand-in for USE), memoised."""
+
+    def __init__(self, device: str = "cpu", batch_size: int = 64, cache_size: int = 100_000) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        from robench.assets import asset_dir
+
+        path = asset_dir("minilm")
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).to(device).eval()
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.cache_size = cache_size
+        self._cache: dict[str, np.ndarray] = {}
+
+    def encode(self, sentences: list[str]) -> np.ndarray:
+        import torch
+
+        todo = list(dict.fromkeys(s for s in sentences if s not in self._cache))
+        todo.sort(key=len)
+        with torch.inference_mode():
+            for start in range(0, len(todo), self.batch_size):
+                chunk = todo[start : start + self.batch_size]
+                enc = self.tokenizer(chunk, padding=True, truncation=True, max_length=128,
+                                     return_tensors="pt").to(self.device)
+                hidden = self.model(**enc).last_hidden_state
+                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
+                for s, v in zip(chunk, pooled.float().cpu().numpy(), strict=True):
+                    if len(self._cache) >= self.cache_size:
+                        self._cache.pop(next(iter(self._cache)))
+                    self._cache[s] = v
+        return np.stack([self._cache[s] for s in sentences]) if sentences else np.zeros((0, 384), np.float32)
+
+
+@lru_cache(maxsize=2)
+def minilm_encoder(device: str = "cpu") -> MiniLMEncoder:
+    return MiniLMEncoder(device)
