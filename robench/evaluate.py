@@ -32,6 +32,9 @@ class EvalContext:
     device: str = "cpu"
     precision: str = "fp32"
     batch_size: int = 128
+    # Capture penultimate features on every fresh pass (a forward hook, nearly free) so that a set
+    # scored first without features (accuracy) is not predicted again for feature-based scores.
+    always_features: bool = True
     _model: Any = None
     _tokenizer: Any = None
     _memo: dict[tuple[str, bool], Predictions] = field(default_factory=dict)
@@ -78,9 +81,18 @@ class EvalContext:
                 if not features or "features" in z:
                     preds = Predictions(z["logits"], z["features"] if "features" in z else None)
         if preds is None:
-            preds = predict(self.model, self.tokenizer, self.texts(key), batch_size=self.batch_size,
-                            max_length=self.max_length, device=self.device, precision=self.precision,
-                            features=features, description=f"predict {key}")
+            want_features = features or self.always_features
+            try:
+                preds = predict(self.model, self.tokenizer, self.texts(key), batch_size=self.batch_size,
+                                max_length=self.max_length, device=self.device, precision=self.precision,
+                                features=want_features, description=f"predict {key}")
+            except ValueError:
+                if features or not want_features:
+                    raise
+                # no recognisable classifier head to hook: logits only
+                preds = predict(self.model, self.tokenizer, self.texts(key), batch_size=self.batch_size,
+                                max_length=self.max_length, device=self.device, precision=self.precision,
+                                features=False, description=f"predict {key}")
             cache.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache.with_name(f".{cache.stem}.tmp.npz")
             arrays = {"logits": preds.logits}
@@ -89,6 +101,8 @@ class EvalContext:
             np.savez(tmp, **arrays)
             tmp.replace(cache)
         self._memo[memo_key] = preds
+        if preds.features is not None:
+            self._memo[(key, True)] = preds
         return preds
 
 
