@@ -128,7 +128,8 @@ def evaluate_run(run_dir: Path, suite: str = "quick", *, force: bool = False, de
     ctx = ctx or make_context(run_dir, device, precision, limit)
     written: dict[str, Path] = {}
     for name in names:
-        evaluator = EVALUATORS.get(name)(**(options or {}).get(name, {}))
+        opts = {**ctx.task.evaluator_options.get(name, {}), **(options or {}).get(name, {})}
+        evaluator = EVALUATORS.get(name)(**opts)
         path = result_path(ctx.run_dir, name)
         if path.exists() and not force and _same_settings(path, evaluator.settings_key(), limit):
             console.print(f"[dim]{name}: result exists ({path}); skipped (use --force to recompute)[/dim]")

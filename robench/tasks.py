@@ -30,7 +30,7 @@ SOURCE_KEYS = {
 SET_KEYS = {"source", "part", "limit"}
 TOP_KEYS = {
     "name", "description", "labels", "sources", "train", "validation", "test", "shift", "ood",
-    "adversarial", "attack_split", "profiles",
+    "adversarial", "attack_split", "profiles", "evaluators",
 }
 ROLES = ("train", "validation", "test")
 GROUPS = ("shift", "ood", "adversarial")
@@ -71,7 +71,9 @@ class TaskSpec:
     sets: dict[str, SetSpec]  # keys: "train", "validation", "test", "shift:amazon", "ood:trec", ...
     attack_split: str = "test"
     description: str = ""
-    profiles: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Per-evaluator default options for this task (e.g. attack sample size); CLI options override them.
+    evaluator_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: Path | None = None
 
     def set_names(self, group: str) -> list[str]:
@@ -125,7 +127,9 @@ def apply_profile(spec: TaskSpec, profile: str) -> TaskSpec:
     if profile not in spec.profiles:
         known = ", ".join(["default", *spec.profiles])
         raise ConfigError(f"task {spec.name!r} has no profile {profile!r}; choose one of: {known}")
-    sizes = spec.profiles[profile]
+    sizes = dict(spec.profiles[profile])
+    for name, opts in (sizes.pop("evaluators", None) or {}).items():
+        spec.evaluator_options[name] = {**spec.evaluator_options.get(name, {}), **opts}
     sets = {}
     for key, s in spec.sets.items():
         role = key.split(":", 1)[0]
@@ -174,8 +178,13 @@ def parse_task(raw: Any, path: Path | str = "<task>") -> TaskSpec:
     profiles = raw.get("profiles") or {}
     if not isinstance(profiles, dict) or not all(isinstance(v, dict) for v in profiles.values()):
         raise _fail(path, "profiles", "must map profile names to {role: limit}", "e.g. profiles: {quick: {train: 500}}")
+    evaluator_options = raw.get("evaluators") or {}
+    _check_evaluator_options(evaluator_options, "evaluators", path)
     for pname, sizes in profiles.items():
         for role, lim in sizes.items():
+            if role == "evaluators":
+                _check_evaluator_options(lim, f"profiles.{pname}.evaluators", path)
+                continue
             if role not in (*ROLES, *GROUPS):
                 raise _fail(path, f"profiles.{pname}.{role}", "unknown role", f"use one of {', '.join((*ROLES, *GROUPS))}")
             if lim is not None and (not isinstance(lim, int) or lim <= 0):
@@ -183,8 +192,14 @@ def parse_task(raw: Any, path: Path | str = "<task>") -> TaskSpec:
     return TaskSpec(
         name=str(raw["name"]), labels=labels, sources=sources, sets=sets, attack_split=attack_split,
         description=str(raw.get("description", "")), profiles=profiles,
+        evaluator_options={k: dict(v) for k, v in evaluator_options.items()},
         path=Path(path) if not isinstance(path, Path) else path,
     )
+
+
+def _check_evaluator_options(options: Any, where: str, path: Path | str) -> None:
+    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+        raise _fail(path, where, "must map evaluator names to option mappings", "e.g. adversarial: {n: 50}")
 
 
 def _parse_source(name: str, s: Any, path: Path | str, labels: list[str]) -> SourceSpec:
