@@ -78,6 +78,10 @@ def build_hooks(cfg: TrainConfig) -> tuple[Any, list[TrainingHook]]:
     if cfg.selective:
         from robench.methods.selective import SelectiveTraining
 
+        if getattr(method, "selective", None) is not None:  # RAM already masks: never mask twice
+            raise ConfigError(f"method {method.name!r} already applies selective training; drop --selective "
+                              "(set its mask with --set selective_alpha=.. selective_beta=..), or pass "
+                              "--set selective=false to use --selective's mask instead")
         hooks.append(SelectiveTraining.from_overrides(cfg.selective_overrides))
     return method, hooks
 
@@ -217,7 +221,9 @@ def train(cfg: TrainConfig) -> Path:
         "git_commit": git_commit(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    _write_run_dir(out, final, tokenizer, record)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:  # under `accelerate launch`, one process writes the run
+        _write_run_dir(out, final, tokenizer, record)
     return out
 
 
