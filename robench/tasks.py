@@ -357,13 +357,13 @@ def _to_examples(spec: SourceSpec, ds, labels: list[str], with_labels: bool) -> 
     if text_col not in columns:
         raise ConfigError(f"source {spec.name!r}: no text column {text_col!r} (columns: {', '.join(columns)}); "
                           "set text_column in the task file")
-    texts_raw = ds[text_col]
+    texts_raw = ds.data.column(text_col).to_pylist()  # whole columns: row access is slow
     labels_raw = None
     if with_labels:
         if spec.label_column not in columns:
             raise ConfigError(f"source {spec.name!r}: no label column {spec.label_column!r} (columns: "
                               f"{', '.join(columns)}); set label_column in the task file")
-        labels_raw = ds[spec.label_column]
+        labels_raw = ds.data.column(spec.label_column).to_pylist()
     pattern = re.compile(spec.text_pattern) if spec.text_pattern else None
     texts: list[str] = []
     ys: list[int] = []

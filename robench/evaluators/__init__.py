@@ -3,7 +3,14 @@
 import importlib
 import pkgutil
 
-from robench.evaluators.base import EVALUATORS, EvalOutput, Evaluator, register_evaluator, resolve_suite, suites
+from robench.evaluators.base import (
+    EVALUATORS,
+    EvalOutput,
+    Evaluator,
+    register_evaluator,
+    resolve_suite,
+    suites,
+)
 
 # Import each evaluator module so that its @register_evaluator runs; this order is the suite order.
 _ORDER = ["indist", "shift", "calibration", "anomaly", "adversarial", "perturb"]
