@@ -20,13 +20,16 @@ install: $(BIN)/python
 		|| echo "note: could not apt-get WordNet (needed only by the pwws attack)"; fi
 	$(BIN)/robench assets
 
-# Train vanilla on the embedded sentiment task with the packaged MiniLM, then evaluate it.
+# The quick benchmark on the embedded sentiment task with the packaged MiniLM: every method,
+# one seed, every evaluator; prints the leaderboard (also written to results/quick/).
 demo: install
-	$(BIN)/robench train --method vanilla --task sentiment --out runs/demo/vanilla --force
-	$(BIN)/robench eval --run runs/demo/vanilla --suite quick --force
+	$(BIN)/robench run --task sentiment --methods all --seeds 0 --suite all --profile quick \
+		--runs-dir runs/quick --results-dir results/quick
 
+# The test suite (fast unit tests + the slow end-to-end tests), then the robustness regression gate.
 test: install
 	$(BIN)/python -m pytest -q
+	ROBENCH=$(BIN)/robench bash benchmarks/ci_regression.sh
 
 test-fast:
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -122,6 +122,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = leave as is)")
+    parser.add_argument("--epoch-steps", type=int, default=125,
+                        help="steps in a real epoch, to extrapolate the mask share (default task: 2000 / 16 = 125)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -147,6 +149,9 @@ def main() -> None:
             print(f"  mask work per step (accumulate + apply): {1000 * r['per_step_mask_s']:.2f} ms")
             print(f"  re-rank + re-sample once per epoch:      {1000 * r['resample_s']:.1f} ms")
             print(f"  mask share of step time over the {args.steps}-step 'epoch': {100 * r['mask_share']:.2f}%")
+            e = args.epoch_steps
+            share = (r["per_step_mask_s"] * e + r["resample_s"]) / (r["step_s"] * e + r["resample_s"])
+            print(f"  mask share over a {e}-step epoch (measured per-step and re-rank costs): {100 * share:.2f}%")
             print(f"  one-off Fisher pass: {r['fisher_s']:.2f} s over {r['fisher_batches']} batches "
                   f"({1000 * r['fisher_s'] / r['fisher_batches']:.1f} ms/batch, ranking included)")
 

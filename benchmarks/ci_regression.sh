@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# CI regression gate: a tiny deterministic benchmark (random-init tiny-bert, fixed seeds, 64 examples
-# per set, one epoch, CPU) checked against the committed baseline baselines/ci-tiny.json.
+# CI regression gate: a small deterministic benchmark (the packaged MiniLM, vanilla and RAM, seed 0,
+# 128 examples per set, two epochs, CPU) checked against the committed baseline baselines/ci-minilm.json.
 #
 #   benchmarks/ci_regression.sh            # run the benchmark, then 'robench check' (exit 1 on a regression)
 #   benchmarks/ci_regression.sh record     # run it twice, require identical scores, (re)write the baseline
 #
-# Environment: ROBENCH (the CLI, default: robench on PATH or .venv/bin/robench), METHODS (default vanilla),
-# SEEDS (0,1), SUITE (id), LIMIT (64), EPOCHS (1), TOLERANCE (0.01, absolute), BASELINE, WORK (scratch dir).
+# Environment: ROBENCH (the CLI, default: robench on PATH or .venv/bin/robench), MODEL (minilm),
+# METHODS (vanilla,ram), SEEDS (0), SUITE (id,shift,calibration,anomaly), LIMIT (128), EPOCHS (2),
+# TOLERANCE (0.02, absolute: about two flipped predictions in 128), BASELINE, WORK (scratch dir).
 # Widen METHODS / SUITE as methods and evaluators land, then re-record the baseline in the same change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,18 +15,19 @@ cd "$(dirname "$0")/.."
 if [ -z "${ROBENCH:-}" ]; then
     if [ -x .venv/bin/robench ]; then ROBENCH=.venv/bin/robench; else ROBENCH=robench; fi
 fi
-METHODS=${METHODS:-vanilla}
-SEEDS=${SEEDS:-0,1}
-SUITE=${SUITE:-id}
-LIMIT=${LIMIT:-64}
-EPOCHS=${EPOCHS:-1}
-TOLERANCE=${TOLERANCE:-0.01}
-BASELINE=${BASELINE:-baselines/ci-tiny.json}
+MODEL=${MODEL:-minilm}
+METHODS=${METHODS:-vanilla,ram}
+SEEDS=${SEEDS:-0}
+SUITE=${SUITE:-id,shift,calibration,anomaly}
+LIMIT=${LIMIT:-128}
+EPOCHS=${EPOCHS:-2}
+TOLERANCE=${TOLERANCE:-0.02}
+BASELINE=${BASELINE:-baselines/ci-minilm.json}
 WORK=${WORK:-$(mktemp -d -t robench-ci.XXXXXX)}
 export ROBENCH_PROGRESS=0 TOKENIZERS_PARALLELISM=false
 
 bench() {  # $1: output folder
-    "$ROBENCH" run --task sentiment --model tiny-bert --methods "$METHODS" --seeds "$SEEDS" --suite "$SUITE" \
+    "$ROBENCH" run --task sentiment --model "$MODEL" --methods "$METHODS" --seeds "$SEEDS" --suite "$SUITE" \
         --profile default --limit "$LIMIT" --epochs "$EPOCHS" --device cpu \
         --runs-dir "$1/runs" --results-dir "$1/results" --no-plots
 }

@@ -70,13 +70,20 @@ def load_model(name: str, num_labels: int, seed: int = 0):
     """A sequence classifier with a fresh head of ``num_labels`` (seeded) on a pre-trained encoder."""
     from transformers import AutoModelForSequenceClassification, BertForSequenceClassification
 
+    from transformers.utils import logging as hf_logging
+
     source = model_source(name)
     torch.manual_seed(seed)
     if source == TINY:
         return BertForSequenceClassification(tiny_config(num_labels))
-    return _hub_guard(name, lambda: AutoModelForSequenceClassification.from_pretrained(
-        source, num_labels=num_labels, use_safetensors=True, ignore_mismatched_sizes=True,
-    ))
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # a fresh classification head is expected, not worth a warning
+    try:
+        return _hub_guard(name, lambda: AutoModelForSequenceClassification.from_pretrained(
+            source, num_labels=num_labels, use_safetensors=True, ignore_mismatched_sizes=True,
+        ))
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 def load_trained(run_dir: Path):
