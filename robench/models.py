@@ -69,7 +69,6 @@ def tiny_config(num_labels: int, vocab_size: int = 30522):
 def load_model(name: str, num_labels: int, seed: int = 0):
     """A sequence classifier with a fresh head of ``num_labels`` (seeded) on a pre-trained encoder."""
     from transformers import AutoModelForSequenceClassification, BertForSequenceClassification
-
     from transformers.utils import logging as hf_logging
 
     source = model_source(name)

@@ -174,7 +174,15 @@ def test_adversarial_evaluator_writes_metrics(tiny_run):
                 "avg_num_queries", "num_successful", "num_failed", "num_skipped", "seconds_per_example"} <= set(rec)
     assert metrics["accuracy_under_attack"] == pytest.approx(
         np.mean([r["accuracy_under_attack"] for r in metrics["recipes"].values()]))
-    assert "transfer_accuracy" not in metrics  # the sentiment task has no static adversarial sets
+    # the sentiment task's static transfer set: accuracy recomputed here from the model directly
+    from robench.evaluate import make_context
+    from robench.predict import predict
+
+    ctx = make_context(tiny_run, device="cpu")
+    key = "adversarial:textfooler_vanilla"
+    logits = predict(ctx.model, ctx.tokenizer, ctx.texts(key), device="cpu").logits
+    assert metrics["transfer"] == {"textfooler_vanilla": pytest.approx(float(np.mean(logits.argmax(-1) == ctx.labels(key))))}
+    assert metrics["transfer_accuracy"] == pytest.approx(metrics["transfer"]["textfooler_vanilla"])
     assert result["settings"]["n"] == 4 and result["settings"]["recipes"] == ["deepwordbug", "pwws"]
     for art in result["artifacts"]:
         assert (tiny_run / art).exists()

@@ -103,7 +103,7 @@ def test_result_files_have_the_contract_keys(results, tiny_run, base_ctx):
     cal = results["calibration"]["metrics"]
     for key in ("ece", "ece_raw", "mce", "brier", "nll"):
         assert key in cal["id"]
-    assert set(cal["sets"]) == {"amazon", "tweets"}
+    assert set(cal["sets"]) == {"amazon", "tweets", "adversarial:textfooler_vanilla"}
     assert cal["ece"] == pytest.approx(np.mean([s["ece"] for s in cal["sets"].values()]))
     assert cal["ece_raw"] == pytest.approx(np.mean([s["ece_raw"] for s in cal["sets"].values()]))
     assert cal["temperature"] > 0
@@ -147,7 +147,7 @@ def test_predictions_computed_once_and_cached(evaluated):
     _, first, second, second_ctx = evaluated
     # one pass per distinct set (test, validation, train, 2 shift, 2 OOD) although four evaluators
     # read the test set, one of them with features
-    assert len(first) == 7
+    assert len(first) == 8  # train, validation, test, 2 shift, 2 OOD, 1 static adversarial set
     assert second == []  # a fresh context reads everything from the disk cache ...
     assert second_ctx._model is None  # ... without even loading the model
 
@@ -185,7 +185,7 @@ def test_label_outside_task_labels_is_an_error(tiny_run, base_ctx):
 
 def test_task_without_shift_or_ood_sets_is_an_error(tiny_run, base_ctx):
     ctx = _fresh(base_ctx)
-    ctx.task.sets = {k: v for k, v in ctx.task.sets.items() if not k.startswith(("shift:", "ood:"))}
+    ctx.task.sets = {k: v for k, v in ctx.task.sets.items() if not k.startswith(("shift:", "ood:", "adversarial:"))}
     for name, group in (("shift", "shift"), ("calibration", "shift"), ("anomaly", "ood")):
         with pytest.raises(ConfigError, match=f"has no {group} sets") as err:
             evaluate_run(tiny_run, name, force=True, ctx=ctx)

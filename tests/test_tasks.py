@@ -72,7 +72,8 @@ test: s
 
 def test_profiles_and_limit():
     quick = load_task("sentiment", profile="quick")
-    assert quick.sets["train"].limit == 600
+    assert quick.sets["train"].limit == 500
+    assert quick.evaluator_options["adversarial"]["n"] == 10
     full = load_task("sentiment", profile="full")
     assert full.sets["train"].limit is None
     assert load_task("sentiment", limit=7).sets["test"].limit == 7
