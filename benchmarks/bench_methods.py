@@ -122,8 +122,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = leave as is)")
-    parser.add_argument("--epoch-steps", type=int, default=125,
-                        help="steps in a real epoch, to extrapolate the mask share (default task: 2000 / 16 = 125)")
+    parser.add_argument("--epoch-steps", type=int, default=75,
+                        help="steps in a real epoch, to extrapolate the mask share (default task: 1200 / 16 = 75)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -146,6 +146,12 @@ def train(cfg: TrainConfig) -> Path:
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps)
     total_steps = cfg.epochs * len(train_loader)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    from accelerate.state import AcceleratorState
+
+    # Accelerate keeps its settings in a process-wide singleton; several runs in one process (robench
+    # run, tests) may differ in precision, so start each run from a fresh state (the distributed
+    # process group, if any, is kept).
+    AcceleratorState._reset_state()
     accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision="bf16" if cfg.precision == "bf16" else "no")
     # Setup passes (RAM's Fisher importance) read the train set in a fixed order from their own
     # loader, so that they leave the shuffling generator, and so every method's batch order, alone.

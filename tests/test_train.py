@@ -110,3 +110,12 @@ def test_atomic_write_never_leaves_half_a_file(tmp_path, monkeypatch):
         results.atomic_write_json(target, {"ok": 2})
     assert json.loads(target.read_text()) == {"ok": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_bf16_training_and_prediction_run_on_cpu(tmp_path):
+    import numpy as np
+
+    run = train(tiny(tmp_path, precision="bf16"))
+    assert load_run(run)["training"]["precision"] == "bf16"
+    result = json.loads(evaluate_run(run, "id", device="cpu", precision="bf16")["id"].read_text())
+    assert result["settings"]["precision"] == "bf16" and np.isfinite(result["metrics"]["accuracy"])
