@@ -310,9 +310,11 @@ def attack(
 ) -> None:
     """Attack a run and save its successful adversarial examples as a labelled set (a task source)."""
     import csv
+    import io
 
     from robench.evaluate import make_context
     from robench.evaluators.adversarial import attack_recipe
+    from robench.results import atomic_write_text
 
     if save.suffix not in (".jsonl", ".csv"):
         raise RobenchError(f"--save {save}: use a .jsonl or .csv file name")
@@ -320,16 +322,15 @@ def attack(
     summary, records, log = attack_recipe(ctx, recipe, n=n, seed=seed, query_budget=query_budget)
     rows = [{"text": r["perturbed"], "label": ctx.task.labels[r["label"]], "original": r["original"],
              "recipe": recipe, "index": r["index"]} for r in records if r["outcome"] == "successful"]
-    save.parent.mkdir(parents=True, exist_ok=True)
-    tmp = save.with_name(f".{save.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        if save.suffix == ".csv":
-            writer = csv.DictWriter(f, fieldnames=["text", "label", "original", "recipe", "index"])
-            writer.writeheader()
-            writer.writerows(rows)
-        else:
-            f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    tmp.replace(save)
+    if save.suffix == ".csv":
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, fieldnames=["text", "label", "original", "recipe", "index"])
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buffer.getvalue()
+    else:
+        text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    atomic_write_text(save, text)
     out.print(f"[green]{len(rows)} adversarial examples saved:[/green] {save}  (accuracy under attack "
               f"{summary['accuracy_under_attack']:.4f}, success rate {summary['attack_success_rate']:.4f}, "
               f"log {log}); use it as a task source: {{file: {save}, label_column: label}}")

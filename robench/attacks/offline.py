@@ -57,9 +57,9 @@ def nltk_data_dir() -> Path:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    from robench.results import atomic_write_text
+
+    atomic_write_text(path, text)
 
 
 def _prepare_stopwords(root: Path) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import time
 from collections.abc import Callable
@@ -59,11 +58,9 @@ def read_log(path: Path) -> tuple[dict | None, list[dict]]:
 
 
 def _rewrite(path: Path, header: dict, records: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for obj in [header, *records]:
-            f.write(json.dumps(obj, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    from robench.results import atomic_write_text
+
+    atomic_write_text(path, "".join(json.dumps(obj, ensure_ascii=False) + "\n" for obj in [header, *records]))
 
 
 def _outcome(result) -> str:

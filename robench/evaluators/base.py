@@ -7,6 +7,7 @@ It never trains and never writes result files itself: ``robench.evaluate`` does 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,7 +26,7 @@ class EvalOutput:
     artifacts: list[str] = field(default_factory=list)  # paths relative to the run directory
 
 
-class Evaluator:
+class Evaluator(ABC):
     name: ClassVar[str] = "base"
     description: ClassVar[str] = ""
     aspect: ClassVar[str] = ""  # in-distribution / shift / adversarial / calibration / anomaly
@@ -33,8 +34,9 @@ class Evaluator:
     def __init__(self, **options: Any) -> None:
         self.options = options
 
+    @abstractmethod
     def evaluate(self, ctx: Any) -> EvalOutput:  # ctx: robench.evaluate.EvalContext
-        raise NotImplementedError
+        """Metrics of one run; ``ctx`` is a ``robench.evaluate.EvalContext``."""
 
     def settings_key(self) -> dict[str, Any]:
         """Options that change the result (a re-run with other options is not a cache hit)."""

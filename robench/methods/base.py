@@ -60,7 +60,7 @@ class Method(TrainingHook):
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The training loss of one batch (single-backward methods override this)."""
-        raise NotImplementedError
+        raise TypeError(f"method {self.name!r} must override loss() or training_step()")
 
     def training_step(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], accelerator: Any) -> float:
         """Forward and backward passes of one step; returns the loss for logging."""

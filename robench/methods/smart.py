@@ -15,6 +15,7 @@ whole ``delta + eta * g`` per token (so the perturbation's L-inf norm becomes ~1
 from __future__ import annotations
 
 import copy
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,11 +74,12 @@ class SMARTConfig(MethodConfig):
     mtdnn_norm: bool = False
 
 
-class VirtualAdversarial(Method):
+class VirtualAdversarial(Method, ABC):
     """CE + weight * symKL(p, q) with q from one virtual-adversarial ascent step (SMART, ALUM)."""
 
+    @abstractmethod
     def reg_weight(self) -> float:
-        raise NotImplementedError
+        """The weight of the symKL regulariser (SMART's lambda_s, ALUM's alpha)."""
 
     def adversarial_loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[Any, torch.Tensor]:
         cfg = self.config
