@@ -16,7 +16,7 @@ from typing import Any
 
 from robench.errors import ConfigError
 from robench.progress import console, progress_enabled
-from robench.results import RUN_FILE, result_path
+from robench.results import RUN_FILE, method_label, parse_method_label, result_path
 
 
 @dataclass
@@ -26,6 +26,7 @@ class BenchResult:
     evaluated: list[Path] = field(default_factory=list)  # result files (re)written by this call
     skipped_train: list[Path] = field(default_factory=list)
     leaderboard: dict[str, Path] = field(default_factory=dict)
+    board: Any = None  # the robench.report.Board written (printed by the CLI without rebuilding it)
 
 
 def resolve_methods(methods: str | Sequence[str]) -> list[tuple[str, bool]]:
@@ -40,7 +41,7 @@ def resolve_methods(methods: str | Sequence[str]) -> list[tuple[str, bool]]:
         if item.lower() == "all":
             out.extend((name, False) for name in METHODS.names())
             continue
-        name, selective = (item[: -len("+selective")], True) if item.endswith("+selective") else (item, False)
+        name, selective = parse_method_label(item)
         out.append((METHODS.canonical(name), selective))
     return list(dict.fromkeys(out))
 
@@ -110,7 +111,7 @@ def run_benchmark(task: str = "sentiment", methods: str | Sequence[str] = "all",
     def work(step) -> None:
         for i, cfg in enumerate(configs, 1):
             run_dir = Path(cfg.out)
-            name = f"{cfg.method}{'+selective' if cfg.selective else ''} seed {cfg.seed}"
+            name = f"{method_label(cfg.method, cfg.selective)} seed {cfg.seed}"
             result.run_dirs.append(run_dir)
             if (run_dir / RUN_FILE).exists():
                 result.skipped_train.append(run_dir)
@@ -142,7 +143,7 @@ def run_benchmark(task: str = "sentiment", methods: str | Sequence[str] = "all",
     if results_dir is not None:
         from robench.report import write_leaderboard
 
-        result.leaderboard = write_leaderboard(result.run_dirs, results_dir, plots=plots, n_boot=n_boot)
+        result.board, result.leaderboard = write_leaderboard(result.run_dirs, results_dir, plots=plots, n_boot=n_boot)
         console.print(f"leaderboard: {result.leaderboard['markdown']}")
     return result
 

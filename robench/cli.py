@@ -21,6 +21,15 @@ out = Console()
 err = Console(stderr=True)
 
 
+@app.callback()
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v",
+                                       help="show the libraries' info messages (TextAttack, transformers)")) -> None:
+    """Robustness benchmark suite and leaderboard for fine-tuned language models."""
+    from robench.logs import quiet_libraries
+
+    quiet_libraries(not verbose)
+
+
 def _csv(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
@@ -200,20 +209,16 @@ def run_bench(
     res = run_benchmark(task, methods, seeds, suite, profile if profile != "default" else None, model=model,
                         runs_dir=runs_dir, results_dir=results_dir, limit=limit, epochs=epochs,
                         batch_size=batch_size, lr=lr, device=device, precision=precision, plots=plots)
-    _print_board(res.run_dirs, None)
-    out.print(f"[green]leaderboard written:[/green] {res.leaderboard.get('markdown')}")
+    if res.board is not None:
+        _print_board(res.board)
+        out.print(f"[green]leaderboard written:[/green] {res.leaderboard.get('markdown')}")
 
 
-def _print_board(results: list[Path], aspects: str | None) -> None:
-    from robench.report import build_leaderboard, table_rows
+def _print_board(board) -> None:
+    """The board in the terminal, fitted to its width (± std where it fits)."""
+    from robench.report import terminal_tables
 
-    board = build_leaderboard(results, aspects)
-    for task_name, (headers, rows) in table_rows(board, aspects, "text").items():
-        table = Table(title=f"leaderboard: {task_name}")
-        for i, h in enumerate(headers):
-            table.add_column(h, justify="left" if i == 0 else "right")
-        for cells in rows:
-            table.add_row(*cells)
+    for table in terminal_tables(board, out.width):
         out.print(table)
 
 
@@ -229,8 +234,8 @@ def leaderboard(
     from robench.report import write_leaderboard
 
     roots = _paths(results, "runs")
-    written = write_leaderboard(roots, out_dir, aspects=aspects, plots=plots, n_boot=bootstrap)
-    _print_board(roots, aspects)
+    board, written = write_leaderboard(roots, out_dir, aspects=aspects, plots=plots, n_boot=bootstrap)
+    _print_board(board)
     out.print("written: " + ", ".join(str(p) for p in written.values()))
 
 
@@ -248,7 +253,7 @@ def table(
     from robench.results import atomic_write_text
 
     board = build_leaderboard(_paths(results, "runs"), aspects, n_boot=bootstrap)
-    text = format_table(board, format_, aspects, digits=digits)
+    text = format_table(board, format_, digits=digits)
     if out_file:
         atomic_write_text(Path(out_file), text)
         out.print(f"written: {out_file}")

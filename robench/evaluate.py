@@ -15,7 +15,7 @@ from robench.evaluators import EVALUATORS, EvalOutput, resolve_suite
 from robench.models import load_trained, resolve_device, resolve_precision
 from robench.predict import Predictions, predict
 from robench.progress import console
-from robench.results import atomic_write_json, load_run, make_result, result_path
+from robench.results import atomic_write_json, load_run, make_result, result_path, undeclared
 from robench.tasks import TaskData, load_task
 
 CACHE_SUBDIR = "cache"
@@ -137,10 +137,15 @@ def evaluate_run(run_dir: Path, suite: str = "quick", *, force: bool = False, de
             continue
         start = time.perf_counter()
         out: EvalOutput = evaluator.evaluate(ctx)
+        missing = undeclared(evaluator.metrics, out.metrics)
+        if missing:  # a programming error in the evaluator, not a user error: never write an undeclared metric
+            raise RuntimeError(f"evaluator {name!r} wrote undeclared metric(s) {', '.join(missing[:5])}; "
+                               "declare them in its `metrics`")
         result = make_result(name, ctx.run, out.metrics, details=out.details, data=out.data,
                              settings={**out.settings, **evaluator.settings_key(), "limit": limit,
                                        "precision": ctx.precision, "device": ctx.device},
-                             warnings=out.warnings, wall_time_s=time.perf_counter() - start, artifacts=out.artifacts)
+                             warnings=out.warnings, wall_time_s=time.perf_counter() - start, artifacts=out.artifacts,
+                             specs=evaluator.metrics, evaluator_version=evaluator.version, eval_limit=limit)
         atomic_write_json(path, result)
         for warning in out.warnings:
             console.print(f"[yellow]warning ({name}): {warning}[/yellow]")

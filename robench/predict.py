@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +29,46 @@ def _penultimate_hook(model: torch.nn.Module, store: list[torch.Tensor]):
     return last.register_forward_hook(lambda _m, inputs, _out: store.append(inputs[0].detach().float().cpu()))
 
 
-@torch.no_grad()
+def _length(item) -> int:
+    return len(item) if isinstance(item, str) else sum(len(x) for x in item) + len(item) - 1
+
+
+def encode(tokenizer, items: list, max_length: int):
+    """Tokenise texts, or (text, text) pairs, padded to the batch's longest and truncated."""
+    if items and isinstance(items[0], tuple | list):
+        first, second = (list(col) for col in zip(*items, strict=True))
+        return tokenizer(first, second, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    return tokenizer(list(items), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+
+
+@torch.inference_mode()
+def batched_logits(model: torch.nn.Module, tokenizer, items: list, *, batch_size: int = 128, max_length: int = 128,
+                   device: torch.device | str = "cpu", precision: str = "fp32",
+                   on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """The one batched inference of robench (prediction pass and attack wrapper): longest texts first,
+    each batch padded to its own longest sequence, bf16 autocast when asked; logits (N, K) float32 in
+    the input order. ``on_batch(n, padded_length)`` is called after each batch."""
+    model.eval()
+    device = torch.device(device)
+    order = np.argsort([_length(t) for t in items], kind="stable")[::-1]
+    out: list[np.ndarray] = []
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    for start in range(0, len(items), batch_size):
+        idx = order[start : start + batch_size]
+        enc = encode(tokenizer, [items[i] for i in idx], max_length).to(device)
+        with autocast:
+            logits = model(**enc).logits
+        out.append(logits.float().cpu().numpy())
+        if on_batch is not None:
+            on_batch(len(idx), int(enc["input_ids"].shape[1]))
+    if not out:
+        return np.zeros((0, 0), np.float32)
+    stacked = np.concatenate(out)
+    result = np.empty_like(stacked)
+    result[order] = stacked
+    return result
+
+
 def predict(
     model: torch.nn.Module,
     tokenizer,
@@ -41,33 +81,20 @@ def predict(
     features: bool = False,
     description: str | None = None,
 ) -> Predictions:
-    model.eval()
-    device = torch.device(device)
-    lengths = [len(t) for t in texts]
-    order = np.argsort(lengths, kind="stable")[::-1]
-    logits_sorted: list[torch.Tensor] = []
+    """Logits (and, with ``features``, the classifier's input) of ``texts``, with a progress bar."""
+    lengths_order = np.argsort([_length(t) for t in texts], kind="stable")[::-1]
     feats: list[torch.Tensor] = []
     handle = _penultimate_hook(model, feats) if features else None
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     try:
         with progress_bar(description or "predicting", total=len(texts), unit="ex") as bar:
-            for start in range(0, len(texts), batch_size):
-                idx = order[start : start + batch_size]
-                enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
-                                return_tensors="pt").to(device)
-                with autocast:
-                    out = model(**enc)
-                logits_sorted.append(out.logits.float().cpu())
-                bar.advance(len(idx))
+            logits = batched_logits(model, tokenizer, texts, batch_size=batch_size, max_length=max_length,
+                                    device=device, precision=precision, on_batch=lambda n, _len: bar.advance(n))
     finally:
         if handle is not None:
             handle.remove()
-    logits = torch.cat(logits_sorted).numpy() if logits_sorted else np.zeros((0, 0), np.float32)
-    result = np.empty_like(logits)
-    result[order] = logits
     feat_arr = None
     if features:
-        stacked = torch.cat(feats).numpy()
+        stacked = torch.cat(feats).numpy()  # captured in the sorted order of batched_logits
         feat_arr = np.empty_like(stacked)
-        feat_arr[order] = stacked
-    return Predictions(logits=result, features=feat_arr)
+        feat_arr[lengths_order] = stacked
+    return Predictions(logits=logits, features=feat_arr)

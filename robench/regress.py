@@ -7,6 +7,10 @@ a metric regressed when it moved in the bad direction (down for accuracies / AUR
 ECE / FPR95 / drops) by more than its tolerance; a metric in the baseline that the current
 results lack counts as a regression too ("missing"), unless ``allow_missing``. Improvements and
 new metrics never fail. Informational numbers (counts, temperatures) are not stored.
+
+Directions come from the metric declarations that each result file carries (the evaluator's
+``metrics``), and are stored in the baseline; nothing is inferred from a metric's name. A
+baseline with nothing to check, or with a non-finite value or a missing direction, is an error.
 """
 
 from __future__ import annotations
@@ -22,8 +26,7 @@ from typing import Any
 import numpy as np
 
 from robench.errors import ConfigError
-from robench.report import load_results, metric_direction
-from robench.results import atomic_write_json
+from robench.results import atomic_write_json, load_results
 
 BASELINE_SCHEMA = "robench.baseline/1"
 DEFAULT_TOLERANCE = 0.01  # absolute, in the metric's own units (0.01 = one accuracy point)
@@ -73,16 +76,20 @@ def _key(task: str, model: str, method: str) -> str:
 def collect_scores(results: Path | str | Iterable[Path | str]) -> dict[str, dict[str, dict[str, Any]]]:
     """{"task | model | method": {"evaluator.metric": {"value", "seeds", "direction"}}} over directional metrics."""
     per: dict[str, dict[str, dict[str, float]]] = {}
+    directions: dict[str, str] = {}
     for rec in load_results(results):
         entry = per.setdefault(_key(rec.task, rec.model, rec.method), {})
         for metric, value in rec.metrics.items():
-            if metric_direction(metric) is None or not np.isfinite(value):
+            direction = rec.direction(metric)
+            if direction == "none" or not np.isfinite(value):
                 continue
-            entry.setdefault(f"{rec.evaluator}.{metric}", {})[str(rec.seed)] = value
+            name = f"{rec.evaluator}.{metric}"
+            directions[name] = direction
+            entry.setdefault(name, {})[str(rec.seed)] = value
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for key, metrics in sorted(per.items()):
         out[key] = {name: {"value": float(np.mean(list(seeds.values()))), "seeds": dict(sorted(seeds.items())),
-                           "direction": metric_direction(name.split(".", 1)[1])}
+                           "direction": directions[name]}
                     for name, seeds in sorted(metrics.items())}
     return out
 
@@ -108,6 +115,16 @@ def load_baseline(path: Path | str) -> dict[str, Any]:
         raise ConfigError(f"baseline {path} is not valid JSON; re-record it") from None
     if not isinstance(data, dict) or data.get("schema") != BASELINE_SCHEMA:
         raise ConfigError(f"{path} is not a robench baseline (schema {data.get('schema') if isinstance(data, dict) else None!r})")
+    scores = data.get("scores")
+    if not isinstance(scores, dict) or not any(isinstance(m, dict) and m for m in scores.values()):
+        raise ConfigError(f"baseline {path} has no scores to check; re-record it with 'robench baseline record'")
+    for run, metrics in scores.items():
+        for name, entry in (metrics if isinstance(metrics, dict) else {}).items():
+            value = entry.get("value") if isinstance(entry, dict) else None
+            if not isinstance(value, int | float) or isinstance(value, bool) or not np.isfinite(value):
+                raise ConfigError(f"baseline {path}: {run} / {name} has no finite value ({value!r}); re-record it")
+            if entry.get("direction") not in ("higher", "lower"):
+                raise ConfigError(f"baseline {path}: {run} / {name} has no direction (higher/lower); re-record it")
     return data
 
 
@@ -136,7 +153,7 @@ def compare(baseline: dict[str, Any], current: dict[str, dict[str, dict[str, Any
     rows = []
     for run, metrics in baseline.get("scores", {}).items():
         for name, entry in metrics.items():
-            direction = entry.get("direction") or metric_direction(name.split(".", 1)[-1]) or "higher"
+            direction = entry["direction"]
             base = float(entry["value"])
             cur_entry = current.get(run, {}).get(name)
             t = tolerance_for(name, tol)

@@ -1,4 +1,12 @@
-"""Run records and result files: schema, atomic writing, provenance, loading into pandas."""
+"""Run records and result files: the schema every reader shares.
+
+Here live: atomic writing; the run identity (one place builds ``ram+selective``, run ids and
+run folders); the provenance block (versions, commit, time) shared by run.json and result
+files; metric declarations (:class:`MetricSpec`: direction, aspect, headline, per-example
+outcomes, written into each result file); and :func:`load_results`, the one loader that the
+leaderboard, the paper tables and the regression gate read. A result file is self-contained:
+nothing reads a run folder to interpret it.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,9 @@ import platform
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +27,8 @@ import robench
 from robench.errors import ConfigError
 
 RUN_SCHEMA = "robench.run/1"
-RESULT_SCHEMA = "robench.result/1"
+RESULT_SCHEMA = "robench.result/2"
+RESULT_SCHEMAS = ("robench.result/1", RESULT_SCHEMA)  # /1: before metric declarations (read with the registry's)
 RUN_FILE = "run.json"
 RESULTS_SUBDIR = "results"
 
@@ -84,6 +96,13 @@ def git_commit() -> str | None:
         return None
 
 
+def provenance() -> dict[str, Any]:
+    """Where a record came from: package versions, robench version and commit, time. Shared by
+    run.json and every result file."""
+    return {"versions": package_versions(), "git_commit": git_commit(), "robench_version": robench.__version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -113,70 +132,291 @@ def result_path(run_dir: Path, evaluator: str) -> Path:
     return Path(run_dir) / RESULTS_SUBDIR / f"{evaluator}.json"
 
 
+# --------------------------------------------------------------------------------------------- identity
+
+
+SELECTIVE_SUFFIX = "+selective"
+
+
+def method_label(method: str, selective: bool = False) -> str:
+    """The method as the board and run folders name it: ``ram``, ``r3f+selective``."""
+    return f"{method}{SELECTIVE_SUFFIX if selective else ''}"
+
+
+def parse_method_label(label: str) -> tuple[str, bool]:
+    """``"r3f+selective"`` -> ``("r3f", True)``."""
+    if label.endswith(SELECTIVE_SUFFIX):
+        return label[: -len(SELECTIVE_SUFFIX)], True
+    return label, False
+
+
+def model_label(model: str) -> str:
+    """A model as a folder name: a local folder's name, or the hub id with ``/`` -> ``--``."""
+    return Path(model).name if Path(model).exists() else model.replace("/", "--")
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What names a run: task (profile, limit), model, method (+ selective) and seed.
+
+    The one builder of run ids, run folders and the task label the board groups by.
+    """
+
+    task: str
+    model: str
+    method: str
+    selective: bool = False
+    seed: int = 0
+    profile: str | None = None
+    limit: int | None = None
+
+    @property
+    def task_name(self) -> str:
+        return Path(self.task).stem
+
+    @property
+    def method_label(self) -> str:
+        return method_label(self.method, self.selective)
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.task_name}/{self.model}/{self.method_label}/seed{self.seed}"
+
+    def run_dir(self, root: Path | str = "runs") -> Path:
+        profile = f"-{self.profile}" if self.profile and self.profile != "default" else ""
+        limit = f"-limit{self.limit}" if self.limit else ""
+        return Path(root) / f"{self.task_name}{profile}{limit}" / model_label(self.model) / self.method_label / f"seed{self.seed}"
+
+
+def task_label(task: str, profile: str | None, limit: int | None) -> str:
+    """The board's task label: the name, plus the profile and limit when not the default."""
+    extras = [p for p in (profile if profile not in (None, "default") else None, f"limit {limit}" if limit else None) if p]
+    return f"{task} ({', '.join(extras)})" if extras else str(task)
+
+
+# --------------------------------------------------------------------------------------------- metric declarations
+
+
+DIRECTIONS = ("higher", "lower", "none")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric (or a family, by shell glob over the flattened name) that an evaluator declares.
+
+    ``direction``: "higher" / "lower" is better, "none" for informational numbers (counts,
+    temperatures). ``column``/``label``/``short``: a headline metric's leaderboard column key,
+    its header in files and its short header in the terminal. ``per_example``: the key in the
+    result's ``details`` that holds this metric's per-example 0/1 outcomes (a '0110' string or
+    {set: string}); only such metrics get a paired significance test.
+    """
+
+    name: str
+    direction: str
+    aspect: str
+    headline: bool = False
+    column: str | None = None
+    label: str | None = None
+    short: str | None = None
+    per_example: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"metric {self.name!r}: direction must be one of {DIRECTIONS}")
+        if self.headline and not (self.column and self.label):
+            raise ValueError(f"headline metric {self.name!r} needs a column key and a label")
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.direction != "lower"
+
+    def matches(self, metric: str) -> bool:
+        return metric == self.name or fnmatchcase(metric, self.name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in (None, False)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MetricSpec:
+        return cls(**{k: data[k] for k in ("name", "direction", "aspect", "headline", "column", "label", "short",
+                                           "per_example") if k in data})
+
+
+def find_spec(specs: Sequence[MetricSpec], metric: str) -> MetricSpec | None:
+    """The declaration of a flattened metric name: an exact name first, then the first glob."""
+    for spec in specs:
+        if spec.name == metric:
+            return spec
+    for spec in specs:
+        if spec.matches(metric):
+            return spec
+    return None
+
+
+def undeclared(specs: Sequence[MetricSpec], metrics: dict[str, Any]) -> list[str]:
+    """Numeric metrics of a result that no declaration covers (an evaluator bug)."""
+    return [k for k, v in _flatten(metrics).items() if _is_number(v) and find_spec(specs, k) is None]
+
+
+# --------------------------------------------------------------------------------------------- result files
+
+
+def run_block(run: dict[str, Any], eval_limit: int | None = None) -> dict[str, Any]:
+    """The run identity and config a result carries, from the run's record (run.json)."""
+    task = run.get("task", {}) or {}
+    method = run.get("method", {}) or {}
+    training = run.get("training", {}) or {}
+    train_limit = task.get("limit")
+    return {
+        "run_id": run.get("run_id"),
+        "task": task.get("name"),
+        "task_source": task.get("source"),
+        "task_spec_hash": task.get("spec_hash"),
+        "profile": task.get("profile"),
+        "train_limit": train_limit,
+        "limit": eval_limit if eval_limit is not None else train_limit,  # the data limit this result saw
+        "model": (run.get("model", {}) or {}).get("name"),
+        "method": method.get("name"),
+        "method_config": method.get("config"),
+        "method_preset": method.get("preset"),
+        "selective": bool(method.get("selective")),
+        "selective_config": method.get("selective_config"),
+        "seed": run.get("seed"),
+        "weights_fingerprint": run.get("weights_fingerprint"),
+        "train_fingerprints": task.get("fingerprints"),
+        "train_cost_s_per_example": training.get("seconds_per_example"),
+        "precision": training.get("precision"),
+    }
+
+
 def make_result(evaluator: str, run: dict[str, Any], metrics: dict[str, Any], *, details: dict[str, Any] | None = None,
                 data: dict[str, Any] | None = None, settings: dict[str, Any] | None = None,
                 warnings: list[str] | None = None, wall_time_s: float = 0.0,
-                artifacts: list[str] | None = None) -> dict[str, Any]:
-    """One result file's content: metrics plus everything needed to re-aggregate it years later."""
+                artifacts: list[str] | None = None, specs: Sequence[MetricSpec] = (),
+                evaluator_version: str | int = 1, eval_limit: int | None = None) -> dict[str, Any]:
+    """One result file's content: metrics, their declarations, and everything needed to re-aggregate it
+    years later without the run folder."""
     return {
         "schema": RESULT_SCHEMA,
         "evaluator": evaluator,
+        "evaluator_version": evaluator_version,
         "metrics": metrics,
+        "metric_specs": [s.to_json() for s in specs],
         "details": details or {},
         "warnings": warnings or [],
         "artifacts": artifacts or [],
-        "run": {
-            "run_id": run.get("run_id"),
-            "task": run.get("task", {}).get("name"),
-            "profile": run.get("task", {}).get("profile"),
-            "model": run.get("model", {}).get("name"),
-            "method": run.get("method", {}).get("name"),
-            "method_config": run.get("method", {}).get("config"),
-            "selective": run.get("method", {}).get("selective"),
-            "seed": run.get("seed"),
-            "weights_fingerprint": run.get("weights_fingerprint"),
-            "train_cost_s_per_example": run.get("training", {}).get("seconds_per_example"),
-        },
+        "run": run_block(run, eval_limit),
         "data": data or {},
         "settings": settings or {},
-        "versions": package_versions(),
-        "git_commit": git_commit(),
         "wall_time_s": round(wall_time_s, 3),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "robench_version": robench.__version__,
+        **provenance(),
     }
 
 
 def iter_result_files(root: Path):
     """Every robench result JSON under ``root`` (recursively), skipping temp files and other JSON."""
-    for path in sorted(Path(root).rglob("*.json")):
-        if path.name.startswith(".") or path.parent.name != RESULTS_SUBDIR:
+    root = Path(root)
+    paths = [root] if root.is_file() else sorted(root.rglob("*.json"))
+    for path in paths:
+        if path.name.startswith(".") or path.suffix != ".json":
             continue
         try:
+            with open(path, "rb") as fh:  # a result names its schema first: skip other JSON unparsed
+                if b'"robench.result/' not in fh.read(256):
+                    continue
             data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             continue
-        if isinstance(data, dict) and data.get("schema") == RESULT_SCHEMA:
+        if isinstance(data, dict) and data.get("schema") in RESULT_SCHEMAS:
             yield path, data
 
 
-def results_frame(root: Path):
-    """All results under ``root`` as one long pandas DataFrame: one row per (run, evaluator, metric)."""
+@dataclass
+class ResultRecord:
+    """One result file as every reader sees it (nothing here comes from the run folder)."""
+
+    path: Path
+    evaluator: str
+    task: str  # task label: name plus profile / limit when not the default
+    model: str
+    method: str  # method label, "+selective" appended for selective training
+    seed: Any
+    run_id: str | None
+    metrics: dict[str, float]
+    specs: list[MetricSpec] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    artifacts: list[str] = field(default_factory=list)
+    cost: float | None = None  # training seconds per example
+    created: str = ""
+
+    @property
+    def run_dir(self) -> Path:
+        """Where the result sits (``<run>/results/<evaluator>.json``): only for copying its figures."""
+        return self.path.parent.parent
+
+    def spec(self, metric: str) -> MetricSpec | None:
+        return find_spec(self.specs, metric)
+
+    def direction(self, metric: str) -> str:
+        spec = self.spec(metric)
+        return spec.direction if spec else "none"
+
+
+def _legacy_specs(evaluator: str) -> list[MetricSpec]:
+    """Declarations for a schema-1 file (written before results carried them): the registered evaluator's."""
+    from robench.evaluators import EVALUATORS
+
+    return list(EVALUATORS.get(evaluator).metrics) if evaluator in EVALUATORS else []
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def load_results(roots: Path | str | Iterable[Path | str]) -> list[ResultRecord]:
+    """Every robench result under the given folders or files, one record per (task, model, method, seed,
+    evaluator); where the same one is found twice, the newest file wins."""
+    if isinstance(roots, str | Path):
+        roots = [roots]
+    roots = [Path(r) for r in roots]
+    for root in roots:
+        if not root.exists():
+            raise ConfigError(f"results folder {root} does not exist; pass the runs folder that "
+                              "'robench run' / 'robench eval' wrote (e.g. --results runs)")
+    seen: dict[tuple, ResultRecord] = {}
+    for root in roots:
+        for path, data in iter_result_files(root):
+            run = data.get("run", {}) or {}
+            evaluator = str(data.get("evaluator"))
+            if "metric_specs" in data:
+                specs = [MetricSpec.from_json(s) for s in data.get("metric_specs") or []]
+            else:
+                specs = _legacy_specs(evaluator)
+            cost = run.get("train_cost_s_per_example")
+            metrics = {k: float(v) for k, v in _flatten(data.get("metrics", {}) or {}).items() if _is_number(v)}
+            method = method_label(str(run.get("method") or "?"), bool(run.get("selective")))
+            rec = ResultRecord(path=path.resolve(), evaluator=evaluator,
+                               task=task_label(run.get("task") or "?", run.get("profile"), run.get("limit")),
+                               model=str(run.get("model") or "?"), method=method, seed=run.get("seed"),
+                               run_id=run.get("run_id"), metrics=metrics, specs=specs,
+                               details=data.get("details", {}) or {}, artifacts=list(data.get("artifacts", []) or []),
+                               cost=float(cost) if _is_number(cost) else None, created=str(data.get("created", "")))
+            key = (rec.task, rec.model, rec.method, str(rec.seed), rec.evaluator)
+            if key not in seen or rec.created >= seen[key].created:
+                seen[key] = rec
+    return sorted(seen.values(), key=lambda r: (r.task, r.model, r.method, str(r.seed), r.evaluator))
+
+
+def results_frame(roots: Path | str | Iterable[Path | str]):
+    """All results as one long pandas DataFrame: one row per (run, evaluator, metric), with its direction."""
     import pandas as pd
 
-    rows = []
-    for path, data in iter_result_files(root):
-        run = data.get("run", {})
-        for metric, value in _flatten(data.get("metrics", {})).items():
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                continue
-            rows.append({
-                "task": run.get("task"), "model": run.get("model"), "method": run.get("method"),
-                "selective": bool(run.get("selective")), "seed": run.get("seed"), "run_id": run.get("run_id"),
-                "evaluator": data.get("evaluator"), "metric": metric, "value": float(value), "file": str(path),
-            })
-    return pd.DataFrame(rows, columns=["task", "model", "method", "selective", "seed", "run_id", "evaluator",
-                                       "metric", "value", "file"])
+    rows = [{"task": r.task, "model": r.model, "method": r.method, "seed": r.seed, "run_id": r.run_id,
+             "evaluator": r.evaluator, "metric": metric, "value": value, "direction": r.direction(metric),
+             "file": str(r.path)}
+            for r in load_results(roots) for metric, value in r.metrics.items()]
+    return pd.DataFrame(rows, columns=["task", "model", "method", "seed", "run_id", "evaluator", "metric", "value",
+                                       "direction", "file"])
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

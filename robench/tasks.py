@@ -75,6 +75,7 @@ class TaskSpec:
     # Per-evaluator default options for this task (e.g. attack sample size); CLI options override them.
     evaluator_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: Path | None = None
+    spec_hash: str = ""  # hash of the task file's content: which definition a run and its results used
 
     def set_names(self, group: str) -> list[str]:
         """Names of the sets of one group (shift / ood / adversarial), in file order."""
@@ -111,6 +112,7 @@ def load_task(name_or_path: str, profile: str | None = None, limit: int | None =
         first = str(exc).splitlines()[0] if str(exc) else "syntax error"
         raise ConfigError(f"{path}: malformed YAML ({first}); fix the syntax of the file") from None
     spec = parse_task(raw, path)
+    spec.spec_hash = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
     if profile:
         spec = apply_profile(spec, profile)
     if limit is not None:

@@ -24,7 +24,7 @@ from robench.methods import build_method
 from robench.methods.base import TrainingHook
 from robench.models import load_model, load_tokenizer, resolve_device, resolve_precision
 from robench.progress import console, progress_bar
-from robench.results import RUN_FILE, RUN_SCHEMA, atomic_write_json, file_sha256, git_commit, package_versions
+from robench.results import RUN_FILE, RUN_SCHEMA, RunIdentity, atomic_write_json, file_sha256, provenance
 from robench.tasks import TaskData, load_task
 
 
@@ -56,12 +56,13 @@ class TrainConfig:
     force: bool = False
 
 
+def identity(cfg: TrainConfig) -> RunIdentity:
+    return RunIdentity(task=cfg.task, model=cfg.model, method=cfg.method, selective=cfg.selective, seed=cfg.seed,
+                       profile=cfg.profile, limit=cfg.limit)
+
+
 def default_run_dir(cfg: TrainConfig, root: str | Path = "runs") -> Path:
-    model = Path(cfg.model).name if Path(cfg.model).exists() else cfg.model.replace("/", "--")
-    method = cfg.method + ("+selective" if cfg.selective else "")
-    profile = f"-{cfg.profile}" if cfg.profile and cfg.profile != "default" else ""
-    limit = f"-limit{cfg.limit}" if cfg.limit else ""
-    return Path(root) / f"{Path(cfg.task).stem}{profile}{limit}" / model / method / f"seed{cfg.seed}"
+    return identity(cfg).run_dir(root)
 
 
 def seed_everything(seed: int) -> None:
@@ -207,8 +208,9 @@ def train(cfg: TrainConfig) -> Path:
     final.load_state_dict(best_state)
     record = {
         "schema": RUN_SCHEMA,
-        "run_id": f"{Path(cfg.task).stem}/{cfg.model}/{cfg.method}{'+selective' if cfg.selective else ''}/seed{cfg.seed}",
+        "run_id": identity(cfg).run_id,
         "task": {"name": task.name, "source": str(cfg.task), "profile": cfg.profile or "default", "limit": cfg.limit,
+                 "spec_hash": task.spec_hash,
                  "labels": task.labels, "fingerprints": {k: data.fingerprint(k) for k in ("train", "validation")},
                  "sizes": {"train": len(train_ds), "validation": len(val_ds)}},
         "model": {"name": cfg.model, "num_parameters": sum(p.numel() for p in final.parameters())},
@@ -226,9 +228,7 @@ def train(cfg: TrainConfig) -> Path:
             "wall_seconds": round(wall, 3), "device": str(accelerator.device), "precision": cfg.precision,
             "torch_threads": torch.get_num_threads(),
         },
-        "versions": package_versions(),
-        "git_commit": git_commit(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **provenance(),
     }
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:  # under `accelerate launch`, one process writes the run

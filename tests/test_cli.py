@@ -106,3 +106,37 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "does not exist" in proc.stderr
+
+
+def test_library_chatter_is_quiet_unless_verbose():
+    """TextAttack logs "Goal function ... compatible with model" at INFO on every attack: hidden by
+    default, shown with --verbose."""
+    import logging
+
+    from robench.attacks.offline import import_textattack
+    from robench.logs import quiet_libraries
+
+    logger = logging.getLogger("textattack.shared.utils.install")  # TextAttack's own logger
+    try:
+        quiet_libraries(True)
+        import_textattack()
+        assert not logger.isEnabledFor(logging.INFO)
+        quiet_libraries(False)
+        assert logger.isEnabledFor(logging.INFO)
+    finally:
+        quiet_libraries(True)
+
+
+def test_run_identity_is_built_in_one_place(tmp_path):
+    from robench.results import RunIdentity, method_label, parse_method_label, task_label
+    from robench.train import TrainConfig, default_run_dir
+
+    ident = RunIdentity("sentiment", "minilm", "r3f", selective=True, seed=2, profile="quick", limit=64)
+    assert ident.method_label == "r3f+selective" == method_label("r3f", True)
+    assert parse_method_label("r3f+selective") == ("r3f", True) and parse_method_label("ram") == ("ram", False)
+    assert ident.run_id == "sentiment/minilm/r3f+selective/seed2"
+    assert ident.run_dir("runs").as_posix() == "runs/sentiment-quick-limit64/minilm/r3f+selective/seed2"
+    cfg = TrainConfig(method="r3f", selective=True, seed=2, profile="quick", limit=64)
+    assert default_run_dir(cfg, "runs") == ident.run_dir("runs")
+    assert task_label("sentiment", "quick", 64) == "sentiment (quick, limit 64)"
+    assert task_label("sentiment", "default", None) == "sentiment"

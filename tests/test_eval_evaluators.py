@@ -13,6 +13,8 @@ import pytest
 from robench import metrics as M
 from robench.errors import ConfigError
 from robench.evaluate import evaluate_run, make_context
+from robench.evaluators import EVALUATORS
+from robench.results import MetricSpec, undeclared
 from robench.tasks import TaskData, fingerprint
 
 SUITE = "shift,calibration,anomaly"
@@ -85,10 +87,21 @@ def results(evaluated):
 
 def test_result_files_have_the_contract_keys(results, tiny_run, base_ctx):
     assert set(results) == {"shift", "calibration", "anomaly"}
-    for res in results.values():
-        assert res["schema"] == "robench.result/1"
+    run = json.loads((tiny_run / "run.json").read_text())
+    for name, res in results.items():
+        assert res["schema"] == "robench.result/2"
         for rel in res["artifacts"]:
             assert (tiny_run / rel).is_file()
+        # self-contained: identity, task definition, limit, provenance and the metric declarations
+        block = res["run"]
+        assert block["run_id"] == run["run_id"] and block["task"] == "sentiment" and block["profile"] == "default"
+        assert block["limit"] == run["task"]["limit"] == 64 and block["task_spec_hash"] == run["task"]["spec_hash"]
+        assert len(block["task_spec_hash"]) == 16 and block["weights_fingerprint"] == run["weights_fingerprint"]
+        assert res["evaluator_version"] == EVALUATORS.get(name).version
+        assert {"versions", "git_commit", "robench_version", "created"} <= set(res)
+        specs = [MetricSpec.from_json(s) for s in res["metric_specs"]]
+        assert specs == list(EVALUATORS.get(name).metrics)
+        assert not undeclared(specs, res["metrics"])  # every number it wrote is declared
 
     shift = results["shift"]["metrics"]
     assert set(shift["accuracy"]) == {"amazon", "tweets"}

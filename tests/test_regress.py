@@ -9,8 +9,14 @@ from typer.testing import CliRunner
 
 from robench.cli import app
 from robench.errors import ConfigError
+from robench.evaluators import EVALUATORS
 from robench.regress import parse_tolerances, tolerance_for
 from robench.results import atomic_write_json, make_result, result_path
+
+
+def result(evaluator, run, metrics, **kwargs):
+    """A result file's content with the evaluator's own metric declarations."""
+    return make_result(evaluator, run, metrics, specs=EVALUATORS.get(evaluator).metrics, **kwargs)
 
 runner = CliRunner()
 
@@ -22,11 +28,11 @@ def write_runs(root, *, acc=0.80, ece=0.10, auroc=0.90, seeds=(0, 1)):
                    "model": {"name": "tiny"}, "method": {"name": method, "selective": False}, "seed": seed}
             run_dir = root / method / f"seed{seed}"
             atomic_write_json(result_path(run_dir, "id"),
-                              make_result("id", run, {"accuracy": acc + bonus, "n": 100}, details={"correct": "10"}))
+                              result("id", run, {"accuracy": acc + bonus, "n": 100}, details={"correct": "10"}))
             atomic_write_json(result_path(run_dir, "calibration"),
-                              make_result("calibration", run, {"ece": ece, "temperature": 2.0}))
+                              result("calibration", run, {"ece": ece, "temperature": 2.0}))
             atomic_write_json(result_path(run_dir, "anomaly"),
-                              make_result("anomaly", run, {"auroc": auroc, "fpr95": 1 - auroc}))
+                              result("anomaly", run, {"auroc": auroc, "fpr95": 1 - auroc}))
 
 
 @pytest.fixture
@@ -99,3 +105,35 @@ def test_tolerances_and_errors(tmp_path):
         parse_tolerances(["ece=abc"])
     res = runner.invoke(app, ["check", "--results", str(tmp_path), "--baseline", str(tmp_path / "nope.json")])
     assert isinstance(res.exception, ConfigError)
+
+
+def test_directions_come_from_declarations(tmp_path):
+    """The gate reads the direction each result declares: flip a declaration and the verdict flips."""
+    from robench.regress import collect_scores
+
+    write_runs(tmp_path / "r", seeds=(0,))
+    scores = collect_scores(tmp_path / "r")["sentiment (quick) | tiny | vanilla"]
+    assert scores["calibration.ece"]["direction"] == "lower" and scores["id.accuracy"]["direction"] == "higher"
+    for path in (tmp_path / "r").rglob("calibration.json"):  # declare ECE higher-is-better (a wrong declaration)
+        data = json.loads(path.read_text())
+        for spec in data["metric_specs"]:
+            if spec["name"] == "ece":
+                spec["direction"] = "higher"
+        path.write_text(json.dumps(data))
+    assert collect_scores(tmp_path / "r")["sentiment (quick) | tiny | vanilla"]["calibration.ece"]["direction"] == "higher"
+    for path in (tmp_path / "r").rglob("id.json"):  # an undeclared metric is never checked
+        data = json.loads(path.read_text())
+        data["metric_specs"] = []
+        path.write_text(json.dumps(data))
+    assert "id.accuracy" not in collect_scores(tmp_path / "r")["sentiment (quick) | tiny | vanilla"]
+
+
+@pytest.mark.parametrize("scores", [{}, {"a | b | c": {}}, {"a | b | c": {"id.accuracy": {"value": float("nan"),
+                                                                                          "direction": "higher"}}},
+                                    {"a | b | c": {"id.accuracy": {"value": 0.5}}}])
+def test_baseline_with_nothing_to_check_is_an_error(tmp_path, scores):
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps({"schema": "robench.baseline/1", "tolerances": {"*": 0.01}, "scores": scores}))
+    write_runs(tmp_path / "now", seeds=(0,))
+    res = runner.invoke(app, ["check", "--results", str(tmp_path / "now"), "--baseline", str(path)])
+    assert isinstance(res.exception, ConfigError), res.output

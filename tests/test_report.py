@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from robench.errors import ConfigError
+from robench.evaluators import EVALUATORS
 from robench.report import (
     build_leaderboard,
     format_table,
@@ -15,6 +16,7 @@ from robench.report import (
     paired_bootstrap,
     relative_improvement,
     resolve_aspects,
+    terminal_tables,
     write_leaderboard,
 )
 from robench.results import atomic_write_json, make_result, result_path
@@ -27,7 +29,8 @@ def write_result(root, method, seed, evaluator, metrics, details=None, *, model=
            "training": {"seconds_per_example": cost}}
     run_dir = root / task / model / (method + ("+selective" if selective else "")) / f"seed{seed}"
     atomic_write_json(result_path(run_dir, evaluator),
-                      make_result(evaluator, run, metrics, details=details, artifacts=artifacts))
+                      make_result(evaluator, run, metrics, details=details, artifacts=artifacts,
+                                  specs=EVALUATORS.get(evaluator).metrics))
     return run_dir
 
 
@@ -72,8 +75,8 @@ def test_load_and_board(synthetic):
     records = load_results(synthetic)
     assert len(records) == 3 * 2 * 5
     board = build_leaderboard(synthetic, n_boot=500)
-    assert list(board["method"]) == ["vanilla", "r3f", "ram"]
-    b = board.set_index("method")
+    assert list(board.frame["method"]) == ["vanilla", "r3f", "ram"]
+    b = board.frame.set_index("method")
     assert b.loc["vanilla", "seeds"] == 2 and b.loc["vanilla", "id_n"] == 2
     assert b.loc["vanilla", "ece_mean"] == pytest.approx(0.105)
     assert b.loc["vanilla", "ece_std"] == pytest.approx(np.std([0.10, 0.11], ddof=1))
@@ -91,9 +94,11 @@ def test_load_and_board(synthetic):
 
 def test_missing_vanilla_and_aspect(tmp_path):
     write_result(tmp_path, "ram", 0, "id", {"accuracy": 0.8}, {"correct": "1101"})
+    write_result(tmp_path, "ram", 0, "calibration", {"ece": float("nan")})
     board = build_leaderboard(tmp_path)
-    row = board.iloc[0]
-    assert row["id_mean"] == 0.8 and np.isnan(row["shift_mean"]) and np.isnan(row["avg_improvement"])
+    row = board.frame.iloc[0]
+    assert row["id_mean"] == 0.8 and np.isnan(row["ece_mean"]) and np.isnan(row["avg_improvement"])
+    assert [a.key for a in board.aspects] == ["id", "ece"]  # only columns some result declares
     text = format_table(board, "markdown")
     assert "80.0" in text and "–" in text
 
@@ -117,7 +122,7 @@ def test_tables(synthetic):
     assert "**5.0 ± 0.0**" in ram_line  # best (lowest) ECE in bold
     assert "| 50.0 ± 0.0 |" in ram_line  # a column where all methods tie: nothing bold
     assert r"\*" in ram_line and "3.00×" in ram_line
-    tex = format_table(board, "latex", "id,ece")
+    tex = format_table(build_leaderboard(synthetic, "id,ece", n_boot=300), "latex")
     assert r"\toprule" in tex and r"\bottomrule" in tex and r"$\downarrow$" in tex and r"\textbf{" in tex
     assert r"$\pm$" in tex and "$^{**}$" in tex and "AUROC" not in tex
     csv = format_table(board, "csv")
@@ -125,9 +130,12 @@ def test_tables(synthetic):
     assert {"id_mean", "ece_std", "avg_improvement", "cost_ratio"} <= set(df.columns)
     with pytest.raises(ConfigError):
         format_table(board, "html")
+    records = load_results(synthetic)
     with pytest.raises(ConfigError):
-        resolve_aspects("id,bogus")
-    assert [a.key for a in resolve_aspects("id,shift.accuracy.amazon")] == ["id", "shift.accuracy.amazon"]
+        resolve_aspects("id,bogus", records)
+    assert [a.key for a in resolve_aspects("id,shift.accuracy.amazon", records)] == ["id", "shift.accuracy.amazon"]
+    with pytest.raises(ConfigError, match="no better/worse direction"):
+        resolve_aspects("calibration.temperature", records)  # declared informational
 
 
 def test_write_leaderboard_and_artifacts(synthetic, tmp_path):
@@ -141,7 +149,7 @@ def test_write_leaderboard_and_artifacts(synthetic, tmp_path):
     fig = plt.figure(figsize=(1, 1))
     fig.savefig(run_dir / "artifacts" / "reliability.png")
     plt.close(fig)
-    written = write_leaderboard(synthetic, tmp_path / "out", n_boot=200)
+    _board, written = write_leaderboard(synthetic, tmp_path / "out", n_boot=200)
     md = written["markdown"].read_text()
     assert "| ram" in md and "plots/sentiment-aspects.png" in md and "reliability" in md
     assert (tmp_path / "out" / "plots" / "sentiment-radar.png").exists()
@@ -152,7 +160,7 @@ def test_write_leaderboard_and_artifacts(synthetic, tmp_path):
 
 def test_no_artifacts_note(tmp_path):
     write_result(tmp_path / "runs", "vanilla", 0, "id", {"accuracy": 0.8}, {"correct": "1101"})
-    written = write_leaderboard(tmp_path / "runs", tmp_path / "out", plots=True)
+    _board, written = write_leaderboard(tmp_path / "runs", tmp_path / "out", plots=True)
     assert "no per-run figures" in written["markdown"].read_text()
 
 
@@ -170,3 +178,91 @@ def test_cli_leaderboard_and_table(synthetic, tmp_path):
     assert r"\toprule" in res.output
     res = runner.invoke(app, ["table", "--results", str(tmp_path / "nowhere")])
     assert isinstance(res.exception, ConfigError)
+
+
+def test_board_from_result_files_alone(synthetic, tmp_path):
+    """Result files copied away from their run folders (no run.json anywhere) give the same board."""
+    import shutil
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i, path in enumerate(sorted(synthetic.rglob("results/*.json"))):
+        shutil.copyfile(path, flat / f"{i:03d}-{path.name}")
+    assert not list(flat.rglob("run.json"))
+    a = build_leaderboard(synthetic, n_boot=200).frame
+    b = build_leaderboard(flat, n_boot=200).frame
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_direction_comes_from_the_declaration(synthetic, tmp_path):
+    """Declare ECE higher-is-better in the files and the board ranks it the other way: nothing is
+    guessed from the metric's name."""
+    import json
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(synthetic, copy)
+    for path in copy.rglob("calibration.json"):
+        data = json.loads(path.read_text())
+        for spec in data["metric_specs"]:
+            if spec["name"] == "ece":
+                spec["direction"] = "higher"
+        path.write_text(json.dumps(data))
+    before = build_leaderboard(synthetic, n_boot=100).frame.set_index("method")
+    after = build_leaderboard(copy, n_boot=100).frame.set_index("method")
+    assert before.loc["ram", "ece_delta"] > 0 > after.loc["ram", "ece_delta"]
+    assert after.loc["ram", "ece_delta"] == pytest.approx(-before.loc["ram", "ece_delta"])
+
+
+def test_only_declared_per_example_outcomes_are_tested(synthetic, tmp_path):
+    """The paired test runs where the evaluator declares per-example outcomes, and only there."""
+    import json
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(synthetic, copy)
+    for path in copy.rglob("id.json"):
+        data = json.loads(path.read_text())
+        for spec in data["metric_specs"]:
+            spec.pop("per_example", None)
+        path.write_text(json.dumps(data))
+    board = build_leaderboard(copy, n_boot=100)
+    assert np.isnan(board.frame.set_index("method").loc["ram", "id_p"])
+    assert board.frame.set_index("method").loc["ram", "shift_p"] < 0.05
+
+
+def test_terminal_board_fits_80_columns(synthetic):
+    from rich.console import Console
+
+    board = build_leaderboard(synthetic, n_boot=100)
+    for width in (80, 200):
+        console = Console(width=width, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+        for table in terminal_tables(board, width):
+            console.print(table)
+        text = console.export_text()
+        assert max(len(line) for line in text.splitlines()) <= width
+        assert "vanilla" in text and "r3f" in text and "…" not in text  # method names whole, nothing cut
+        assert (" ± " in text) == (width == 200)  # std where it fits
+
+
+def test_report_package_has_no_import_cycle():
+    """robench.report's modules import only those before them in data-flow order; regress and results
+    never import the report."""
+    import ast
+    from pathlib import Path
+
+    import robench
+
+    root = Path(robench.__file__).parent
+    order = ["aspects", "stats", "board", "tables", "figures", "write"]
+
+    def imports(path):
+        tree = ast.parse(path.read_text())
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+
+    for i, name in enumerate(order):
+        for module in imports(root / "report" / f"{name}.py"):
+            if module.startswith("robench.report."):
+                assert module.split(".")[-1] in order[:i], f"report.{name} imports {module}"
+    for name in ("results.py", "regress.py"):
+        assert not any(m.startswith("robench.report") for m in imports(root / name)), name

@@ -83,7 +83,7 @@ def test_eval_id_writes_result_and_skips_unless_forced(tiny_run):
     path = written["id"]
     assert path == result_path(tiny_run, "id")
     result = json.loads(path.read_text())
-    assert result["schema"] == "robench.result/1" and result["evaluator"] == "id"
+    assert result["schema"] == "robench.result/2" and result["evaluator"] == "id"
     assert 0.0 <= result["metrics"]["accuracy"] <= 1.0 and result["metrics"]["n"] == 64
     assert len(result["details"]["correct"]) == 64
     assert result["data"]["test"]["size"] == 64 and result["run"]["method"] == "vanilla"

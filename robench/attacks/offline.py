@@ -164,6 +164,9 @@ def import_textattack():
     import nltk
 
     logging.getLogger("textattack").setLevel(logging.WARNING)
+    from robench.logs import apply
+
+    apply()  # TextAttack sets its own logger to INFO on import; keep it quiet unless --verbose
     root = str(nltk_data_dir())
     if root not in nltk.data.path:
         nltk.data.path.insert(0, root)

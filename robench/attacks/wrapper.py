@@ -1,10 +1,9 @@
-"""robench's TextAttack model wrapper: batched, padded per batch, bf16-aware, memoised.
+"""robench's TextAttack model wrapper: memoised, over robench's one batched inference.
 
 TextAttack's stock ``HuggingFaceModelWrapper`` pads every query to the tokenizer's maximum
 length (512 for BERT-style models) and recomputes texts it has already scored. This wrapper
-sorts each query list by length, pads every batch only to its own longest sequence, truncates
-at the run's ``max_length``, runs under ``torch.inference_mode`` (bf16 autocast when the
-precision is bf16) and keeps the logits of texts already scored.
+scores only texts it has not seen, through ``robench.predict.batched_logits`` (the same
+length-sorted, per-batch-padded, bf16-aware inference as the prediction pass).
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 
 from robench.attacks.offline import import_textattack
+from robench.predict import batched_logits
 
 import_textattack()
 from textattack.models.wrappers import ModelWrapper  # noqa: E402
@@ -42,33 +42,18 @@ class RobenchModelWrapper(ModelWrapper):
             return "\x1f".join(item)
         return str(item)
 
-    def _encode(self, items: list):
-        if items and isinstance(items[0], (tuple, list)):
-            cols = list(zip(*items, strict=True))
-            return self.tokenizer(list(cols[0]), list(cols[1]), padding=True, truncation=True,
-                                  max_length=self.max_length, return_tensors="pt")
-        return self.tokenizer(list(items), padding=True, truncation=True, max_length=self.max_length,
-                              return_tensors="pt")
-
-    @torch.inference_mode()
     def _forward(self, items: list) -> np.ndarray:
-        self.model.eval()
-        order = sorted(range(len(items)), key=lambda i: len(self._key(items[i])), reverse=True)
-        out: list[np.ndarray | None] = [None] * len(items)
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
         self.last_padded_lengths = []
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            enc = self._encode([items[i] for i in idx]).to(self.device)
-            self.last_padded_lengths.append(int(enc["input_ids"].shape[1]))
-            with autocast:
-                logits = self.model(**enc).logits
-            logits = logits.float().cpu().numpy()
-            for j, i in enumerate(idx):
-                out[i] = logits[j]
+
+        def count(_n: int, padded: int) -> None:
+            self.last_padded_lengths.append(padded)
             self.forward_batches += 1
+
+        logits = batched_logits(self.model, self.tokenizer, [tuple(i) if isinstance(i, list) else i for i in items],
+                                batch_size=self.batch_size, max_length=self.max_length, device=self.device,
+                                precision=self.precision, on_batch=count)
         self.forward_texts += len(items)
-        return np.stack(out) if out else np.zeros((0, 0), np.float32)
+        return logits
 
     def __call__(self, text_input_list, **kwargs) -> np.ndarray:
         keys = [self._key(t) for t in text_input_list]

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from robench.evaluators.base import EvalOutput, Evaluator, artifact_dir, register_evaluator
+from robench.results import MetricSpec
 
 DEFAULT_RECIPES = ("deepwordbug", "textfooler", "pwws")
 
@@ -54,6 +55,19 @@ def attack_recipe(ctx, recipe: str, *, n: int | None, seed: int, query_budget: i
 class Adversarial(Evaluator):
     description = "TextAttack recipes (deepwordbug, textfooler, pwws; offline) + static adversarial sets"
     aspect = "adversarial"
+    metrics = (
+        MetricSpec("accuracy_under_attack", "higher", aspect, headline=True, column="attack", label="Attack acc",
+                   short="Atk"),
+        MetricSpec("transfer_accuracy", "higher", aspect, headline=True, column="transfer", label="Transfer acc",
+                   short="Trans"),
+        MetricSpec("attack_success_rate", "lower", aspect),
+        MetricSpec("original_accuracy", "higher", aspect),
+        MetricSpec("recipes.*.accuracy_under_attack", "higher", aspect),
+        MetricSpec("recipes.*.original_accuracy", "higher", aspect),
+        MetricSpec("recipes.*.attack_success_rate", "lower", aspect),
+        MetricSpec("recipes.*", "none", aspect),  # queries, perturbed-word share, counts, seconds
+        MetricSpec("transfer.*", "higher", aspect),
+    )
 
     def __init__(self, recipes: list[str] | tuple[str, ...] | str | None = None, n: int | None = 100,
                  query_budget: int | None = None, seed: int = 0, **options: Any) -> None:

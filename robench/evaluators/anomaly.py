@@ -20,6 +20,7 @@ from robench import metrics as M
 from robench.errors import ConfigError
 from robench.evaluators.base import EvalOutput, Evaluator, artifact_dir, register_evaluator
 from robench.evaluators.shift import checked_logits, group_keys, labelled_predictions
+from robench.results import MetricSpec
 
 SCORES = ("msp", "max_logit", "energy", "mahalanobis")
 LOGIT_SCORES = {"msp": M.msp_score, "max_logit": M.max_logit_score, "energy": M.energy_score}
@@ -29,6 +30,14 @@ LOGIT_SCORES = {"msp": M.msp_score, "max_logit": M.max_logit_score, "energy": M.
 class Anomaly(Evaluator):
     description = "OOD detection vs the in-distribution test set: AUROC/AUPR/FPR95 of MSP, max logit, energy, Mahalanobis"
     aspect = "anomaly"
+    metrics = (
+        MetricSpec("auroc", "higher", aspect, headline=True, column="auroc", label="AUROC", short="AUROC"),
+        MetricSpec("aupr", "higher", aspect),
+        MetricSpec("fpr95", "lower", aspect),
+        MetricSpec("scores.*.auroc", "higher", aspect),
+        MetricSpec("scores.*.aupr", "higher", aspect),
+        MetricSpec("scores.*.fpr95", "lower", aspect),
+    )
 
     def __init__(self, scores: list[str] | tuple[str, ...] | str = SCORES, mahalanobis_ridge: float = 1e-3,
                  **options) -> None:

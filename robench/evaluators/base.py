@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from robench.errors import ConfigError
 from robench.registry import Registry
+from robench.results import MetricSpec
 
 
 @dataclass
@@ -27,9 +28,17 @@ class EvalOutput:
 
 
 class Evaluator(ABC):
+    """An aspect of robustness. Subclasses DECLARE every numeric metric they write (``metrics``):
+    direction, aspect, headline column, per-example outcomes. Result files carry these
+    declarations, and the board, the tables and ``robench check`` read nothing else; a test
+    fails when an evaluator writes a metric it has not declared. Bump ``version`` when the
+    meaning of a metric changes."""
+
     name: ClassVar[str] = "base"
     description: ClassVar[str] = ""
-    aspect: ClassVar[str] = ""  # in-distribution / shift / adversarial / calibration / anomaly
+    aspect: ClassVar[str] = ""  # in-distribution / shift / adversarial / perturbation / calibration / anomaly
+    version: ClassVar[int] = 1
+    metrics: ClassVar[tuple[MetricSpec, ...]] = ()
 
     def __init__(self, **options: Any) -> None:
         self.options = options

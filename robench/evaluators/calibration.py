@@ -16,6 +16,7 @@ from robench import metrics as M
 from robench.errors import ConfigError
 from robench.evaluators.base import EvalOutput, Evaluator, artifact_dir, register_evaluator
 from robench.evaluators.shift import group_keys, labelled_predictions
+from robench.results import MetricSpec
 
 TEMPERATURE_METHODS = ("grid", "continuous")
 
@@ -34,6 +35,14 @@ def _set_metrics(logits: np.ndarray, labels: np.ndarray, temperature: float, bin
 class Calibration(Evaluator):
     description = "ECE (10 bins, top label) after temperature scaling fitted on validation, on shift/adversarial sets"
     aspect = "calibration"
+    metrics = (
+        MetricSpec("ece", "lower", aspect, headline=True, column="ece", label="ECE", short="ECE"),
+        *(MetricSpec(pattern, "lower", "calibration") for pattern in ("ece_*", "*.ece", "*.ece_raw", "*.mce", "*.mce_raw",
+                                                               "*.brier", "*.brier_raw", "*.nll", "*.nll_raw")),
+        MetricSpec("*.accuracy", "higher", aspect),
+        *(MetricSpec(pattern, "none", "calibration") for pattern in ("temperature", "*.confidence", "*.confidence_raw",
+                                                              "*.n", "temperature_*")),
+    )
 
     def __init__(self, temperature: str = "grid", bins: int = M.DEFAULT_BINS, grid_criterion: str = "nll",
                  **options) -> None:

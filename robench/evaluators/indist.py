@@ -5,12 +5,18 @@ from __future__ import annotations
 import numpy as np
 
 from robench.evaluators.base import EvalOutput, Evaluator, register_evaluator
+from robench.results import MetricSpec
 
 
 @register_evaluator("id", aliases=("in-distribution", "accuracy"))
 class InDistribution(Evaluator):
     description = "accuracy on the task's in-distribution test set"
     aspect = "in-distribution"
+    metrics = (
+        MetricSpec("accuracy", "higher", aspect, headline=True, column="id", label="ID acc", short="ID",
+                   per_example="correct"),
+        MetricSpec("n", "none", aspect),
+    )
 
     def evaluate(self, ctx) -> EvalOutput:
         preds = ctx.predict("test")

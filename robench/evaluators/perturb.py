@@ -15,6 +15,7 @@ import numpy as np
 
 from robench.evaluators.base import EvalOutput, Evaluator, register_evaluator
 from robench.predict import predict
+from robench.results import MetricSpec
 
 PERTURBATIONS = ("keyboard", "ocr", "char_random", "word_swap", "word_delete", "spelling")
 DEFAULT_RATE = 0.1
@@ -66,7 +67,16 @@ def perturb_texts(texts: list[str], name: str, rate: float = DEFAULT_RATE, seed:
 @register_evaluator("perturb", quick=False, aliases=("noise",))
 class Perturb(Evaluator):
     description = "accuracy under nlpaug character / word noise (keyboard, OCR, random char, swap, delete, spelling)"
-    aspect = "adversarial"
+    aspect = "perturbation"
+    # No per-example outcomes are stored (yet), so no significance test on this column.
+    metrics = (
+        MetricSpec("mean_accuracy", "higher", aspect, headline=True, column="perturb", label="Perturb acc",
+                   short="Pert"),
+        MetricSpec("mean_drop", "lower", aspect),
+        MetricSpec("clean_accuracy", "higher", aspect),
+        MetricSpec("perturbations.*", "higher", aspect),
+        MetricSpec("n", "none", aspect),
+    )
 
     def __init__(self, perturbations: list[str] | None = None, rate: float = DEFAULT_RATE, seed: int = 0,
                  split: str | None = None, **options: Any) -> None:

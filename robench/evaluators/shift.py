@@ -10,6 +10,7 @@ import numpy as np
 
 from robench.errors import ConfigError
 from robench.evaluators.base import EvalOutput, Evaluator, register_evaluator
+from robench.results import MetricSpec
 
 
 def group_keys(ctx, group: str, evaluator: str) -> list[str]:
@@ -60,6 +61,14 @@ def correct_string(correct: np.ndarray) -> str:
 class Shift(Evaluator):
     description = "accuracy under distribution shift: each shift set vs the in-distribution test set"
     aspect = "shift"
+    metrics = (
+        MetricSpec("mean_accuracy", "higher", aspect, headline=True, column="shift", label="Shift acc", short="Shift",
+                   per_example="correct"),
+        MetricSpec("id_accuracy", "higher", aspect),
+        MetricSpec("drop", "lower", aspect),
+        MetricSpec("accuracy.*", "higher", aspect),
+        MetricSpec("n.*", "none", aspect),
+    )
 
     def evaluate(self, ctx) -> EvalOutput:
         keys = group_keys(ctx, "shift", self.name)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from robench.report import BASELINE_METHOD, ResultRecord, resolve_aspects
+from robench.report.board import BASELINE_METHOD, Board
+from robench.report.tables import _row_label
+from robench.results import ResultRecord
 
 
 def _plt():
@@ -32,7 +33,7 @@ def slug(text: str) -> str:
 
 
 def _label(row: pd.Series, show_model: bool) -> str:
-    return f"{row['method']} ({row['model']})" if show_model else str(row["method"])
+    return _row_label(row, show_model)
 
 
 def plot_aspect_bars(sub: pd.DataFrame, aspects, path: Path, title: str) -> Path | None:
@@ -133,30 +134,32 @@ def plot_improvement(sub: pd.DataFrame, path: Path, title: str, baseline: str = 
     return path
 
 
-def plot_leaderboard(board: pd.DataFrame, out_dir: Path, aspects: str | Sequence[str] | None = None
-                     ) -> dict[str, list[Path]]:
+def plot_leaderboard(board: Board, out_dir: Path) -> dict[str, list[Path]]:
     """Every leaderboard figure, per task: {task: [png paths]}."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    chosen = [a for a in resolve_aspects(aspects) if f"{a.key}_mean" in board.columns]
+    chosen = board.aspects
     figures: dict[str, list[Path]] = {}
-    for task, sub in board.groupby("task", sort=True):
+    for task, sub in board.frame.groupby("task", sort=True):
         stem = slug(task)
         made = [
             plot_aspect_bars(sub, chosen, out_dir / f"{stem}-aspects.png", f"{task}: aspects per method"),
             plot_radar(sub, chosen, out_dir / f"{stem}-radar.png", f"{task}: outward is better"),
             plot_attack_bars(sub, out_dir / f"{stem}-attack.png", f"{task}: adversarial accuracy"),
-            plot_improvement(sub, out_dir / f"{stem}-gain.png", f"{task}: improvement over vanilla"),
+            plot_improvement(sub, out_dir / f"{stem}-gain.png", f"{task}: improvement over {board.baseline}",
+                             board.baseline),
         ]
         figures[str(task)] = [p for p in made if p is not None]
     return figures
 
 
-def collect_artifacts(records: Sequence[ResultRecord], dest: Path
+def collect_artifacts(records: list[ResultRecord], dest: Path
                       ) -> tuple[dict[str, list[tuple[str, list[Path]]]], list[str]]:
     """Copy every run's ``artifacts/*.png`` under ``dest``; group the same figure across methods.
 
     Returns ({task: [(label, [copied pngs])]}, notes). A note says when no run has figures.
+    Figures are found beside the result file (its ``artifacts`` list is relative to the run
+    folder that holds ``results/``); results copied elsewhere simply come without figures.
     """
     dest = Path(dest)
     runs: dict[Path, ResultRecord] = {}

@@ -1,0 +1,94 @@
+"""Leaderboard columns ("aspects"), resolved from the metric declarations that result files carry.
+
+An evaluator declares its headline metrics (``robench.results.MetricSpec``: column key, label,
+direction, per-example outcomes); a column here is one such declaration. Nothing is inferred
+from a metric's name: a custom column ``evaluator.metric`` takes its direction from the
+evaluator's declaration, and an undeclared or directionless metric is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from robench.errors import ConfigError
+from robench.results import ResultRecord
+
+# The paper's aspects, in its order: the default columns (where some result declares them).
+DEFAULT_ASPECTS = ("id", "shift", "attack", "transfer", "ece", "auroc")
+
+
+@dataclass(frozen=True)
+class Aspect:
+    key: str  # column key (--aspects, DataFrame columns): "id", "ece", or "evaluator.metric"
+    evaluator: str
+    metric: str  # flattened metric name inside the evaluator's result
+    label: str  # header in files ("ID acc")
+    short: str  # header in the terminal ("ID")
+    higher_is_better: bool = True
+    per_example: str | None = None  # details key with per-example outcomes: the paired test runs on it
+
+    @property
+    def arrow(self) -> str:
+        return "↑" if self.higher_is_better else "↓"
+
+    @property
+    def bootstrap(self) -> bool:
+        return self.per_example is not None
+
+
+def declared_columns(records: Sequence[ResultRecord]) -> dict[str, Aspect]:
+    """Every headline column some result declares, by key, in first-seen order."""
+    out: dict[str, Aspect] = {}
+    for rec in records:
+        for spec in rec.specs:
+            if not spec.headline:
+                continue
+            aspect = Aspect(spec.column, rec.evaluator, spec.name, spec.label, spec.short or spec.label,
+                            spec.direction != "lower", spec.per_example)
+            old = out.get(aspect.key)
+            if old is not None and (old.evaluator, old.metric, old.higher_is_better) != (
+                    aspect.evaluator, aspect.metric, aspect.higher_is_better):
+                raise ConfigError(f"two results declare leaderboard column {aspect.key!r} differently "
+                                  f"({old.evaluator}.{old.metric} and {aspect.evaluator}.{aspect.metric}; "
+                                  f"see {rec.path}); re-evaluate the older runs with one robench version")
+            out.setdefault(aspect.key, aspect)
+    return out
+
+
+def _custom(key: str, records: Sequence[ResultRecord]) -> Aspect:
+    evaluator, metric = key.split(".", 1)
+    directions = {rec.direction(metric) for rec in records if rec.evaluator == evaluator and metric in rec.metrics}
+    if not directions:
+        raise ConfigError(f"no result has metric {metric!r} of evaluator {evaluator!r} (column {key!r}); "
+                          "see a result file's metrics for the names")
+    if len(directions) > 1 or "none" in directions:
+        raise ConfigError(f"column {key!r}: the evaluator declares no better/worse direction for it "
+                          f"(declared: {', '.join(sorted(directions))}); pick a metric with a direction")
+    per_example = None
+    return Aspect(key, evaluator, metric, key, key, directions.pop() == "higher", per_example)
+
+
+def resolve_aspects(spec: str | Sequence[str] | None, records: Sequence[ResultRecord]) -> list[Aspect]:
+    """``None`` -> the default columns that some result declares; else a comma list / sequence of
+    column keys, ``all``, or ``evaluator.metric`` names."""
+    columns = declared_columns(records)
+    if spec is None:
+        return [columns[k] for k in DEFAULT_ASPECTS if k in columns]
+    keys = [s.strip() for item in ([spec] if isinstance(spec, str) else spec) for s in str(item).split(",") if s.strip()]
+    if not keys:
+        raise ConfigError("empty --aspects; give aspect names separated by commas, e.g. id,shift,ece")
+    out: list[Aspect] = []
+    for key in keys:
+        if key == "all":
+            out.extend(columns.values())
+        elif key in columns:
+            out.append(columns[key])
+        elif "." in key:
+            by_name = {f"{a.evaluator}.{a.metric}": a for a in columns.values()}
+            out.append(by_name[key] if key in by_name else _custom(key, records))
+        else:
+            known = ", ".join(columns) or "(none: no result declares a headline metric)"
+            raise ConfigError(f"unknown aspect {key!r}; the results declare: {known} "
+                              "(or name any evaluator.metric, such as shift.accuracy.amazon)")
+    return list(dict.fromkeys(out))
