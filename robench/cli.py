@@ -30,6 +30,20 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v",
     quiet_libraries(not verbose)
 
 
+def _check_numbers(**values: tuple[float | int | None, float]) -> None:
+    """Validate numeric options at the edge: ``name=(value, minimum)``; None means "not given"."""
+    import math
+
+    for name, (value, minimum) in values.items():
+        if value is None:
+            continue
+        option = "--" + name.replace("_", "-")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise RobenchError(f"{option} must be a finite number, got {value}")
+        if value < minimum:
+            raise RobenchError(f"{option} must be >= {minimum:g}, got {value:g}")
+
+
 def _csv(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
@@ -61,6 +75,10 @@ def train(
     from robench.train import TrainConfig
     from robench.train import train as run_train
 
+    _check_numbers(seed=(seed, 0), epochs=(epochs, 1), batch_size=(batch_size, 1), lr=(lr, 1e-12),
+                   max_length=(max_length, 1), limit=(limit, 1), selective_alpha=(selective_alpha, 0.0),
+                   selective_beta=(selective_beta, 0.0))
+
     selective_overrides = {k: v for k, v in (("alpha", selective_alpha), ("beta", selective_beta)) if v is not None}
     cfg = TrainConfig(task=task, model=model, method=method, method_overrides=parse_overrides(set_), preset=preset,
                       selective=selective, selective_overrides=selective_overrides, seed=seed, epochs=epochs,
@@ -89,6 +107,7 @@ def eval_(
     """Evaluate a run with a suite of evaluators; writes one result JSON per evaluator."""
     from robench.evaluate import evaluate_run
 
+    _check_numbers(limit=(limit, 1), n=(n, 1), query_budget=(query_budget, 1), seed=(attack_seed, 0))
     options: dict[str, dict] = {}
     adv = {k: v for k, v in (("recipes", _csv(recipe) or None), ("n", n), ("query_budget", query_budget),
                               ("seed", attack_seed)) if v is not None}
@@ -206,6 +225,8 @@ def run_bench(
     """
     from robench.bench import run_benchmark
 
+    _check_numbers(limit=(limit, 1), epochs=(epochs, 1), batch_size=(batch_size, 1), lr=(lr, 1e-12))
+
     res = run_benchmark(task, methods, seeds, suite, profile if profile != "default" else None, model=model,
                         runs_dir=runs_dir, results_dir=results_dir, limit=limit, epochs=epochs,
                         batch_size=batch_size, lr=lr, device=device, precision=precision, plots=plots)
@@ -233,6 +254,7 @@ def leaderboard(
     """Aggregate result files into the leaderboard (Markdown, CSV, LaTeX, figures)."""
     from robench.report import write_leaderboard
 
+    _check_numbers(bootstrap=(bootstrap, 1))
     roots = _paths(results, "runs")
     board, written = write_leaderboard(roots, out_dir, aspects=aspects, plots=plots, n_boot=bootstrap)
     _print_board(board)
@@ -252,6 +274,7 @@ def table(
     from robench.report import build_leaderboard, format_table
     from robench.results import atomic_write_text
 
+    _check_numbers(bootstrap=(bootstrap, 1), digits=(digits, 0))
     board = build_leaderboard(_paths(results, "runs"), aspects, n_boot=bootstrap)
     text = format_table(board, format_, digits=digits)
     if out_file:
@@ -321,6 +344,7 @@ def attack(
     from robench.evaluators.adversarial import attack_recipe
     from robench.results import atomic_write_text
 
+    _check_numbers(n=(n, 1), query_budget=(query_budget, 1), seed=(seed, 0))
     if save.suffix not in (".jsonl", ".csv"):
         raise RobenchError(f"--save {save}: use a .jsonl or .csv file name")
     ctx = make_context(run, device, precision)

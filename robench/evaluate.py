@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +17,7 @@ from robench.evaluators import EVALUATORS, EvalOutput, resolve_suite
 from robench.models import load_trained, resolve_device, resolve_precision
 from robench.predict import Predictions, predict
 from robench.progress import console
-from robench.results import atomic_write_json, load_run, make_result, result_path, undeclared
+from robench.results import atomic_write_json, file_sha256, load_run, make_result, result_path, undeclared
 from robench.tasks import TaskData, load_task
 
 CACHE_SUBDIR = "cache"
@@ -35,6 +37,7 @@ class EvalContext:
     # Capture penultimate features on every fresh pass (a forward hook, nearly free) so that a set
     # scored first without features (accuracy) is not predicted again for feature-based scores.
     always_features: bool = True
+    weights: str = "unknown"  # sha256 prefix of model.safetensors as found on disk
     _model: Any = None
     _tokenizer: Any = None
     _memo: dict[tuple[str, bool], Predictions] = field(default_factory=dict)
@@ -72,14 +75,10 @@ class EvalContext:
             return self._memo[memo_key]
         if not features and (key, True) in self._memo:
             return self._memo[(key, True)]
-        weights = self.run.get("weights_fingerprint", "unknown")
         data_fp = self.data.fingerprint(key)
-        cache = self.run_dir / CACHE_SUBDIR / f"{weights}-{data_fp}-{self.precision}-{self.max_length}.npz"
-        preds = None
-        if cache.exists():
-            with np.load(cache, allow_pickle=False) as z:
-                if not features or "features" in z:
-                    preds = Predictions(z["logits"], z["features"] if "features" in z else None)
+        # keyed on the weights file as it is now (checked against run.json in make_context), not on the record
+        cache = self.run_dir / CACHE_SUBDIR / f"{self.weights}-{data_fp}-{self.precision}-{self.max_length}.npz"
+        preds = _read_cache(cache, features, len(self.data.get(key)))
         if preds is None:
             want_features = features or self.always_features
             try:
@@ -93,31 +92,66 @@ class EvalContext:
                 preds = predict(self.model, self.tokenizer, self.texts(key), batch_size=self.batch_size,
                                 max_length=self.max_length, device=self.device, precision=self.precision,
                                 features=False, description=f"predict {key}")
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_name(f".{cache.stem}.tmp.npz")
             arrays = {"logits": preds.logits}
             if preds.features is not None:
                 arrays["features"] = preds.features
-            np.savez(tmp, **arrays)
-            tmp.replace(cache)
+            _write_cache(cache, arrays)
         self._memo[memo_key] = preds
         if preds.features is not None:
             self._memo[(key, True)] = preds
         return preds
 
 
+def _read_cache(cache: Path, features: bool, n: int) -> Predictions | None:
+    """Cached predictions, or None when absent, unreadable (truncated, empty) or of the wrong size:
+    a damaged cache is recomputed, never trusted."""
+    if not cache.exists():
+        return None
+    try:
+        with np.load(cache, allow_pickle=False) as z:
+            if features and "features" not in z:
+                return None
+            preds = Predictions(z["logits"], z["features"] if "features" in z else None)
+    except Exception:  # noqa: BLE001 - any unreadable cache file is simply recomputed
+        return None
+    if preds.logits.ndim != 2 or len(preds.logits) != n or (preds.features is not None and len(preds.features) != n):
+        return None
+    return preds
+
+
+def _write_cache(cache: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Unique temp file + rename: concurrent writers never share a temp name."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{cache.stem}.", suffix=".tmp.npz", dir=cache.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, cache)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def make_context(run_dir: Path, device: str = "auto", precision: str = "fp32", limit: int | None = None,
                  batch_size: int = 128) -> EvalContext:
     run_dir = Path(run_dir)
     run = load_run(run_dir)
-    if not (run_dir / "model.safetensors").exists():
+    weights_file = run_dir / "model.safetensors"
+    if not weights_file.exists():
         raise ConfigError(f"run directory {run_dir} has no model.safetensors; re-train it with 'robench train'")
+    weights = file_sha256(weights_file)
+    recorded = run.get("weights_fingerprint")
+    if recorded and weights != recorded:
+        raise ConfigError(f"{weights_file} is not the file this run wrote (sha256 {weights}, run.json records "
+                          f"{recorded}): it was truncated or replaced; re-train the run ('robench train --force')")
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit must be a positive number of examples, got {limit}")
     task_info = run["task"]
     task = load_task(task_info.get("source", task_info["name"]), task_info.get("profile"),
                      limit if limit is not None else task_info.get("limit"))
     return EvalContext(run_dir=run_dir, run=run, task=task, data=TaskData(task),
                        device=str(resolve_device(device)), precision=resolve_precision(precision),
-                       batch_size=batch_size)
+                       batch_size=batch_size, weights=weights)
 
 
 def evaluate_run(run_dir: Path, suite: str = "quick", *, force: bool = False, device: str = "auto",
@@ -126,11 +160,14 @@ def evaluate_run(run_dir: Path, suite: str = "quick", *, force: bool = False, de
     """Evaluate one run with a suite; skips results already present unless ``force``. Returns written paths."""
     names = resolve_suite(suite)
     ctx = ctx or make_context(run_dir, device, precision, limit)
+    if limit is not None and limit == ctx.run.get("task", {}).get("limit"):
+        limit = None  # the run's own data limit: the full result
     written: dict[str, Path] = {}
     for name in names:
         opts = {**ctx.task.evaluator_options.get(name, {}), **(options or {}).get(name, {})}
         evaluator = EVALUATORS.get(name)(**opts)
-        path = result_path(ctx.run_dir, name)
+        # a result on a subset has its own file: it never replaces (or passes for) the full one
+        path = result_path(ctx.run_dir, name, limit)
         if path.exists() and not force and _same_settings(path, evaluator.settings_key(), limit):
             console.print(f"[dim]{name}: result exists ({path}); skipped (use --force to recompute)[/dim]")
             written[name] = path

@@ -95,8 +95,22 @@ def load_trained(run_dir: Path):
     if not (run_dir / "model.safetensors").exists():
         raise ConfigError(f"run directory {run_dir} has no model.safetensors; train it first with 'robench train' "
                           "(an interrupted run leaves no weights)")
-    model = AutoModelForSequenceClassification.from_pretrained(run_dir, use_safetensors=True)
-    tokenizer = AutoTokenizer.from_pretrained(run_dir)
+    for name, what in (("config.json", "the model config"), ("tokenizer.json", "the tokenizer")):
+        if not (run_dir / name).exists() and not (name == "tokenizer.json" and (run_dir / "vocab.txt").exists()):
+            raise ConfigError(f"run directory {run_dir} has no {name} ({what}); the run is incomplete: "
+                              "re-train it with 'robench train --force'")
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(run_dir, use_safetensors=True)
+    except Exception as exc:  # truncated weights, a config that is not JSON, ...
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise ConfigError(f"run directory {run_dir}: the model could not be loaded ({type(exc).__name__}: {first}); "
+                          "its files are damaged: re-train it with 'robench train --force'") from None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(run_dir)
+    except Exception as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise ConfigError(f"run directory {run_dir}: the tokenizer could not be loaded ({type(exc).__name__}: "
+                          f"{first}); its files are damaged: re-train it with 'robench train --force'") from None
     return model, tokenizer
 
 

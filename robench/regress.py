@@ -110,11 +110,16 @@ def load_baseline(path: Path | str) -> dict[str, Any]:
     if not path.exists():
         raise ConfigError(f"baseline {path} does not exist; record one with 'robench baseline record'")
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise ConfigError(f"baseline {path} is not valid JSON; re-record it") from None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ConfigError(f"baseline {path} is not valid JSON; re-record it with 'robench baseline record'") from None
     if not isinstance(data, dict) or data.get("schema") != BASELINE_SCHEMA:
         raise ConfigError(f"{path} is not a robench baseline (schema {data.get('schema') if isinstance(data, dict) else None!r})")
+    tolerances = data.get("tolerances", {})
+    if not isinstance(tolerances, dict) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) and v >= 0
+            for v in tolerances.values()):
+        raise ConfigError(f"baseline {path}: 'tolerances' must map metric patterns to numbers >= 0; re-record it")
     scores = data.get("scores")
     if not isinstance(scores, dict) or not any(isinstance(m, dict) and m for m in scores.values()):
         raise ConfigError(f"baseline {path} has no scores to check; re-record it with 'robench baseline record'")

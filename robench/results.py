@@ -120,16 +120,41 @@ def load_run(run_dir: Path) -> dict[str, Any]:
         raise ConfigError(f"run directory {run_dir} has no {RUN_FILE}; it is not a finished robench run "
                           "(train it with 'robench train')")
     try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise ConfigError(f"{path} is not valid JSON; re-train the run") from None
-    if record.get("schema") != RUN_SCHEMA:
-        raise ConfigError(f"{path} is not a robench run record (schema {record.get('schema')!r})")
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ConfigError(f"{path} is not valid JSON; re-train the run ('robench train --force')") from None
+    if not isinstance(record, dict) or record.get("schema") != RUN_SCHEMA:
+        schema = record.get("schema") if isinstance(record, dict) else type(record).__name__
+        raise ConfigError(f"{path} is not a robench run record (schema {schema!r}); re-train the run")
+    problem = _run_record_problem(record)
+    if problem:
+        raise ConfigError(f"{path}: {problem}; the run record is damaged: re-train the run ('robench train --force')")
     return record
 
 
-def result_path(run_dir: Path, evaluator: str) -> Path:
-    return Path(run_dir) / RESULTS_SUBDIR / f"{evaluator}.json"
+def _run_record_problem(record: dict[str, Any]) -> str | None:
+    """What is wrong with a run record's structure, or None."""
+    task = record.get("task")
+    if not isinstance(task, dict) or not isinstance(task.get("name"), str):
+        return "key 'task' is missing or not a mapping with a 'name'"
+    if task.get("limit") is not None and (not isinstance(task["limit"], int) or isinstance(task["limit"], bool)):
+        return f"task.limit is {task['limit']!r}, not a whole number"
+    if not isinstance(record.get("seed"), int) or isinstance(record.get("seed"), bool):
+        return f"seed is {record.get('seed')!r}, not a whole number"
+    for key in ("model", "method", "config", "training"):
+        if not isinstance(record.get(key, {}), dict):
+            return f"key {key!r} is not a mapping"
+    max_length = (record.get("config") or {}).get("max_length", 128)
+    if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1:
+        return f"config.max_length is {max_length!r}, not a positive whole number"
+    return None
+
+
+def result_path(run_dir: Path, evaluator: str, limit: int | None = None) -> Path:
+    """``results/<evaluator>.json``; a result computed under an evaluation ``--limit`` gets its own
+    ``results/<evaluator>.limit<N>.json`` (and its own board row), so it never replaces the full one."""
+    suffix = f".limit{int(limit)}" if limit is not None else ""
+    return Path(run_dir) / RESULTS_SUBDIR / f"{evaluator}{suffix}.json"
 
 
 # --------------------------------------------------------------------------------------------- identity
@@ -324,11 +349,54 @@ def iter_result_files(root: Path):
             with open(path, "rb") as fh:  # a result names its schema first: skip other JSON unparsed
                 if b'"robench.result/' not in fh.read(256):
                     continue
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        except OSError:
             continue
-        if isinstance(data, dict) and data.get("schema") in RESULT_SCHEMAS:
-            yield path, data
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path}: a robench result that is not valid JSON ({type(exc).__name__}); delete it "
+                              "or recompute it with 'robench eval --force'") from None
+        problem = _result_problem(data)
+        if problem:
+            raise ConfigError(f"{path}: not a valid robench result ({problem}); delete it or recompute it with "
+                              "'robench eval --force'")
+        yield path, data
+
+
+def _result_problem(data: Any) -> str | None:
+    """What is wrong with a result file's structure (the types every reader relies on), or None."""
+    if not isinstance(data, dict):
+        return f"the top level is a {type(data).__name__}, not a mapping"
+    if data.get("schema") not in RESULT_SCHEMAS:
+        return f"unknown schema {data.get('schema')!r}"
+    if not isinstance(data.get("evaluator"), str):
+        return "'evaluator' is not a name"
+    for key in ("metrics", "run"):
+        if not isinstance(data.get(key), dict):
+            return f"{key!r} is missing or not a mapping"
+    for key in ("details", "settings", "data"):
+        if not isinstance(data.get(key, {}), dict):
+            return f"{key!r} is not a mapping"
+    if not isinstance(data.get("artifacts", []), list) or not all(isinstance(a, str) for a in data.get("artifacts", [])):
+        return "'artifacts' is not a list of paths"
+    run = data["run"]
+    for key in ("task", "model", "method", "profile", "run_id"):
+        if run.get(key) is not None and not isinstance(run[key], str):
+            return f"run.{key} is {run[key]!r}, not a name"
+    for key in ("seed", "limit"):
+        if run.get(key) is not None and (not isinstance(run[key], int) or isinstance(run[key], bool)):
+            return f"run.{key} is {run[key]!r}, not a whole number"
+    cost = run.get("train_cost_s_per_example")
+    if cost is not None and not _is_number(cost):
+        return f"run.train_cost_s_per_example is {cost!r}, not a number"
+    specs = data.get("metric_specs", [])
+    if not isinstance(specs, list) or not all(isinstance(s, dict) for s in specs):
+        return "'metric_specs' is not a list of declarations"
+    try:
+        [MetricSpec.from_json(s) for s in specs]
+    except (TypeError, ValueError) as exc:
+        return f"a metric declaration is invalid ({exc})"
+    return None
 
 
 @dataclass

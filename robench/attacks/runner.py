@@ -42,7 +42,7 @@ def read_log(path: Path) -> tuple[dict | None, list[dict]]:
     if not path.exists():
         return None, []
     header, records = None, []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors="replace") as f:  # a non-UTF-8 line fails json, below
         for line in f:
             if not line.endswith("\n"):
                 break  # torn write
@@ -50,6 +50,8 @@ def read_log(path: Path) -> tuple[dict | None, list[dict]]:
                 obj = json.loads(line)
             except json.JSONDecodeError:
                 break
+            if not isinstance(obj, dict) or "\ufffd" in line:
+                break  # not a record of ours (or not UTF-8): keep what came before, redo the rest
             if obj.get("type") == "header" and header is None:
                 header = obj
             elif obj.get("type") == "example" and header is not None:

@@ -29,7 +29,8 @@ def _plt():
 
 
 def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.+-]+", "-", str(text)).strip("-") or "x"
+    """A safe single path part: letters, digits, '.', '+', '-', never starting or ending with '.' or '-'."""
+    return re.sub(r"[^A-Za-z0-9.+-]+", "-", str(text)).strip("-.") or "x"
 
 
 def _label(row: pd.Series, show_model: bool) -> str:
@@ -165,15 +166,19 @@ def collect_artifacts(records: list[ResultRecord], dest: Path
     runs: dict[Path, ResultRecord] = {}
     pngs: dict[Path, set[Path]] = {}
     for rec in records:
-        runs.setdefault(rec.run_dir, rec)
-        found = pngs.setdefault(rec.run_dir, set())
-        found.update(p for p in (rec.run_dir / "artifacts").glob("*.png"))
-        found.update(rec.run_dir / a for a in rec.artifacts if str(a).endswith(".png"))
+        run_dir = rec.run_dir.resolve()
+        runs.setdefault(run_dir, rec)
+        found = pngs.setdefault(run_dir, set())
+        found.update(p.resolve() for p in (run_dir / "artifacts").glob("*.png"))
+        # only figures inside the run's own folder: a result naming ../../etc/x.png copies nothing
+        found.update(p for a in rec.artifacts if str(a).endswith(".png")
+                     and (p := (run_dir / a).resolve()).is_relative_to(run_dir))
     groups: dict[str, dict[tuple[str, str, str], list[Path]]] = {}
     for run_dir, rec in sorted(runs.items(), key=lambda kv: (kv[1].task, kv[1].model, kv[1].method != BASELINE_METHOD,
                                                             kv[1].method, str(kv[1].seed))):
         for src in sorted(p for p in pngs[run_dir] if p.is_file()):
-            target = dest / slug(rec.task) / slug(rec.model) / slug(rec.method) / f"seed{rec.seed}" / src.name
+            # every path part from sanitised fields: a crafted seed or name cannot leave ``dest``
+            target = dest / slug(rec.task) / slug(rec.model) / slug(rec.method) / slug(f"seed{rec.seed}") / slug(src.name)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, target)
             key = (rec.model, src.stem, str(rec.seed))
