@@ -10,9 +10,6 @@ import copy
 
 import pytest
 import torch
-
-from robench.methods import build_method
-from robench.methods.diagnostics import TermMeans
 from test_methods import (  # tests/ is on sys.path under pytest (rootdir, prepend import mode)
     Acc,
     embed,
@@ -22,6 +19,9 @@ from test_methods import (  # tests/ is on sys.path under pytest (rootdir, prepe
     selective,
     sharpen,
 )
+
+from robench.methods import build_method
+from robench.methods.diagnostics import TermMeans
 
 LOSS_RTOL = 1e-5  # the tolerance the reference tests compare losses with
 GRAD_RTOL = 1e-3  # ... and gradients
