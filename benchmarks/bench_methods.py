@@ -6,9 +6,11 @@
 A step is what the trainer does per batch: ``training_step`` + ``after_backward`` + clipping +
 ``before_optimizer_step`` + AdamW step + ``after_optimizer_step``. The predicted ratio comes
 from each method's pass count with a backward costing two forwards (B = 2F, so vanilla
-1F+1B = 3F): R3F 2F+1B = 4/3, SMART/ALUM/RAM 3F+2B = 7/3 (SMART + teacher forward 8/3),
-FreeLB K=2 2F+2B = 2. The ascent backward of SMART/ALUM/RAM goes only to delta (no weight
-gradients), so a measured ratio a little under the prediction is expected.
+1F+1B = 3F): R3F 2F+2B = 2 (one backward through both graphs), SMART/ALUM/RAM 3F+2B = 7/3
+(SMART + teacher forward 8/3), FreeLB with adv_steps 2 (fairseq's count: 1 + 2 passes) 3F+3B = 3.
+The ascent backward of SMART/ALUM/RAM goes only to delta (no weight gradients), so a measured
+ratio a little under the prediction is expected. The regulariser-alive diagnostic adds one
+forward every ``diag_every`` (10) steps; ``--diag-every 0`` times the methods without it.
 
 RAM's mask work (importance accumulation in ``after_backward``, the per-epoch re-ranking and
 sampling, the gradient multiply) is reported as a share of RAM's time over the timed steps
@@ -18,13 +20,16 @@ treated as one epoch (one re-sampling at its end); the one-off Fisher pass is ti
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import statistics
 import time
 
 import torch
 
+from robench.methods import METHODS as METHOD_REGISTRY
 from robench.methods import build_method
+from robench.methods.selective import SelectiveTraining
 from robench.models import load_model, load_tokenizer, resolve_device
 from robench.tasks import TaskData, load_task
 
@@ -64,15 +69,19 @@ def make_batches(model_name: str, n: int, batch_size: int, max_length: int, devi
 def run_method(name: str, args, batches, device) -> dict:
     model = load_model(args.model, num_labels=2, seed=0).to(device)
     model.train()
-    method = build_method(name)
+    fields = {f.name for f in dataclasses.fields(METHOD_REGISTRY.get(name).Config)}
+    overrides = {"diag_every": str(args.diag_every)} if "diag_every" in fields else {}
+    method = build_method(name, overrides)
+    hooks = [method, *method.extra_hooks()]
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     acc = Acc()
     sync(device)
     t0 = time.perf_counter()
-    method.setup(model, batches, acc)
+    for hook in hooks:
+        hook.setup(model, batches, acc)
     sync(device)
     setup_s = time.perf_counter() - t0
-    sel = getattr(method, "selective", None)
+    sel = next((h for h in hooks if isinstance(h, SelectiveTraining)), None)
     if sel is not None:
         sel.seconds.update(accumulate=0.0, apply=0.0, resample=0.0)
         sel.steps = 0
@@ -83,12 +92,15 @@ def run_method(name: str, args, batches, device) -> dict:
         sync(device)
         t0 = time.perf_counter()
         method.training_step(model, batch, acc)
-        method.after_backward(model)
+        for hook in hooks:
+            hook.after_backward(model)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        method.before_optimizer_step(model)
+        for hook in hooks:
+            hook.before_optimizer_step(model)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        method.after_optimizer_step(model)
+        for hook in hooks:
+            hook.after_optimizer_step(model)
         sync(device)
         if i == args.warmup - 1 and sel is not None:  # count only the timed steps' mask work
             sel.seconds.update(accumulate=0.0, apply=0.0)
@@ -98,7 +110,8 @@ def run_method(name: str, args, batches, device) -> dict:
            "setup_s": setup_s}
     if sel is not None:
         t0 = time.perf_counter()
-        method.on_epoch_end(model, 1)
+        for hook in hooks:
+            hook.on_epoch_end(model, 1)
         sync(device)
         resample = time.perf_counter() - t0
         work = sel.seconds["accumulate"] + sel.seconds["apply"] + resample
@@ -122,6 +135,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = leave as is)")
+    parser.add_argument("--diag-every", type=int, default=10,
+                        help="regulariser-alive diagnostic: a dropout-only pass every N steps (0 = off)")
     parser.add_argument("--epoch-steps", type=int, default=75,
                         help="steps in a real epoch, to extrapolate the mask share (default task: 1200 / 16 = 75)")
     args = parser.parse_args()

@@ -59,7 +59,8 @@ def train(
     lr: float = typer.Option(1e-4, help="peak learning rate (linear decay, 6% warm-up); the paper used 1e-5 for RoBERTa-large"),
     max_length: int = typer.Option(128, help="truncate inputs to this many tokens"),
     set_: list[str] = typer.Option(None, "--set", help="method hyper-parameter, key=value (repeatable)"),
-    preset: str = typer.Option(None, help="method preset, e.g. 'paper' for the RoBERTa-large settings"),
+    preset: str = typer.Option(None, help="method preset, e.g. 'paper' for the RoBERTa-large settings "
+                                            "(default: the task's method_presets, unless --set is given)"),
     selective: bool = typer.Option(False, "--selective", help="apply RAM's selective-training gradient mask"),
     selective_alpha: float = typer.Option(None, help="selective training: rank threshold alpha"),
     selective_beta: float = typer.Option(None, help="selective training: sharpness beta"),
@@ -137,22 +138,24 @@ def list_(what: str = typer.Argument(..., help="methods, tasks, evaluators or su
         from robench.methods import METHODS
 
         table = Table(title="methods")
-        for col in ("name", "aliases", "passes per step", "hyper-parameters (defaults)"):
+        for col in ("name", "aliases", "passes per step", "hyper-parameters (defaults)", "presets"):
             table.add_column(col)
         for name in METHODS.names():
             cls = METHODS.get(name)
             params = ", ".join(f"{f.name}={f.default}" for f in dataclasses.fields(cls.Config))
-            table.add_row(name, ", ".join(METHODS.aliases_of(name)), cls.passes, params or "-")
+            table.add_row(name, ", ".join(METHODS.aliases_of(name)), cls.passes, params or "-",
+                          ", ".join(dict.fromkeys(["paper", *cls.presets])))
     elif what == "tasks":
         from robench.tasks import list_tasks, load_task
 
         table = Table(title="tasks (tasks/*.yaml)")
-        for col in ("name", "labels", "shift sets", "ood sets", "description"):
+        for col in ("name", "labels", "shift sets", "ood sets", "method presets", "description"):
             table.add_column(col)
         for name in list_tasks():
             spec = load_task(name)
+            presets = ", ".join(f"{m}: {p}" for m, p in spec.method_presets.items())
             table.add_row(name, ", ".join(spec.labels), ", ".join(spec.set_names("shift")) or "-",
-                          ", ".join(spec.set_names("ood")) or "-", spec.description)
+                          ", ".join(spec.set_names("ood")) or "-", presets or "-", spec.description)
     elif what == "evaluators":
         from robench.evaluators import EVALUATORS
 

@@ -30,7 +30,7 @@ SOURCE_KEYS = {
 SET_KEYS = {"source", "part", "limit"}
 TOP_KEYS = {
     "name", "description", "labels", "sources", "train", "validation", "test", "shift", "ood",
-    "adversarial", "attack_split", "profiles", "evaluators",
+    "adversarial", "attack_split", "profiles", "evaluators", "method_presets",
 }
 ROLES = ("train", "validation", "test")
 GROUPS = ("shift", "ood", "adversarial")
@@ -74,6 +74,8 @@ class TaskSpec:
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Per-evaluator default options for this task (e.g. attack sample size); CLI options override them.
     evaluator_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The preset each method trains with on this task ({"ram": "sentiment"}); --preset / --set override it.
+    method_presets: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
     spec_hash: str = ""  # hash of the task file's content: which definition a run and its results used
 
@@ -191,12 +193,34 @@ def parse_task(raw: Any, path: Path | str = "<task>") -> TaskSpec:
                 raise _fail(path, f"profiles.{pname}.{role}", "unknown role", f"use one of {', '.join((*ROLES, *GROUPS))}")
             if lim is not None and (not isinstance(lim, int) or lim <= 0):
                 raise _fail(path, f"profiles.{pname}.{role}", "must be a positive integer or null", "e.g. train: 500")
+    method_presets = _parse_method_presets(raw.get("method_presets"), path)
     return TaskSpec(
         name=str(raw["name"]), labels=labels, sources=sources, sets=sets, attack_split=attack_split,
         description=str(raw.get("description", "")), profiles=profiles,
-        evaluator_options={k: dict(v) for k, v in evaluator_options.items()},
+        evaluator_options={k: dict(v) for k, v in evaluator_options.items()}, method_presets=method_presets,
         path=Path(path) if not isinstance(path, Path) else path,
     )
+
+
+def _parse_method_presets(raw: Any, path: Path | str) -> dict[str, str]:
+    """``{method: preset}``, checked against the method registry (aliases map to the method's name)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
+        raise _fail(path, "method_presets", "must map method names to preset names", "e.g. method_presets: {ram: sentiment}")
+    from robench.methods import METHODS  # only tasks that name presets pay for importing the methods
+
+    out: dict[str, str] = {}
+    for method, preset in raw.items():
+        where = f"method_presets.{method}"
+        if method.lower() not in METHODS:
+            raise _fail(path, where, f"unknown method {method!r}", f"use one of: {', '.join(METHODS.names())}")
+        cls = METHODS.get(method)
+        known = list(dict.fromkeys(["paper", *cls.presets]))
+        if preset not in known:
+            raise _fail(path, where, f"method {cls.name!r} has no preset {preset!r}", f"use one of: {', '.join(known)}")
+        out[cls.name] = preset
+    return out
 
 
 def _check_evaluator_options(options: Any, where: str, path: Path | str) -> None:

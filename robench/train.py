@@ -21,7 +21,7 @@ import torch
 
 from robench.errors import ConfigError
 from robench.methods import build_method
-from robench.methods.base import TrainingHook
+from robench.methods.base import TrainingHook, make_config
 from robench.models import load_model, load_tokenizer, resolve_device, resolve_precision
 from robench.progress import console, progress_bar
 from robench.results import RUN_FILE, RUN_SCHEMA, RunIdentity, atomic_write_json, file_sha256, provenance
@@ -73,17 +73,31 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def resolve_preset(cfg: TrainConfig) -> tuple[str | None, str]:
+    """The method preset and where it came from: ``user`` (--preset), ``task`` (the task YAML's
+    ``method_presets``; applied unless the user passes --preset or --set) or ``default``."""
+    if cfg.preset:
+        return cfg.preset, "user"
+    if cfg.method_overrides:
+        return None, "default"
+    from robench.methods import METHODS
+
+    preset = load_task(cfg.task).method_presets.get(METHODS.canonical(cfg.method))
+    return (preset, "task") if preset else (None, "default")
+
+
 def build_hooks(cfg: TrainConfig) -> tuple[Any, list[TrainingHook]]:
-    method = build_method(cfg.method, cfg.method_overrides, cfg.preset)
-    hooks: list[TrainingHook] = [method]
+    preset, _ = resolve_preset(cfg)
+    method = build_method(cfg.method, cfg.method_overrides, preset)
+    hooks: list[TrainingHook] = [method, *method.extra_hooks()]
     if cfg.selective:
         from robench.methods.selective import SelectiveTraining
 
-        if getattr(method, "selective", None) is not None:  # RAM already masks: never mask twice
+        if any(isinstance(h, SelectiveTraining) for h in hooks):  # RAM already masks: never mask twice
             raise ConfigError(f"method {method.name!r} already applies selective training; drop --selective "
                               "(set its mask with --set selective_alpha=.. selective_beta=..), or pass "
                               "--set selective=false to use --selective's mask instead")
-        hooks.append(SelectiveTraining.from_overrides(cfg.selective_overrides))
+        hooks.append(SelectiveTraining(make_config(SelectiveTraining, cfg.selective_overrides)))
     return method, hooks
 
 
@@ -197,7 +211,8 @@ def train(cfg: TrainConfig) -> Path:
             hook.on_epoch_end(model, epoch)
         val_acc = accuracy(model, val_loader, accelerator)
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_accuracy": val_acc,
-                        "epoch_seconds": round(time.perf_counter() - t_epoch, 3)})
+                        "epoch_seconds": round(time.perf_counter() - t_epoch, 3),
+                        "diagnostics": {k: v for h in hooks for k, v in h.epoch_diagnostics().items()}})
         console.print(f"epoch {epoch}: train loss {np.mean(losses):.4f}  val acc {val_acc:.4f}")
         if val_acc > best_acc:
             best_acc, best_epoch = val_acc, epoch
@@ -215,6 +230,7 @@ def train(cfg: TrainConfig) -> Path:
                  "sizes": {"train": len(train_ds), "validation": len(val_ds)}},
         "model": {"name": cfg.model, "num_parameters": sum(p.numel() for p in final.parameters())},
         "method": {"name": method.name, "config": dataclasses.asdict(method.config), "passes": method.passes,
+                   "preset": dict(zip(("name", "source"), resolve_preset(cfg), strict=True)),
                    "selective": cfg.selective,
                    "selective_config": hooks[-1].config_dict() if cfg.selective else None,
                    "state": {type(h).__name__: h.state() for h in hooks if h.state()}},

@@ -18,6 +18,7 @@ import torch
 
 from robench.errors import ConfigError
 from robench.methods import build_method
+from robench.methods.base import make_config
 from robench.methods.embeddings import linf_normalize
 from robench.methods.freelb import ascend
 from robench.methods.selective import SelectiveTraining, expected_keep
@@ -32,6 +33,12 @@ class Acc:
 
 def embed(model, batch) -> torch.Tensor:
     return model.bert.embeddings(input_ids=batch["input_ids"], token_type_ids=batch.get("token_type_ids"))
+
+
+def logits_from_words(model, words, batch) -> torch.Tensor:
+    """Logits with ``words`` in place of the word-embedding lookup (positions, types, LayerNorm after)."""
+    emb = model.bert.embeddings(inputs_embeds=words, token_type_ids=batch.get("token_type_ids"))
+    return logits_from(model, emb, batch)
 
 
 def logits_from(model, emb, batch) -> torch.Tensor:
@@ -56,6 +63,11 @@ def symkl(a, b) -> torch.Tensor:
     return (kl_rows(a, b) + kl_rows(b, a)).mean()
 
 
+def symkl_detached(a, b) -> torch.Tensor:
+    """mt-dnn's ``SymKlCriterion``: ``KL(a.detach() || b) + KL(b.detach() || a)``, batch mean."""
+    return (kl_rows(a.detach(), b) + kl_rows(b.detach(), a)).mean()
+
+
 def grads(model) -> dict[str, torch.Tensor]:
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
@@ -67,10 +79,26 @@ def assert_same_grads(a, b, rtol=1e-4, atol=1e-7) -> None:
         torch.testing.assert_close(ga[name], gb[name], rtol=rtol, atol=atol, msg=name)
 
 
+def sharpen(model, factor: float = 20.0):
+    """Scale the random classifier so logits are far from uniform and every loss term is visible."""
+    with torch.no_grad():
+        model.classifier.weight.mul_(factor)
+    return model
+
+
 @pytest.fixture
 def pair(tiny_model):
-    tiny_model.eval()
+    sharpen(tiny_model).eval()
     return tiny_model, copy.deepcopy(tiny_model)
+
+
+def selective(overrides=None, preset=None) -> SelectiveTraining:
+    return SelectiveTraining(make_config(SelectiveTraining, overrides, preset))
+
+
+def hooks_of(method) -> list:
+    """The method and the hooks it hands the trainer (RAM: its selective mask)."""
+    return [method, *method.extra_hooks()]
 
 
 def real_tokens(batch) -> torch.Tensor:
@@ -80,28 +108,29 @@ def real_tokens(batch) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------- FreeLB
 
 def test_freelb_loss_and_accumulated_gradient(pair, batch):
+    """fairseq FreeLB: a pass on word + delta0, then adv_steps ascent passes; each backward CE / (1 + adv_steps)."""
     model, ref = pair
-    method = build_method("freelb", {"k": "3", "adv_lr": "0.5", "max_norm": "0.6"})
+    method = build_method("freelb", {"adv_steps": "2", "adv_lr": "0.5", "max_norm": "0.6"})
     torch.manual_seed(1)
     loss = method.training_step(model, batch, Acc())
 
     torch.manual_seed(1)
-    k, mask = 3, batch["attention_mask"].float()[..., None]
-    emb = embed(ref, batch)
-    delta = torch.empty_like(emb).uniform_(-1, 1) * mask
-    n = mask.sum((1, 2)) * emb.shape[-1]
+    n_passes, mask = 3, batch["attention_mask"].float()[..., None]
+    words = ref.bert.embeddings.word_embeddings(batch["input_ids"])
+    delta = torch.empty_like(words).uniform_(-1, 1) * mask
+    n = mask.sum((1, 2)) * words.shape[-1]
     delta = (delta * (1.0 / n.sqrt())[:, None, None]).detach()
     total = 0.0
-    for step in range(k):
+    for step in range(n_passes):
         delta.requires_grad_()
-        emb = embed(ref, batch)
-        step_loss = ce(logits_from(ref, emb + delta, batch), batch["labels"]) / k
+        words = ref.bert.embeddings.word_embeddings(batch["input_ids"])
+        step_loss = ce(logits_from_words(ref, words + delta, batch), batch["labels"]) / n_passes
         step_loss.backward()
         total += step_loss.item()
-        if step == k - 1:
+        if step == n_passes - 1:
             break
         g = delta.grad
-        gnorm = torch.stack([gi.norm() for gi in g]).clamp_min(1e-8)
+        gnorm = torch.stack([gi.norm() for gi in g]).clamp_min(1e-10)
         delta = delta.detach() + 0.5 * g / gnorm[:, None, None]
         dnorm = torch.stack([di.norm() for di in delta])
         factor = torch.where(dnorm > 0.6, 0.6 / dnorm, torch.ones_like(dnorm))
@@ -125,13 +154,30 @@ def test_freelb_delta_stays_in_l2_ball():
 
 # ----------------------------------------------------------------------------------- SMART and ALUM
 
+def perturb_teacher(teacher, seed: int = 11, scale: float = 0.05) -> None:
+    """Move the teacher away from the student so that the Bregman term is not zero."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in teacher.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * scale)
+
+
 @pytest.mark.parametrize("name,overrides", [("smart", {}), ("smart", {"bregman": "false", "lambda_s": "3"}),
-                                            ("alum", {"alpha": "2"})])
+                                            ("smart", {"step_norm": "paper"}), ("alum", {"alpha": "2"}),
+                                            ("alum", {"step_norm": "paper"})])
 def test_virtual_adversarial_loss(pair, batch, name, overrides):
+    """A transcription of mt-dnn ``mt_dnn/perturbation.py`` ``SmartPerturbation.forward`` (commit 676b48b,
+    lines 103-151: noise, ascent on the KL, ``noise + step_size * grad`` normalised by ``_norm_grad``'s
+    L-inf branch, lines 52-74), on the embedding-layer output, plus robench's Bregman term."""
     model, ref = pair
-    teacher = copy.deepcopy(ref)
     method = build_method(name, overrides)
     cfg = method.config
+    teacher = None
+    if name == "smart" and cfg.bregman:
+        method.setup(model, [], Acc())
+        perturb_teacher(method.teacher)
+        teacher = copy.deepcopy(ref)
+        perturb_teacher(teacher)
     torch.manual_seed(2)
     loss = method.loss(model, batch)
 
@@ -141,21 +187,30 @@ def test_virtual_adversarial_loss(pair, batch, name, overrides):
     noise = (torch.randn_like(emb) * 1e-5).requires_grad_()
     adv = logits_from(ref, emb + noise, batch)
     (g,) = torch.autograd.grad(kl_rows(adv, clean.detach()).sum(), noise)
-    top = g.abs().amax(-1, keepdim=True)
-    step = 1e-3 * g / (top + 1e-6)
-    adv = logits_from(ref, emb + noise.detach() + step, batch)
+    if cfg.step_norm == "released":
+        d = noise.detach() + 1e-3 * g
+        delta = d / (d.abs().amax(-1, keepdim=True) + 1e-6)
+    else:
+        delta = noise.detach() + 1e-3 * g / (g.abs().amax(-1, keepdim=True) + 1e-6)
+    adv = logits_from(ref, emb + delta, batch)
     weight = cfg.alpha if name == "alum" else cfg.lambda_s
-    expected = ce(clean, batch["labels"]) + weight * symkl(clean, adv)
-    if name == "smart" and cfg.bregman:
+    reg = symkl_detached(clean, adv)
+    expected = ce(clean, batch["labels"]) + weight * reg
+    assert method.last_reg == pytest.approx(reg.item(), rel=1e-3)
+    if teacher is not None:
         with torch.no_grad():
             t_logits = logits_from(teacher, embed(teacher, batch), batch)
-        expected = expected + 1.0 * symkl(clean, t_logits)
+        breg = symkl(clean, t_logits)
+        assert breg.item() > 1e-3  # the teacher differs from the student: mu matters
+        assert method.last_bregman == pytest.approx(breg.item(), rel=1e-4)
+        expected = expected + 1.0 * breg
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5, abs=1e-8)
-    # the step: per-token L-inf norm eta * m / (m + gamma) (= eta up to gamma), padding untouched
-    taken = (method.last_delta - noise.detach())
-    torch.testing.assert_close(taken, step, rtol=1e-4, atol=1e-9)
-    linf = taken.abs().amax(-1)[real_tokens(batch)]
-    torch.testing.assert_close(linf, (1e-3 * top / (top + 1e-6)).squeeze(-1)[real_tokens(batch)])
+    torch.testing.assert_close(method.last_delta, delta, rtol=1e-4, atol=1e-9)
+    linf = method.last_delta.abs().amax(-1)[real_tokens(batch)]
+    if cfg.step_norm == "released":  # per-token L-inf ~1
+        assert (linf > 0.9).all() and (linf <= 1.0).all()
+    else:  # ~eta at most
+        assert (linf <= 1e-3 + 1e-4).all()
     loss.backward()
     expected.backward()
     assert_same_grads(model, ref, rtol=1e-3, atol=1e-6)
@@ -186,17 +241,20 @@ def test_linf_normalize_unit_per_token():
 # ---------------------------------------------------------------------------------------------- R3F
 
 def test_r3f_loss_and_gradient(pair, batch):
+    """fairseq rxf ``SentencePredictionR3F.forward``: noise on the word (token) embeddings, no detach."""
     model, ref = pair
-    method = build_method("r3f")
+    method = build_method("r3f", {"eps": "0.05"})  # large enough that lambda's term is far above tolerance
     torch.manual_seed(3)
     loss = method.loss(model, batch)
 
     torch.manual_seed(3)
-    emb = embed(ref, batch)
-    clean = logits_from(ref, emb, batch)
-    noise = torch.empty_like(emb).uniform_(-1e-5, 1e-5)
-    noised = logits_from(ref, emb.detach() + noise, batch)
-    expected = ce(clean, batch["labels"]) + 1.0 * symkl(clean, noised)
+    words = ref.bert.embeddings.word_embeddings(batch["input_ids"])
+    clean = logits_from_words(ref, words, batch)
+    noise = torch.empty_like(words).uniform_(-0.05, 0.05)
+    noised = logits_from_words(ref, words.detach() + noise, batch)
+    reg = symkl(clean, noised)
+    assert reg.item() > 1e3 * 1e-6 * loss.item()  # a wrong lambda cannot hide inside rel=1e-6
+    expected = ce(clean, batch["labels"]) + 1.0 * reg
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
     loss.backward()
     expected.backward()
@@ -244,10 +302,12 @@ def test_closed_form_keep_fractions():
 def test_ram_mask_keep_ratio_and_scope(tiny_model, batch, preset, alpha, beta):
     method = build_method("ram", preset=preset)
     sel = method.selective
+    assert method.extra_hooks() == [sel]
     assert (sel.config.alpha, sel.config.beta) == (alpha, beta)
-    method.setup(tiny_model, [batch, batch], Acc())
+    for hook in hooks_of(method):
+        hook.setup(tiny_model, [batch, batch], Acc())
     assert all(p.grad is None for p in tiny_model.parameters())  # Fisher pass leaves no gradients
-    st = method.state()["selective"]
+    st = sel.state()
     n = st["masked_entries"]
     # sampling error of the kept fraction: sqrt(sum p(1 - p)) / n <= 0.5 / sqrt(n)
     assert st["kept_fraction"] == pytest.approx(expected_keep(alpha, beta), abs=5 * 0.5 / math.sqrt(n))
@@ -260,12 +320,16 @@ def test_ram_mask_keep_ratio_and_scope(tiny_model, batch, preset, alpha, beta):
 
 def test_mask_freezes_zero_entries_and_spares_embeddings_and_head(tiny_model, batch):
     method = build_method("ram")
-    method.setup(tiny_model, [batch], Acc())
+    hooks = hooks_of(method)
+    for hook in hooks:
+        hook.setup(tiny_model, [batch], Acc())
     before = {n: p.detach().clone() for n, p in tiny_model.named_parameters()}
     opt = torch.optim.SGD(tiny_model.parameters(), lr=0.5)
     method.training_step(tiny_model, batch, Acc())
-    method.after_backward(tiny_model)
-    method.before_optimizer_step(tiny_model)
+    for hook in hooks:
+        hook.after_backward(tiny_model)
+    for hook in hooks:
+        hook.before_optimizer_step(tiny_model)
     opt.step()
     moved_kept = 0
     for name, p in tiny_model.named_parameters():
@@ -283,7 +347,7 @@ def test_mask_freezes_zero_entries_and_spares_embeddings_and_head(tiny_model, ba
 
 
 def test_mask_scales_kept_gradients_by_inverse_keep_prob(tiny_model, batch):
-    sel = SelectiveTraining.from_overrides({"alpha": "0.6", "beta": "1", "seed": "7"})
+    sel = selective({"alpha": "0.6", "beta": "1", "seed": "7"})
     sel.setup(tiny_model, [batch], Acc())
     tiny_model(**batch).loss.backward()
     name, p = next((n, q) for n, q in tiny_model.named_parameters() if ".encoder.layer." in n)
@@ -296,7 +360,7 @@ def test_mask_scales_kept_gradients_by_inverse_keep_prob(tiny_model, batch):
 
 
 def test_mask_refreshed_each_epoch_from_accumulated_gradients(tiny_model, batch):
-    sel = SelectiveTraining.from_overrides({"seed": "0"})
+    sel = selective({"seed": "0"})
     sel.setup(tiny_model, [batch], Acc())
     first = [s.clone() for s in sel.scales]
     opt = torch.optim.SGD(tiny_model.parameters(), lr=0.1)
@@ -314,11 +378,14 @@ def test_mask_refreshed_each_epoch_from_accumulated_gradients(tiny_model, batch)
 
 
 def test_selective_config_errors():
-    with pytest.raises(ConfigError):
-        SelectiveTraining.from_overrides({"gamma": 1})
-    with pytest.raises(ConfigError):
-        SelectiveTraining.from_overrides({"preset": "nope"})
-    assert SelectiveTraining.from_overrides({"preset": "entailment"}).config.alpha == 0.6
+    with pytest.raises(ConfigError, match="no hyper-parameter 'gamma'"):
+        selective({"gamma": 1})
+    with pytest.raises(ConfigError, match="no preset 'nope'"):
+        selective(preset="nope")
+    with pytest.raises(ConfigError, match="alpha in"):
+        selective({"alpha": "1.5"})
+    assert selective(preset="entailment").config.alpha == 0.6
+    assert selective({"beta": "2"}, preset="entailment").config.beta == 2.0  # overrides after the preset
 
 
 def test_ram_stays_closer_to_init_than_vanilla(batch):
@@ -329,13 +396,17 @@ def test_ram_stays_closer_to_init_than_vanilla(batch):
         model.train()
         init = {n: p.detach().clone() for n, p in model.named_parameters() if ".encoder.layer." in n}
         method = build_method(name)
+        hooks = hooks_of(method)
         torch.manual_seed(0)
-        method.setup(model, [batch], Acc())
+        for hook in hooks:
+            hook.setup(model, [batch], Acc())
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         for _ in range(6):
             method.training_step(model, batch, Acc())
-            method.after_backward(model)
-            method.before_optimizer_step(model)
+            for hook in hooks:
+                hook.after_backward(model)
+            for hook in hooks:
+                hook.before_optimizer_step(model)
             opt.step()
             opt.zero_grad(set_to_none=True)
         return math.sqrt(sum(float((p.detach() - init[n]).pow(2).sum())
@@ -377,9 +448,14 @@ def test_trains_end_to_end(tmp_path, method, selective):
     record = json.loads((out / "run.json").read_text())
     assert record["method"]["name"] == method
     assert math.isfinite(record["training"]["history"][0]["train_loss"])
+    assert record["method"]["preset"] == {"name": {"ram": "sentiment", "freelb": "sentiment"}.get(method),
+                                          "source": "task" if method in ("ram", "freelb") else "default"}
+    diag = record["training"]["history"][0]["diagnostics"]
+    if method != "vanilla":  # 32 examples = 2 steps: step 1 runs the dropout-only reference pass
+        assert diag["sampled_steps"] == 1 and diag["alive_ratio"] > 0
+        assert all(math.isfinite(v) for v in diag.values())
     if method == "ram" or selective:
-        state = record["method"]["state"]
-        sel = state["RAM"]["selective"] if method == "ram" else state["SelectiveTraining"]
+        sel = record["method"]["state"]["SelectiveTraining"]
         assert sel["refreshes"] == 2 and 0 < sel["kept_fraction"] < 0.2
     if selective:
         assert record["method"]["selective_config"]["alpha"] == 0.9

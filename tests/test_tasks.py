@@ -148,3 +148,40 @@ def test_hub_dataset_offline_is_one_clear_line(monkeypatch):
 def test_parse_task_rejects_non_mapping():
     with pytest.raises(ConfigError, match="must be a mapping"):
         parse_task(["a", "b"], "x.yaml")
+
+
+# ------------------------------------------------------------------------------ method presets
+
+@pytest.mark.parametrize(
+    ("presets", "message"),
+    [
+        ("[ram, sentiment]", "key 'method_presets': must map method names to preset names"),
+        ("{bananas: sentiment}", "key 'method_presets.bananas': unknown method 'bananas'; use one of:"),
+        ("{ram: entailmnet}", "key 'method_presets.ram': method 'ram' has no preset 'entailmnet'; use one of: paper, "),
+        ("{freelb: 3}", "must map method names to preset names"),
+    ],
+)
+def test_method_presets_errors_name_file_key_and_fix(tmp_path, presets, message):
+    path = write_task(tmp_path, MINIMAL, mutate=lambda b: b + f"method_presets: {presets}\n")
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")) as info:
+        load_task(str(path))
+    assert str(path) in str(info.value)
+
+
+def test_method_presets_parsed_with_aliases(tmp_path):
+    path = write_task(tmp_path, MINIMAL, mutate=lambda b: b + "method_presets: {roast: entailment, freelb: paper}\n")
+    assert load_task(str(path)).method_presets == {"ram": "entailment", "freelb": "paper"}
+    assert load_task(str(write_task(tmp_path, MINIMAL))).method_presets == {}
+
+
+@pytest.mark.parametrize("name", ["sentiment", "sst2"])
+def test_packaged_tasks_declare_method_presets(name):
+    assert load_task(name).method_presets == {"ram": "sentiment", "freelb": "sentiment"}
+
+
+def test_list_tasks_shows_method_presets(monkeypatch, capsys):
+    from test_cli import run_cli
+
+    monkeypatch.setenv("COLUMNS", "400")
+    code, out, _ = run_cli(monkeypatch, capsys, "list", "tasks")
+    assert code == 0 and "method presets" in out and "ram: sentiment, freelb: sentiment" in out

@@ -119,3 +119,33 @@ def test_bf16_training_and_prediction_run_on_cpu(tmp_path):
     assert load_run(run)["training"]["precision"] == "bf16"
     result = json.loads(evaluate_run(run, "id", device="cpu", precision="bf16")["id"].read_text())
     assert result["settings"]["precision"] == "bf16" and np.isfinite(result["metrics"]["accuracy"])
+
+
+# ------------------------------------------------------------------------------ method presets
+
+def test_task_preset_applies_unless_user_passes_preset_or_set(tmp_path):
+    from test_tasks import MINIMAL, write_task
+
+    from robench.train import build_hooks, resolve_preset
+
+    task = str(write_task(tmp_path, MINIMAL, mutate=lambda b: b + "method_presets: {ram: entailment}\n"))
+    assert resolve_preset(TrainConfig(task=task, method="roast")) == ("entailment", "task")
+    method, hooks = build_hooks(TrainConfig(task=task, method="ram"))
+    assert method.selective.config.alpha == 0.6 and method.config.selective_alpha == 0.6
+    assert hooks == [method, method.selective]
+    assert resolve_preset(TrainConfig(task=task, method="ram", preset="sentiment")) == ("sentiment", "user")
+    assert resolve_preset(TrainConfig(task=task, method="ram", method_overrides={"adv_eps": "0.05"})) == (None, "default")
+    method, _ = build_hooks(TrainConfig(task=task, method="ram", method_overrides={"adv_eps": "0.05"}))
+    assert method.config.selective_alpha == 0.9  # --set: the method's defaults, not the task's preset
+    assert resolve_preset(TrainConfig(task=task, method="smart")) == (None, "default")
+
+
+def test_run_json_records_preset_and_diagnostics(tmp_path):
+    run = load_run(train(tiny(tmp_path, method="freelb", limit=32)))
+    assert run["method"]["preset"] == {"name": "sentiment", "source": "task"}
+    assert run["method"]["config"]["max_norm"] == 0.6 and run["method"]["config"]["adv_steps"] == 2
+    diag = run["training"]["history"][0]["diagnostics"]
+    assert {"adv_ce", "ce_first", "ce_last", "sampled_sym_kl", "dropout_sym_kl", "alive_ratio"} <= set(diag)
+    run = load_run(train(tiny(tmp_path, "user", method="freelb", limit=32, preset="entailment")))
+    assert run["method"]["preset"] == {"name": "entailment", "source": "user"}
+    assert run["method"]["config"]["max_norm"] == 0.3

@@ -4,7 +4,9 @@ The trainer (``robench.train``) calls, per step, ``training_step`` (forward and 
 passes; multi-pass methods such as FreeLB do their own), then every hook's
 ``before_optimizer_step`` (RAM's gradient mask lives there), the optimiser step, then
 ``after_optimizer_step`` (SMART's EMA teacher). ``setup`` runs once before training (RAM's
-Fisher pass), ``on_epoch_end`` after each epoch. Methods never read files.
+Fisher pass), ``on_epoch_end`` after each epoch, then ``epoch_diagnostics`` (recorded in the
+run's training history). A method may bring extra hooks (``extra_hooks``: RAM's selective
+mask); the trainer runs them beside it. Methods never read files.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, ClassVar
 import torch
 
 from robench.errors import ConfigError
+from robench.methods.diagnostics import TermMeans
 from robench.registry import Registry
 
 
@@ -37,6 +40,10 @@ class TrainingHook:
     def on_epoch_end(self, model: torch.nn.Module, epoch: int) -> None:
         """After each epoch's last step."""
 
+    def epoch_diagnostics(self) -> dict[str, Any]:
+        """Numbers about the epoch just finished (e.g. mean loss terms); reset on every call."""
+        return {}
+
     def state(self) -> dict[str, Any]:
         """Numbers worth recording in run.json (e.g. the kept fraction of a mask)."""
         return {}
@@ -47,8 +54,21 @@ class MethodConfig:
     """Hyper-parameters of a method; subclasses add fields whose defaults are the paper presets."""
 
 
+@dataclass
+class RegularisedConfig(MethodConfig):
+    """Config of a method with a perturbation or regulariser: adds the diagnostic's sampling rate.
+
+    ``diag_every``: every N-th step the regulariser-alive diagnostic runs one extra dropout-only
+    forward pass under ``no_grad`` (RNG state saved and restored, so training is unchanged);
+    0 turns it off. The per-epoch means of the loss terms are always recorded.
+    """
+
+    diag_every: int = 10
+
+
 class Method(TrainingHook):
     name: ClassVar[str] = "base"
+    kind: ClassVar[str] = "method"
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     # Forward/backward passes per step relative to vanilla's 1F+1B (REFERENCE.md's cost table).
     passes: ClassVar[str] = "1F+1B"
@@ -57,6 +77,7 @@ class Method(TrainingHook):
 
     def __init__(self, config: MethodConfig | None = None) -> None:
         self.config = config if config is not None else self.Config()
+        self.terms = TermMeans(getattr(self.config, "diag_every", 0))
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The training loss of one batch (single-backward methods override this)."""
@@ -67,6 +88,14 @@ class Method(TrainingHook):
         loss = self.loss(model, batch)
         accelerator.backward(loss)
         return float(loss.detach())
+
+    def extra_hooks(self) -> list[TrainingHook]:
+        """Hooks the trainer runs beside this method (RAM: its selective-training mask)."""
+        return []
+
+    def epoch_diagnostics(self) -> dict[str, Any]:
+        """Per-epoch means of the loss terms and the regulariser-alive ratio (see ``diagnostics``)."""
+        return self.terms.flush()
 
 
 METHODS: Registry[type[Method]] = Registry("method")
@@ -80,7 +109,7 @@ def register_method(name: str, *, aliases: tuple[str, ...] = ()):
     return decorator
 
 
-def _coerce(field: dataclasses.Field, value: Any, method: str) -> Any:
+def _coerce(field: dataclasses.Field, value: Any, owner: str) -> Any:
     if not isinstance(value, str):
         return value
     kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
@@ -96,27 +125,32 @@ def _coerce(field: dataclasses.Field, value: Any, method: str) -> Any:
         if kind in ("float",):
             return float(value)
     except ValueError:
-        raise ConfigError(f"method {method!r}: {field.name}={value!r} is not a valid {kind}") from None
+        raise ConfigError(f"{owner}: {field.name}={value!r} is not a valid {kind}") from None
     return value
 
 
-def make_config(method: type[Method], overrides: dict[str, Any] | None = None, preset: str | None = None) -> MethodConfig:
-    """The method's config from its defaults, an optional named preset, then explicit overrides."""
-    fields = {f.name: f for f in dataclasses.fields(method.Config)}
+def make_config(owner: Any, overrides: dict[str, Any] | None = None, preset: str | None = None) -> Any:
+    """``owner.Config`` from its defaults, then the named preset, then explicit overrides.
+
+    The one preset/override path for everything configurable: a method class or a training
+    hook class with ``name``, ``Config`` (a dataclass, which may validate in ``__post_init__``)
+    and ``presets``. ``"paper"`` is always a valid preset (the dataclass defaults).
+    """
+    label = f"{getattr(owner, 'kind', 'method')} {owner.name!r}"
+    fields = {f.name: f for f in dataclasses.fields(owner.Config)}
+    presets: dict[str, dict[str, Any]] = getattr(owner, "presets", {})
     values: dict[str, Any] = {}
-    if preset and preset != "paper":
-        if preset not in method.presets:
-            known = ", ".join(["paper", *method.presets])
-            raise ConfigError(f"method {method.name!r} has no preset {preset!r}; choose one of: {known}")
-        values.update(method.presets[preset])
-    elif preset == "paper" and "paper" in method.presets:
-        values.update(method.presets["paper"])
+    if preset and preset in presets:
+        values.update(presets[preset])
+    elif preset and preset != "paper":
+        known = ", ".join(dict.fromkeys(["paper", *presets]))
+        raise ConfigError(f"{label} has no preset {preset!r}; choose one of: {known}")
     for key, value in (overrides or {}).items():
         if key not in fields:
             known = ", ".join(fields) or "(none)"
-            raise ConfigError(f"method {method.name!r} has no hyper-parameter {key!r}; its hyper-parameters: {known}")
-        values[key] = _coerce(fields[key], value, method.name)
-    return method.Config(**values)
+            raise ConfigError(f"{label} has no hyper-parameter {key!r}; its hyper-parameters: {known}")
+        values[key] = _coerce(fields[key], value, label)
+    return owner.Config(**values)
 
 
 def build_method(name: str, overrides: dict[str, Any] | None = None, preset: str | None = None) -> Method:

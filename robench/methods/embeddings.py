@@ -1,9 +1,12 @@
-"""Shared helpers for methods that perturb the input embeddings.
+"""Shared helpers for methods that perturb the input embeddings, in one of two places:
 
-"Input embeddings" are the OUTPUT of the base model's embedding module (word + position +
-type, after its LayerNorm): ``model.base_model.embeddings`` for BERT, RoBERTa, DeBERTa and
-ELECTRA. Perturbations go in through a forward hook on that module, so no model class is
-patched and the model is always called the ordinary way (with its attention mask).
+- the EMBEDDING-LAYER OUTPUT (word + position + type, after its LayerNorm and dropout):
+  ``model.base_model.embeddings`` for BERT, RoBERTa, DeBERTa and ELECTRA. SMART, ALUM (mt-dnn)
+  and RAM (RoAST) perturb there. The perturbation goes in through a forward hook on that module,
+  so no model class is patched and the model is always called the ordinary way.
+- the WORD EMBEDDINGS (``model.get_input_embeddings()(input_ids)``, before positions, LayerNorm
+  and dropout): FreeLB and R3F perturb there. The model is then called with ``inputs_embeds``
+  (plus the attention mask and token types), which every Hugging Face encoder accepts.
 """
 
 from __future__ import annotations
@@ -83,6 +86,22 @@ def perturb_embeddings(model: torch.nn.Module, delta: Delta, *, base: torch.Tens
         yield
     finally:
         handle.remove()
+
+
+def word_embeddings(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The word (token) embeddings of the batch, with the graph to the embedding table."""
+    return unwrap(model).get_input_embeddings()(batch["input_ids"])
+
+
+def with_embeds(batch: dict[str, torch.Tensor], embeds: torch.Tensor, *, labels: bool = True) -> dict[str, Any]:
+    """The batch as model inputs with ``inputs_embeds`` in place of ``input_ids``."""
+    out: dict[str, Any] = {k: v for k, v in batch.items() if k != "input_ids" and (labels or k != "labels")}
+    out["inputs_embeds"] = embeds
+    return out
+
+
+def without_labels(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in batch.items() if k != "labels"}
 
 
 def token_mask(batch: dict[str, torch.Tensor], like: torch.Tensor) -> torch.Tensor:

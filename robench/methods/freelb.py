@@ -1,11 +1,27 @@
-"""FreeLB (Zhu et al., ICLR 2020): K ascent steps on an L2-bounded embedding perturbation,
-with the parameter gradients of all K passes accumulated ("free" adversarial training).
+"""FreeLB (Zhu et al., ICLR 2020): ascent steps on an L2-bounded perturbation of the WORD
+embeddings, with the parameter gradients of every pass accumulated ("free" adversarial training).
 
-Per step: ``delta0 = U(-1, 1) * mask * init_mag / sqrt(len * dim)`` (the paper's
-``1/sqrt(N) U(-eps, eps)`` and the reference code's scaling); then K times: forward on
-``emb + delta``, backward of ``CE / K`` (parameter gradients accumulate), and, between passes,
-``delta += adv_lr * g / ||g||_2`` per example followed by projection onto the L2 ball of
-radius ``max_norm`` (0 = no projection). One optimiser step follows. Cost: K F + K B.
+Follows zhuchen03/FreeLB, the fairseq version behind the RoBERTa results:
+``fairseq-RoBERTa/fairseq/tasks/sentence_prediction.py``, ``SentencePredictionTask.freelb_train_step``
+(launch scripts ``launch/FreeLB/sst-fp32-clip.sh``: adv-lr 0.1, adv-steps 2, init-mag 1, max-norm
+0.6; ``mnli-fp32-clip.sh``: 0.1, 2, 0.1, 0.3). Per step:
+
+1. ``word = model.get_input_embeddings()(input_ids)``; ``delta0 = U(-1, 1) * mask * init_mag /
+   sqrt(len * dim)`` per example; a first pass on ``word + delta0`` (model called with
+   ``inputs_embeds``, so positions, token types, LayerNorm and dropout come after delta).
+2. ``adv_steps`` more passes, each after ``delta += adv_lr * g / ||g||_2`` per example and
+   projection onto the L2 ball of radius ``max_norm`` (0 = none); ``word`` is recomputed each
+   pass so the embedding table gets every pass's gradient.
+
+The pass count: ``adv_steps`` does NOT count the first pass. The fairseq release runs the
+``delta0`` pass, then ``for t_adv in range(adv_steps)``, dividing each loss by ``1 + adv_steps``
+(so adv-steps 2 = 3 passes); the huggingface version (``examples/run_glue_freelb.py``) loops
+``for astep in range(adv_steps)`` and divides by ``adv_steps``. robench matches fairseq: each pass
+backpropagates ``CE / (1 + adv_steps)``. Dropout: fairseq draws masks on the first pass
+(``init_dp=True``) and reuses them in later ones (``init_dp=no_sync_dp``, false by default);
+robench saves torch's RNG state right before the first pass's forward (after drawing delta0)
+and restores it before every later forward, so every pass of a step sees the same masks.
+Cost: (1 + adv_steps) F + (1 + adv_steps) B.
 """
 
 from __future__ import annotations
@@ -15,13 +31,20 @@ from typing import Any
 
 import torch
 
-from robench.methods.base import Method, MethodConfig, register_method
-from robench.methods.embeddings import l2_per_example, perturb_embeddings, token_mask
+from robench.methods.base import Method, RegularisedConfig, register_method
+from robench.methods.diagnostics import RngState
+from robench.methods.embeddings import (
+    l2_per_example,
+    token_mask,
+    with_embeds,
+    without_labels,
+    word_embeddings,
+)
 
 
 @dataclass
-class FreeLBConfig(MethodConfig):
-    k: int = 2  # ascent steps (SST-2/MNLI launch scripts)
+class FreeLBConfig(RegularisedConfig):
+    adv_steps: int = 2  # ascent steps after the delta0 pass (fairseq --adv-steps; SST-2/MNLI scripts)
     adv_lr: float = 0.1
     init_mag: float = 1.0  # SST-2 (MNLI: 0.1)
     max_norm: float = 0.6  # SST-2 (MNLI: 0.3); 0 = no projection
@@ -36,7 +59,7 @@ def init_delta(emb: torch.Tensor, mask: torch.Tensor, init_mag: float) -> torch.
 
 def ascend(delta: torch.Tensor, grad: torch.Tensor, adv_lr: float, max_norm: float) -> torch.Tensor:
     """One L2 ascent step per example, then projection onto the ball of radius ``max_norm``."""
-    denom = l2_per_example(grad).clamp_min(1e-8).view(-1, 1, 1)
+    denom = l2_per_example(grad).clamp_min(1e-10).view(-1, 1, 1)
     delta = delta + adv_lr * grad / denom
     if max_norm > 0:
         norm = l2_per_example(delta).view(-1, 1, 1)
@@ -47,7 +70,7 @@ def ascend(delta: torch.Tensor, grad: torch.Tensor, adv_lr: float, max_norm: flo
 @register_method("freelb")
 class FreeLB(Method):
     Config = FreeLBConfig
-    passes = "2F+2B"  # K F + K B with K = 2
+    passes = "3F+3B"  # (1 + adv_steps) F + (1 + adv_steps) B with adv_steps = 2
     presets = {"sentiment": {"init_mag": 1.0, "max_norm": 0.6}, "entailment": {"init_mag": 0.1, "max_norm": 0.3}}
 
     def __init__(self, config: FreeLBConfig | None = None) -> None:
@@ -56,25 +79,31 @@ class FreeLB(Method):
 
     def training_step(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], accelerator: Any) -> float:
         cfg = self.config
-        k = max(int(cfg.k), 1)
-        holder: dict[str, torch.Tensor] = {}
-
-        def first_delta(emb: torch.Tensor) -> torch.Tensor:
-            holder["delta"] = init_delta(emb, token_mask(batch, emb), cfg.init_mag).requires_grad_()
-            return holder["delta"]
-
+        n_passes = 1 + max(int(cfg.adv_steps), 0)
+        sample = self.terms.sample_step()
+        word = word_embeddings(model, batch)
+        delta = init_delta(word, token_mask(batch, word), cfg.init_mag)
+        rng = RngState.save(word.device)  # the dropout masks of every pass of this step
         total = 0.0
-        for step in range(k):
-            delta: Any = first_delta if step == 0 else holder["delta"]
-            with perturb_embeddings(model, delta):
-                loss = model(**batch).loss / k
-            accelerator.backward(loss)
-            total += float(loss.detach())
-            if step == k - 1:
-                break
-            d = holder["delta"]
-            holder["delta"] = ascend(d.detach(), d.grad.detach(), cfg.adv_lr, cfg.max_norm).requires_grad_()
-        self.last_delta_norm = float(l2_per_example(holder["delta"].detach()).max())
+        for step in range(n_passes):
+            if step > 0:
+                delta = ascend(delta, delta.grad, cfg.adv_lr, cfg.max_norm)
+                word = word_embeddings(model, batch)
+                rng.restore()
+            delta.requires_grad_()
+            out = model(**with_embeds(batch, word + delta.to(word.dtype)))
+            accelerator.backward(out.loss / n_passes)
+            total += float(out.loss.detach()) / n_passes
+            if step == 0:
+                self.terms.add(ce_first=out.loss.detach())
+        self.terms.add(adv_ce=total, ce_last=out.loss.detach())
+        if sample:  # FreeLB has no clean pass: make one (fresh dropout, RNG restored after)
+            rng = RngState.save(word.device)
+            with torch.no_grad():
+                clean = model(**without_labels(batch)).logits
+            self.terms.reference(model, batch, clean, out.logits)
+            rng.restore()
+        self.last_delta_norm = float(l2_per_example(delta.detach()).max())
         return total
 
     def state(self) -> dict[str, Any]:

@@ -1,9 +1,14 @@
-"""R3F (Aghajanyan et al., ICLR 2021; reference: fairseq examples/rxf).
+"""R3F (Aghajanyan et al., ICLR 2021): a noise-smoothness regulariser without an ascent step.
 
-No ascent step: ``delta ~ U(-eps, eps)`` (or ``N(0, eps^2)``), eps 1e-5, added to the detached
-clean embedding output (the same tensor the clean pass used); loss ``CE + lambda * symKL(p, q)``
-with lambda 1, backpropagated through both passes (fairseq's symmetric KL, no detach).
-Cost: 2F + 1B.
+Follows pytorch/fairseq ``examples/rxf/rxf_src/sentence_prediction_r3f.py``,
+``SentencePredictionR3F.forward``: ``token_embeddings = model.encoder.sentence_encoder.embed_tokens
+(src_tokens)``, i.e. the noise goes on the WORD (token) embeddings, before positions, LayerNorm
+and dropout. The clean pass runs on ``token_embeddings`` (graph to the embedding table), the
+noised pass on ``token_embeddings.detach() + noise`` with ``noise ~ U(-eps, eps)`` (or
+``N(0, eps^2)``), eps 1e-5; each pass draws its own dropout. Loss ``CE + lambda * symKL(p, q)``
+with lambda 1 (``--r3f-lambda``), batch-mean symKL (``_get_symm_kl``), no detach: the gradient
+flows through both passes. Here the model is called with ``inputs_embeds``.
+Cost: 2F and one backward through both graphs (about 2F+2B).
 """
 
 from __future__ import annotations
@@ -14,15 +19,19 @@ from typing import Any
 import torch
 
 from robench.errors import ConfigError
-from robench.methods.base import Method, MethodConfig, register_method
-from robench.methods.embeddings import capture_embeddings, perturb_embeddings, sym_kl
+from robench.methods.base import Method, RegularisedConfig, register_method
+from robench.methods.embeddings import sym_kl, with_embeds, word_embeddings
 
 
 @dataclass
-class R3FConfig(MethodConfig):
+class R3FConfig(RegularisedConfig):
     eps: float = 1e-5
     r3f_lambda: float = 1.0  # fairseq --r3f-lambda
     noise: str = "uniform"  # or "normal"
+
+    def __post_init__(self) -> None:
+        if self.noise not in ("uniform", "normal"):
+            raise ConfigError(f"r3f: noise must be 'uniform' or 'normal', got {self.noise!r}")
 
 
 def r3f_noise(emb: torch.Tensor, eps: float, kind: str) -> torch.Tensor:
@@ -36,18 +45,20 @@ def r3f_noise(emb: torch.Tensor, eps: float, kind: str) -> torch.Tensor:
 @register_method("r3f")
 class R3F(Method):
     Config = R3FConfig
-    passes = "2F+1B"
+    passes = "2F+2B"
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         cfg = self.config
-        with capture_embeddings(model) as seen:
-            out = model(**batch)
-        emb = seen[0]
-        noise = r3f_noise(emb, cfg.eps, cfg.noise)
-        with perturb_embeddings(model, noise, base=emb, detach=True):
-            noised = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+        sample = self.terms.sample_step()
+        word = word_embeddings(model, batch)
+        out = model(**with_embeds(batch, word))
+        noise = r3f_noise(word, cfg.eps, cfg.noise)
+        noised = model(**with_embeds(batch, word.detach() + noise.to(word.dtype), labels=False)).logits
         reg = sym_kl(out.logits, noised)
         self.last_reg = float(reg.detach())
+        self.terms.add(ce=out.loss.detach(), sym_kl=reg.detach())
+        if sample:
+            self.terms.reference(model, batch, out.logits, noised)
         return out.loss + cfg.r3f_lambda * reg
 
     def state(self) -> dict[str, Any]:

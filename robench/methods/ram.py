@@ -1,5 +1,13 @@
-"""RAM / RoAST (Kim et al.; reference: bbuing9/RoAST): adversarial perturbation of the input
-embeddings plus selective training (the importance-ranked gradient mask, ``selective.py``).
+"""RAM / RoAST (Kim et al.): adversarial perturbation of the input embeddings plus selective
+training (the importance-ranked gradient mask, ``selective.py``).
+
+Follows bbuing9/RoAST: the perturbation in its patched
+``transformers/models/roberta/modeling_roberta.py`` (``RobertaForSequenceClassification.forward``,
+the ``adv_eps > 0`` branch, with ``generate_noise`` and ``norm_grad``), the mask in
+``training/base.py`` ``train_roast`` and ``roast_optim.py``. The noise goes on the
+EMBEDDING-LAYER OUTPUT: ``embedding_output = self.roberta.embeddings(...)``, then
+``embedding_output.detach().clone() + noise`` is fed to ``self.roberta.encoder``; robench does
+the same through a forward hook on ``base_model.embeddings``.
 
 Per step: clean pass (``p``, CE, embedding output ``emb``); ``delta0 = U(0, 1) * init_eps`` on
 the detached ``emb``; ONE ascent step on CE with the true labels; the gradient normalised per
@@ -12,7 +20,7 @@ intends but never runs (its ``if loss is None`` guard): ``CE + CE(adv) + kl_weig
 reference the model always gets the attention mask. Cost 3F + 2B (+ one Fisher pass).
 
 Selective training is on by default (``ram`` = adversarial + mask); ``--set selective=false`` is
-RAM without the mask. The mask hook lives inside the method, which forwards the hook calls.
+RAM without the mask. The mask is a separate hook that RAM hands the trainer (``extra_hooks``).
 """
 
 from __future__ import annotations
@@ -22,13 +30,19 @@ from typing import Any
 
 import torch
 
-from robench.methods.base import Method, MethodConfig, register_method
-from robench.methods.embeddings import capture_embeddings, linf_normalize, perturb_embeddings, sym_kl
+from robench.methods.base import Method, RegularisedConfig, TrainingHook, make_config, register_method
+from robench.methods.embeddings import (
+    capture_embeddings,
+    linf_normalize,
+    perturb_embeddings,
+    sym_kl,
+    without_labels,
+)
 from robench.methods.selective import SelectiveTraining
 
 
 @dataclass
-class RAMConfig(MethodConfig):
+class RAMConfig(RegularisedConfig):
     adv_eps: float = 0.1
     init_eps: float = 1e-5
     kl_weight: float = 0.16
@@ -63,46 +77,30 @@ class RAM(Method):
         cfg = self.config
         self.selective: SelectiveTraining | None = None
         if cfg.selective:
-            self.selective = SelectiveTraining.from_overrides(
-                {"alpha": cfg.selective_alpha, "beta": cfg.selective_beta, "seed": cfg.selective_seed})
+            self.selective = SelectiveTraining(make_config(
+                SelectiveTraining, {"alpha": cfg.selective_alpha, "beta": cfg.selective_beta, "seed": cfg.selective_seed}))
+
+    def extra_hooks(self) -> list[TrainingHook]:
+        return [self.selective] if self.selective is not None else []
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         cfg = self.config
+        sample = self.terms.sample_step()
         with capture_embeddings(model) as seen:
             out = model(**batch)
         adv, self.last_step = ram_adversarial_embeddings(model, batch, seen[0], cfg.init_eps, cfg.adv_eps)
         with perturb_embeddings(model, torch.zeros((), dtype=adv.dtype, device=adv.device), base=adv):
-            adv_out = model(**batch) if cfg.adv_ce else model(**{k: v for k, v in batch.items() if k != "labels"})
+            adv_out = model(**batch) if cfg.adv_ce else model(**without_labels(batch))
         reg = sym_kl(out.logits, adv_out.logits)
         self.last_reg = float(reg.detach())
         total = out.loss + cfg.kl_weight * reg
+        self.terms.add(ce=out.loss.detach(), sym_kl=reg.detach())
         if cfg.adv_ce:
             total = total + adv_out.loss
+            self.terms.add(adv_ce=adv_out.loss.detach())
+        if sample:
+            self.terms.reference(model, batch, out.logits, adv_out.logits)
         return total
 
-    # the mask hook's calls, forwarded
-    def setup(self, model: torch.nn.Module, train_loader: Any, accelerator: Any) -> None:
-        if self.selective is not None:
-            self.selective.setup(model, train_loader, accelerator)
-
-    def after_backward(self, model: torch.nn.Module) -> None:
-        if self.selective is not None:
-            self.selective.after_backward(model)
-
-    def before_optimizer_step(self, model: torch.nn.Module) -> None:
-        if self.selective is not None:
-            self.selective.before_optimizer_step(model)
-
-    def after_optimizer_step(self, model: torch.nn.Module) -> None:
-        if self.selective is not None:
-            self.selective.after_optimizer_step(model)
-
-    def on_epoch_end(self, model: torch.nn.Module, epoch: int) -> None:
-        if self.selective is not None:
-            self.selective.on_epoch_end(model, epoch)
-
     def state(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"last_adv_symkl": getattr(self, "last_reg", None)}
-        if self.selective is not None:
-            out["selective"] = self.selective.state()
-        return out
+        return {"last_adv_symkl": getattr(self, "last_reg", None)}

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from robench.errors import ConfigError
-from robench.methods.base import TrainingHook, _coerce
+from robench.methods.base import TrainingHook
 from robench.methods.embeddings import unwrap
 
 MASKED = re.compile(r"(^|\.)layers?\.\d+\.")
@@ -59,8 +59,18 @@ class SelectiveConfig:
     seed: int = -1  # mask sampling seed; -1 = the run's seed (torch.initial_seed() at setup)
     unbiased: bool = True  # scale kept gradients by 1/p
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0 or self.beta <= 0:
+            raise ConfigError(f"selective training wants alpha in [0, 1] and beta > 0, got alpha={self.alpha}, "
+                              f"beta={self.beta}")
+
 
 class SelectiveTraining(TrainingHook):
+    """Built like a method: ``SelectiveTraining(make_config(SelectiveTraining, overrides, preset))``."""
+
+    name = "selective"
+    kind = "training hook"
+    Config = SelectiveConfig
     presets: dict[str, dict[str, Any]] = {"sentiment": {"alpha": 0.9, "beta": 10.0},
                                           "entailment": {"alpha": 0.6, "beta": 1.0}}
 
@@ -79,26 +89,6 @@ class SelectiveTraining(TrainingHook):
         self.fisher_batches = 0
         self.seconds = {"fisher": 0.0, "resample": 0.0, "accumulate": 0.0, "apply": 0.0}
         self.steps = 0
-
-    @classmethod
-    def from_overrides(cls, overrides: dict[str, Any] | None = None) -> SelectiveTraining:
-        """From ``{"alpha": .., "beta": .., "seed": .., "unbiased": .., "preset": "entailment"}``."""
-        values = dict(overrides or {})
-        fields = {f.name: f for f in dataclasses.fields(SelectiveConfig)}
-        preset = values.pop("preset", None)
-        merged: dict[str, Any] = {}
-        if preset is not None:
-            if preset not in cls.presets:
-                raise ConfigError(f"selective training has no preset {preset!r}; choose one of: {', '.join(cls.presets)}")
-            merged.update(cls.presets[preset])
-        for key, value in values.items():
-            if key not in fields:
-                raise ConfigError(f"selective training has no setting {key!r}; its settings: {', '.join(fields)}, preset")
-            merged[key] = _coerce(fields[key], value, "selective")
-        config = SelectiveConfig(**merged)
-        if not 0.0 <= config.alpha <= 1.0 or config.beta <= 0:
-            raise ConfigError("selective training wants alpha in [0, 1] and beta > 0")
-        return cls(config)
 
     def config_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)

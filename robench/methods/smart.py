@@ -1,15 +1,28 @@
 """SMART (Jiang et al., ACL 2020): a smoothness-inducing virtual-adversarial regulariser plus
-Bregman proximal point optimisation against an EMA teacher (reference: namisan/mt-dnn).
+Bregman proximal point optimisation against an EMA teacher.
 
-Regulariser (shared with ALUM, see ``alum.py``): ``delta ~ N(0, sigma^2)`` on the embedding
-output; one ascent step on ``KL(q || p.detach())``: ``delta <- delta + eta * g / (max|g| + gamma)``
-with the max per token over the hidden dimension, so the step's per-token L-inf norm is
-``eta`` (up to gamma); then ``lambda_s * symKL(p, q)``. Bregman term: ``mu * symKL(f(x; theta),
-f(x; theta_ema))`` with the teacher an EMA (beta 0.99) of the parameters, updated after every
-optimiser step; ``--set bregman=false`` turns it off.
+Follows namisan/mt-dnn ``mt_dnn/perturbation.py``, ``SmartPerturbation.forward`` and
+``SmartPerturbation._norm_grad`` (file last changed in commit 676b48b). Regulariser (shared with
+ALUM, ``alum.py``): noise ``delta ~ N(0, sigma^2)`` added to the EMBEDDING-LAYER OUTPUT (mt-dnn
+``SANBertNetwork.embed_encode`` returns ``bert.embeddings(input_ids, token_type_ids)``); ``steps``
+ascent steps on ``KL(q || p.detach())``, then ``lambda_s * symKL(p, q)`` (mt-dnn's
+``SymKlCriterion``: each KL's target detached). The ascent step, ``step_norm``:
 
-Deviation switch: ``mtdnn_norm=true`` reproduces mt-dnn's literal update, which normalises the
-whole ``delta + eta * g`` per token (so the perturbation's L-inf norm becomes ~1, not ~eta).
+- ``released`` (default): mt-dnn's update, ``delta <- (delta + eta * g) / (max|delta + eta * g| +
+  gamma)`` with the max per token over the hidden dimension (perturbation.py lines 131-132 and the
+  L-inf branch of ``_norm_grad``; smart-pytorch's ``SMARTLoss`` does the same). The perturbation's
+  per-token L-inf norm is ~1.
+- ``paper``: the paper's wording, ``delta <- delta + eta * g / (max|g| + gamma)``: a step of
+  L-inf norm ~eta (1e-3) whose symKL is numerically zero on a small encoder (~2e-14 on MiniLM).
+
+Not copied from mt-dnn: its ascent loss is ``stable_kl`` (a logit-odds form of the KL), here the
+plain KL; and it passes ``embed + noise`` back through ``bert(inputs_embeds=...)``, which adds
+position/type embeddings and LayerNorm a second time, where robench feeds the perturbed
+embedding output straight to the encoder as the paper describes.
+
+Bregman term (not in mt-dnn's release): ``mu * symKL(f(x; theta), f(x; theta_ema))`` with the
+teacher an EMA (beta 0.99) of the parameters, in eval mode, updated after every optimiser step;
+``--set bregman=false`` turns it off. Cost 3F+2B (+1F teacher).
 """
 
 from __future__ import annotations
@@ -21,7 +34,8 @@ from typing import Any
 
 import torch
 
-from robench.methods.base import Method, MethodConfig, register_method
+from robench.errors import ConfigError
+from robench.methods.base import Method, RegularisedConfig, register_method
 from robench.methods.embeddings import (
     capture_embeddings,
     kl,
@@ -29,12 +43,22 @@ from robench.methods.embeddings import (
     perturb_embeddings,
     sym_kl,
     unwrap,
+    without_labels,
 )
+
+STEP_NORMS = ("released", "paper")
+
+
+def ascent_step(delta: torch.Tensor, grad: torch.Tensor, eta: float, gamma: float, step_norm: str) -> torch.Tensor:
+    """One virtual-adversarial ascent step on delta (see the module docstring for the two forms)."""
+    if step_norm == "released":
+        return linf_normalize(delta + eta * grad, gamma)
+    return delta + eta * linf_normalize(grad, gamma)
 
 
 def virtual_adversarial_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor], emb: torch.Tensor,
                                clean_logits: torch.Tensor, *, sigma: float, eta: float, gamma: float,
-                               steps: int = 1, mtdnn_norm: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                               steps: int = 1, step_norm: str = "released") -> tuple[torch.Tensor, torch.Tensor]:
     """The perturbed logits after ``steps`` ascent steps on ``KL(q || p.detach())``, and the delta.
 
     The ascent passes differentiate only with respect to delta (``autograd.grad``); the final
@@ -44,25 +68,17 @@ def virtual_adversarial_logits(model: torch.nn.Module, batch: dict[str, torch.Te
     target = clean_logits.detach()
     for _ in range(steps):
         with perturb_embeddings(model, delta):
-            adv_logits = model(**_inputs(batch)).logits
+            adv_logits = model(**without_labels(batch)).logits
         (g,) = torch.autograd.grad(kl(adv_logits, target, reduction="sum"), delta)
-        if mtdnn_norm:
-            delta = linf_normalize(delta.detach() + eta * g, gamma)
-        else:
-            delta = delta.detach() + eta * linf_normalize(g, gamma)
-        delta = delta.detach().requires_grad_()
+        delta = ascent_step(delta.detach(), g, eta, gamma, step_norm).requires_grad_()
     delta = delta.detach()
     with perturb_embeddings(model, delta):
-        adv_logits = model(**_inputs(batch)).logits
+        adv_logits = model(**without_labels(batch)).logits
     return adv_logits, delta
 
 
-def _inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in batch.items() if k != "labels"}
-
-
 @dataclass
-class SMARTConfig(MethodConfig):
+class SMARTConfig(RegularisedConfig):
     sigma: float = 1e-5  # initial noise std
     eta: float = 1e-3  # ascent step size
     gamma: float = 1e-6  # L-inf normalisation epsilon
@@ -71,11 +87,15 @@ class SMARTConfig(MethodConfig):
     bregman: bool = True  # Bregman proximal point term against the EMA teacher
     mu: float = 1.0
     ema_beta: float = 0.99
-    mtdnn_norm: bool = False
+    step_norm: str = "released"  # "released" (mt-dnn) or "paper"
+
+    def __post_init__(self) -> None:
+        if self.step_norm not in STEP_NORMS:
+            raise ConfigError(f"step_norm must be one of {', '.join(STEP_NORMS)}, got {self.step_norm!r}")
 
 
 class VirtualAdversarial(Method, ABC):
-    """CE + weight * symKL(p, q) with q from one virtual-adversarial ascent step (SMART, ALUM)."""
+    """CE + weight * symKL(p, q) with q from virtual-adversarial ascent steps (SMART, ALUM)."""
 
     @abstractmethod
     def reg_weight(self) -> float:
@@ -83,13 +103,17 @@ class VirtualAdversarial(Method, ABC):
 
     def adversarial_loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[Any, torch.Tensor]:
         cfg = self.config
+        sample = self.terms.sample_step()
         with capture_embeddings(model) as seen:
             out = model(**batch)
         adv_logits, self.last_delta = virtual_adversarial_logits(
             model, batch, seen[0], out.logits, sigma=cfg.sigma, eta=cfg.eta, gamma=cfg.gamma,
-            steps=cfg.steps, mtdnn_norm=cfg.mtdnn_norm)
+            steps=cfg.steps, step_norm=cfg.step_norm)
         reg = sym_kl(out.logits, adv_logits, detach_targets=True)
         self.last_reg = float(reg.detach())
+        self.terms.add(ce=out.loss.detach(), sym_kl=reg.detach())
+        if sample:
+            self.terms.reference(model, batch, out.logits, adv_logits)
         return out, out.loss + self.reg_weight() * reg
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -103,7 +127,7 @@ class VirtualAdversarial(Method, ABC):
 class SMART(VirtualAdversarial):
     Config = SMARTConfig
     passes = "3F+2B+1F(teacher)"
-    presets = {"no-bregman": {"bregman": False}, "mtdnn": {"mtdnn_norm": True, "bregman": False}}
+    presets = {"no-bregman": {"bregman": False}, "paper-step": {"step_norm": "paper"}}
 
     def __init__(self, config: SMARTConfig | None = None) -> None:
         super().__init__(config)
@@ -129,9 +153,10 @@ class SMART(VirtualAdversarial):
         if self.config.bregman:
             teacher = self.teacher if self.teacher is not None else self._make_teacher(model)
             with torch.no_grad():
-                t_logits = teacher(**_inputs(batch)).logits
+                t_logits = teacher(**without_labels(batch)).logits
             breg = sym_kl(out.logits, t_logits)
             self.last_bregman = float(breg.detach())
+            self.terms.add(bregman=breg.detach())
             total = total + self.config.mu * breg
         return total
 
