@@ -75,11 +75,10 @@ def seed_everything(seed: int) -> None:
 
 def resolve_preset(cfg: TrainConfig) -> tuple[str | None, str]:
     """The method preset and where it came from: ``user`` (--preset), ``task`` (the task YAML's
-    ``method_presets``; applied unless the user passes --preset or --set) or ``default``."""
+    ``method_presets``, applied unless the user passes --preset) or ``default``. ``--set`` values
+    always apply on top of the preset."""
     if cfg.preset:
         return cfg.preset, "user"
-    if cfg.method_overrides:
-        return None, "default"
     from robench.methods import METHODS
 
     preset = load_task(cfg.task).method_presets.get(METHODS.canonical(cfg.method))

@@ -123,7 +123,7 @@ def test_bf16_training_and_prediction_run_on_cpu(tmp_path):
 
 # ------------------------------------------------------------------------------ method presets
 
-def test_task_preset_applies_unless_user_passes_preset_or_set(tmp_path):
+def test_task_preset_applies_unless_user_passes_preset(tmp_path):
     from test_tasks import MINIMAL, write_task
 
     from robench.train import build_hooks, resolve_preset
@@ -134,9 +134,14 @@ def test_task_preset_applies_unless_user_passes_preset_or_set(tmp_path):
     assert method.selective.config.alpha == 0.6 and method.config.selective_alpha == 0.6
     assert hooks == [method, method.selective]
     assert resolve_preset(TrainConfig(task=task, method="ram", preset="sentiment")) == ("sentiment", "user")
-    assert resolve_preset(TrainConfig(task=task, method="ram", method_overrides={"adv_eps": "0.05"})) == (None, "default")
+    assert resolve_preset(TrainConfig(task=task, method="ram", method_overrides={"adv_eps": "0.05"})) == (
+        "entailment", "task")
     method, _ = build_hooks(TrainConfig(task=task, method="ram", method_overrides={"adv_eps": "0.05"}))
-    assert method.config.selective_alpha == 0.9  # --set: the method's defaults, not the task's preset
+    # --set layers on top of the task's preset: entailment's mask, the user's adv_eps
+    assert method.config.selective_alpha == 0.6 and method.config.adv_eps == 0.05
+    method, _ = build_hooks(TrainConfig(task=task, method="ram", preset="sentiment",
+                                        method_overrides={"selective_alpha": "0.7"}))
+    assert method.config.selective_alpha == 0.7 and method.config.selective_beta == 10.0
     assert resolve_preset(TrainConfig(task=task, method="smart")) == (None, "default")
 
 
