@@ -266,3 +266,15 @@ def test_report_package_has_no_import_cycle():
                 assert module.split(".")[-1] in order[:i], f"report.{name} imports {module}"
     for name in ("results.py", "regress.py"):
         assert not any(m.startswith("robench.report") for m in imports(root / name)), name
+
+
+def test_board_folder_carries_its_result_files(synthetic, tmp_path):
+    """write_leaderboard copies its sources to <out>/files; rebuilding from them gives the same numbers."""
+    board, written = write_leaderboard(synthetic, tmp_path / "out", plots=False, n_boot=200)
+    files = sorted((tmp_path / "out" / "files").rglob("*.json"))
+    assert len(files) == len(board.records)
+    again, _ = write_leaderboard(tmp_path / "out" / "files", tmp_path / "out2", plots=False, n_boot=200)
+    pd.testing.assert_frame_equal(board.frame, again.frame)
+    # rebuilt in place (results == out/files): nothing lost
+    write_leaderboard(tmp_path / "out" / "files", tmp_path / "out", plots=False, n_boot=200)
+    assert sorted((tmp_path / "out" / "files").rglob("*.json")) == files

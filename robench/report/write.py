@@ -27,6 +27,30 @@ def legend(board: Board) -> str:
     )
 
 
+FILES_SUBDIR = "files"
+
+
+def collect_results(board: Board, dest: Path) -> list[Path]:
+    """Copy every result file the board was built from under ``dest`` (sanitised names), so the
+    leaderboard folder carries its own sources: ``robench leaderboard --results <out>/files``
+    rebuilds the same board anywhere."""
+    from robench.report.figures import slug
+
+    dest = Path(dest)
+    copied = []
+    for rec in board.records:
+        target = (dest / slug(rec.task) / slug(rec.model) / slug(rec.method) / slug(f"seed{rec.seed}")
+                  / f"{slug(rec.path.stem)}.json")
+        if target.resolve() != rec.path.resolve():
+            atomic_write_text(target, rec.path.read_text(encoding="utf-8"))
+        copied.append(target)
+    keep = {p.resolve() for p in copied}
+    for stale in dest.rglob("*.json") if dest.exists() else []:  # results no longer on the board
+        if stale.resolve() not in keep:
+            stale.unlink()
+    return copied
+
+
 def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | str = "results", *,
                       aspects: str | Sequence[str] | None = None, plots: bool = True, n_boot: int = 1000,
                       baseline: str = BASELINE_METHOD) -> tuple[Board, dict[str, Path]]:
@@ -35,6 +59,7 @@ def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | st
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = {"csv": out / "leaderboard.csv", "latex": out / "leaderboard.tex", "markdown": out / "LEADERBOARD.md"}
+    collect_results(board, out / FILES_SUBDIR)
     atomic_write_text(written["csv"], format_table(board, "csv"))
     atomic_write_text(written["latex"], format_table(board, "latex"))
 
@@ -64,6 +89,7 @@ def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | st
     if notes:
         lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
     lines += ["Files: [leaderboard.csv](leaderboard.csv) (every number), [leaderboard.tex](leaderboard.tex) "
-              "(LaTeX booktabs).", ""]
+              f"(LaTeX booktabs), [{FILES_SUBDIR}/]({FILES_SUBDIR}/) (the result files this board is built from: "
+              f"`robench leaderboard --results {out.as_posix()}/{FILES_SUBDIR} --out DIR` rebuilds it).", ""]
     atomic_write_text(written["markdown"], "\n".join(lines))
     return board, written
