@@ -311,6 +311,9 @@ def run_block(run: dict[str, Any], eval_limit: int | None = None) -> dict[str, A
         "train_fingerprints": task.get("fingerprints"),
         "train_cost_s_per_example": training.get("seconds_per_example"),
         "precision": training.get("precision"),
+        # per epoch: each loss term's mean and the regulariser-alive ratio (methods/diagnostics.py)
+        "training_diagnostics": [h.get("diagnostics") or {} for h in training.get("history", []) or []
+                                 if isinstance(h, dict)],
     }
 
 
@@ -416,6 +419,7 @@ class ResultRecord:
     artifacts: list[str] = field(default_factory=list)
     cost: float | None = None  # training seconds per example
     created: str = ""
+    diagnostics: list[dict[str, Any]] = field(default_factory=list)  # per training epoch
 
     @property
     def run_dir(self) -> Path:
@@ -468,7 +472,8 @@ def load_results(roots: Path | str | Iterable[Path | str]) -> list[ResultRecord]
                                model=str(run.get("model") or "?"), method=method, seed=run.get("seed"),
                                run_id=run.get("run_id"), metrics=metrics, specs=specs,
                                details=data.get("details", {}) or {}, artifacts=list(data.get("artifacts", []) or []),
-                               cost=float(cost) if _is_number(cost) else None, created=str(data.get("created", "")))
+                               cost=float(cost) if _is_number(cost) else None, created=str(data.get("created", "")),
+                               diagnostics=[d for d in run.get("training_diagnostics") or [] if isinstance(d, dict)])
             key = (rec.task, rec.model, rec.method, str(rec.seed), rec.evaluator)
             if key not in seen or rec.created >= seen[key].created:
                 seen[key] = rec

@@ -278,3 +278,23 @@ def test_board_folder_carries_its_result_files(synthetic, tmp_path):
     # rebuilt in place (results == out/files): nothing lost
     write_leaderboard(tmp_path / "out" / "files", tmp_path / "out", plots=False, n_boot=200)
     assert sorted((tmp_path / "out" / "files").rglob("*.json")) == files
+
+
+def test_regulariser_check_comes_from_the_result_files(tmp_path):
+    """Training diagnostics travel in each result's run block; the board shows the alive ratio."""
+    from robench.report.board import regulariser_table
+
+    for seed, ratio in ((0, 3.0), (1, 5.0)):
+        run = {"run_id": f"s/tiny/smart/seed{seed}", "task": {"name": "sentiment", "profile": "default"},
+               "model": {"name": "tiny"}, "method": {"name": "smart"}, "seed": seed,
+               "training": {"seconds_per_example": 1e-3, "history": [
+                   {"diagnostics": {"ce": 0.5, "sym_kl": 0.1, "sampled_sym_kl": 0.3 * ratio, "dropout_sym_kl": 0.3,
+                                    "alive_ratio": ratio, "sampled_steps": 4}}]}}
+        atomic_write_json(result_path(tmp_path / f"seed{seed}", "id"),
+                          make_result("id", run, {"accuracy": 0.8, "n": 4}, details={"correct": "1101"},
+                                      specs=EVALUATORS.get("id").metrics))
+    board = build_leaderboard(tmp_path)
+    table = regulariser_table(board)
+    assert table.loc[0, "alive_ratio"] == pytest.approx(4.0) and table.loc[0, "seeds"] == 2
+    _board, written = write_leaderboard(tmp_path, tmp_path / "out", plots=False)
+    assert "| smart | 1.2 | 0.3 | 4.00 |" in written["markdown"].read_text()

@@ -110,6 +110,30 @@ def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | 
     return Board(frame, chosen, list(records), baseline, n_boot)
 
 
+def regulariser_table(board: Board) -> pd.DataFrame:
+    """Per (task, model, method): each training-loss term's mean and the regulariser-alive ratio
+    (perturbed-pass symKL / dropout-only symKL on the same batches), averaged over epochs and seeds.
+    A perturbation method whose ratio is about 1 adds nothing beyond dropout."""
+    rows = []
+    runs: dict[tuple[str, str, str], dict[str, list[dict[str, Any]]]] = {}
+    for rec in board.records:  # every evaluator's result carries the same run block: one per seed
+        if rec.diagnostics:
+            runs.setdefault((rec.task, rec.model, rec.method), {})[str(rec.seed)] = rec.diagnostics
+    for (task, model, method), seeds in sorted(runs.items()):
+        epochs = [d for per_seed in seeds.values() for d in per_seed if d]
+        if not epochs:
+            continue
+        keys = sorted({k for d in epochs for k, v in d.items() if _number(v) and k != "sampled_steps"})
+        row: dict[str, Any] = {"task": task, "model": model, "method": method, "seeds": len(seeds)}
+        row.update({k: float(np.mean([d[k] for d in epochs if _number(d.get(k))])) for k in keys})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value)
+
+
 def fmt_roots(results: Any) -> str:
     return str(results) if isinstance(results, str | Path) else ", ".join(map(str, results))
 

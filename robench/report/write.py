@@ -6,7 +6,9 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from robench.report.board import BASELINE_METHOD, Board, build_leaderboard
+import pandas as pd
+
+from robench.report.board import BASELINE_METHOD, Board, build_leaderboard, regulariser_table
 from robench.report.tables import format_table, improvement_table, markdown_table, table_rows
 from robench.results import atomic_write_text
 
@@ -51,6 +53,26 @@ def collect_results(board: Board, dest: Path) -> list[Path]:
     return copied
 
 
+def _regulariser_lines(board: Board, task: str) -> list[str]:
+    """The regulariser-alive check from training diagnostics, as Markdown lines (none if absent)."""
+    table = regulariser_table(board)
+    if table.empty or "alive_ratio" not in table:
+        return []
+    sub = table[(table["task"] == task) & table["alive_ratio"].notna()]
+    if sub.empty:
+        return []
+    show_model = sub["model"].nunique() > 1
+    rows = []
+    for _, r in sub.iterrows():
+        terms = ", ".join(f"{k} {r[k]:.3g}" for k in ("ce", "sym_kl", "bregman", "adv_ce") if k in r and pd.notna(r[k]))
+        rows.append([f"{r['method']} ({r['model']})" if show_model else r["method"], f"{r['sampled_sym_kl']:.3g}",
+                     f"{r['dropout_sym_kl']:.3g}", f"{r['alive_ratio']:.2f}", terms])
+    return ["Regulariser check (from training, mean over epochs and seeds): symKL between the clean and the "
+            "perturbed pass, against the symKL of a second clean pass with fresh dropout on the same sampled "
+            "batches. A ratio near 1 means the perturbation adds nothing beyond dropout.", "",
+            markdown_table(["method", "symKL perturbed", "symKL dropout-only", "ratio", "loss terms (mean)"], rows), ""]
+
+
 def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | str = "results", *,
                       aspects: str | Sequence[str] | None = None, plots: bool = True, n_boot: int = 1000,
                       baseline: str = BASELINE_METHOD) -> tuple[Board, dict[str, Path]]:
@@ -82,6 +104,7 @@ def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | st
         if gains.get(task) and gains[task][1]:
             lines += [f"Improvement over {baseline} per aspect (the paper's headline, relative, direction-aware):", "",
                       markdown_table(*gains[task]), ""]
+        lines += _regulariser_lines(board, task)
         for fig in figures.get(task, []):
             lines += [f"![{fig.stem}]({fig.relative_to(out).as_posix()})", ""]
         for label, pngs in artefacts.get(task, []):
