@@ -5,35 +5,17 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import threading
 
 import numpy as np
 import pytest
-
-from robench.cli import main
+from test_cli import assert_one_line_error, run_cli
 
 RESULT_SUITE = "id"
 
 
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["robench", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def one_line(code: int, err: str, *fragments: str) -> str:
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert code == 2 and len(lines) == 1 and "Traceback" not in err, (code, err)
-    assert lines[0].startswith("error:")
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
+def one_line(code: int, err: str, *fragments: str) -> None:
+    assert_one_line_error(code, err, *fragments)
 
 
 @pytest.fixture
