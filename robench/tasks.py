@@ -13,6 +13,7 @@ import codecs
 import hashlib
 import inspect
 import json
+import logging
 import math
 import os
 import re
@@ -533,16 +534,21 @@ def _resolve_file(spec: SourceSpec, task_file: Path | None) -> Path:
 @contextmanager
 def _datasets_offline() -> Iterator[None]:
     """Local files need no network, but ``datasets`` pings its download counter on every load unless
-    it is offline: switch it offline for the load and restore the settings after."""
+    it is offline: switch it offline for the load and restore the settings after. Its error log of a
+    file it cannot parse is held back too: the caller turns that failure into one clear line."""
     import datasets.config as dc
 
     saved = (dc.HF_HUB_OFFLINE, dc.HF_DATASETS_OFFLINE, dc.HF_UPDATE_DOWNLOAD_COUNTS)
+    logger = logging.getLogger("datasets")
+    level = logger.level
     dc.HF_HUB_OFFLINE = dc.HF_DATASETS_OFFLINE = True
     dc.HF_UPDATE_DOWNLOAD_COUNTS = False
+    logger.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
         dc.HF_HUB_OFFLINE, dc.HF_DATASETS_OFFLINE, dc.HF_UPDATE_DOWNLOAD_COUNTS = saved
+        logger.setLevel(level)
 
 
 def _innermost(exc: BaseException) -> BaseException:

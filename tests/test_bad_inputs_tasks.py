@@ -315,15 +315,20 @@ def test_train_and_eval_contact_nothing(blocked_sockets, monkeypatch, capsys, tm
     assert blocked_sockets == []
 
 
-def test_cli_bad_task_is_one_line(monkeypatch, capsys, tmp_path):
-    path = make_task(tmp_path, b"text,label\ncaf\xe9,pos\n")
-    code, _, err = run_cli(monkeypatch, capsys, "train", "--task", path, "--model", "tiny-bert", "--out",
+@pytest.mark.parametrize(
+    ("data", "top", "fragment"),
+    [
+        (b"text,label\ncaf\xe9,pos\n", "", "is not UTF-8 text"),
+        (b'text,label\na,pos\n"b,neg\n', "", "could not be read as csv"),  # datasets' own error log stays quiet
+        (GOOD_CSV.encode(), "evaluators: {adversarial: {n: lots}}\n", "evaluators.adversarial.n"),
+    ],
+    ids=["latin1", "unclosed-quote", "option"],
+)
+def test_cli_bad_task_is_one_line(monkeypatch, capfd, tmp_path, data, top, fragment):
+    path = make_task(tmp_path, data, top=top)
+    code, _, err = run_cli(monkeypatch, capfd, "train", "--task", path, "--model", "tiny-bert", "--out",
                            str(tmp_path / "r"))
-    assert_one_line_error(code, err, "data.csv", "is not UTF-8 text")
-    path = make_task(tmp_path, GOOD_CSV, top="evaluators: {adversarial: {n: lots}}\n")
-    code, _, err = run_cli(monkeypatch, capsys, "train", "--task", path, "--model", "tiny-bert", "--out",
-                           str(tmp_path / "r"))
-    assert_one_line_error(code, err, "evaluators.adversarial.n")
+    assert_one_line_error(code, err, fragment)
 
 
 # ---------------------------------------------------------------- attack recipes that need the hub fail fast
