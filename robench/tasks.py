@@ -577,6 +577,9 @@ def _load_raw(spec: SourceSpec, task_file: Path | None, path: Path | None = None
     except Exception as exc:  # noqa: BLE001 - a file datasets cannot parse is a user error: one clear line
         inner = _innermost(exc)
         first = (str(inner).strip().splitlines() or [type(inner).__name__])[0][:200]
+        if "corresponds to no data" in first:  # datasets' words for a file without rows
+            raise ConfigError(f"source {spec.name!r}: file {path} has no data rows; put the data in it or point the "
+                              "task to another file") from None
         raise ConfigError(f"source {spec.name!r}: file {path} could not be read as {fmt} ({type(inner).__name__}: "
                           f"{first}); fix the file or set the source's format") from None
     if len(ds) == 0:
@@ -615,14 +618,15 @@ def _to_examples(spec: SourceSpec, ds, labels: list[str], with_labels: bool,
                  origin: str | None = None) -> tuple[list[str], list[int]]:
     columns = ds.column_names
     text_col = spec.text_column if spec.format != "lines" else "text"
+    named = f"source {spec.name!r}" + (f" ({origin})" if origin else "")
     if text_col not in columns:
-        raise ConfigError(f"source {spec.name!r}: no text column {text_col!r} (columns: {', '.join(columns)}); "
+        raise ConfigError(f"{named}: no text column {text_col!r} (columns: {', '.join(columns)}); "
                           "set text_column in the task file")
     texts_raw = ds.data.column(text_col).to_pylist()  # whole columns: row access is slow
     labels_raw = None
     if with_labels:
         if spec.label_column not in columns:
-            raise ConfigError(f"source {spec.name!r}: no label column {spec.label_column!r} (columns: "
+            raise ConfigError(f"{named}: no label column {spec.label_column!r} (columns: "
                               f"{', '.join(columns)}); set label_column in the task file")
         labels_raw = ds.data.column(spec.label_column).to_pylist()
     pattern = re.compile(spec.text_pattern) if spec.text_pattern else None

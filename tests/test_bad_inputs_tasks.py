@@ -86,13 +86,16 @@ GOOD_CSV = "text,label\na fine film,pos\na bad film,neg\nsuperb,pos\nawful,neg\n
         ("data.tsv", b"text\tlabel\n", MAPPED, "has no data rows"),
         ("data.jsonl", b"", MAPPED, "is empty"),
         ("data.jsonl", b"\n\n  \n", MAPPED, "is empty"),
+        ("data.json", b"[]", MAPPED, "has no data rows"),
+        ("data.csv", b"text,lab\na,pos\n", MAPPED, "no label column .label."),
         ("data.jsonl", b'{"text": "a", "label": "pos"\n', MAPPED, "could not be read as jsonl"),
         ("data.csv", b'text,label\na,pos\n"b,neg\n', MAPPED, "could not be read as csv"),
         ("data.csv", b"text,score\ngood,2.0\nbad,twelve\n", SCORED, "not a number"),
         ("data.csv", b"text,label\ngood,1\nbad,0.7\n", INDEXED, "not a whole number"),
     ],
     ids=["latin1-csv", "latin1-tsv", "latin1-jsonl", "empty-csv", "header-only-csv", "empty-tsv",
-         "header-only-tsv", "empty-jsonl", "blank-jsonl", "truncated-jsonl", "unclosed-quote-csv",
+         "header-only-tsv", "empty-jsonl", "blank-jsonl", "empty-json-array", "no-label-column", "truncated-jsonl",
+         "unclosed-quote-csv",
          "non-numeric-score", "fractional-label-index"],
 )
 def test_bad_data_files_are_one_clear_line(tmp_path, name, data, labels, message):
