@@ -267,8 +267,8 @@ EVALUATOR_OPTION_CHECKS: dict[str, dict[str, _OptionCheck]] = {
     "perturb": {
         "rate": (lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]", "rate: 0.1", None),
         "seed": (_is_int, "an integer", "seed: 0", None),
-        "perturbations": (_is_names, "a perturbation name or a list of them", "perturbations: [keyboard, ocr]",
-                          _known_perturbations),
+        "perturbations": (lambda v: isinstance(v, list) and _is_names(v), "a list of perturbation names",
+                          "perturbations: [keyboard, ocr]", _known_perturbations),
         "split": (lambda v: v is None or isinstance(v, str), "a set name", "split: test", None),
     },
     "calibration": {

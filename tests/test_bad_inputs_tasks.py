@@ -157,6 +157,7 @@ def test_nan_score_is_dropped_not_labelled_negative(tmp_path):
         ("", "evaluators: {perturb: {rate: 0}}\n", "key 'evaluators.perturb.rate'"),
         ("", "evaluators: {perturb: {rate: abc}}\n", "key 'evaluators.perturb.rate'"),
         ("", "evaluators: {perturb: {perturbations: [keyboard, bogus]}}\n", "key 'evaluators.perturb.perturbations'"),
+        ("", "evaluators: {perturb: {perturbations: keyboard}}\n", "must be a list of perturbation names"),
         ("", "evaluators: {calibration: {bins: abc}}\n", "key 'evaluators.calibration.bins': must be a positive"),
         ("", "evaluators: {calibration: {temperature: bogus}}\n",
          "key 'evaluators.calibration': calibration: temperature must be one of"),
