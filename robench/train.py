@@ -146,6 +146,7 @@ def train(cfg: TrainConfig) -> Path:
     seed_everything(cfg.seed)
     task = load_task(cfg.task, cfg.profile, cfg.limit)
     data = TaskData(task)
+    checks = data.train_checks(warn=lambda m: console.print(m, style="yellow", markup=False))  # one-class train / overlaps
     tokenizer = load_tokenizer(cfg.model)
     train_ds = tokenize(data.get("train"), tokenizer, cfg.max_length)
     val_ds = tokenize(data.get("validation"), tokenizer, cfg.max_length)
@@ -245,6 +246,7 @@ def train(cfg: TrainConfig) -> Path:
         },
         **provenance(),
     }
+    record["task"].update(checks)  # overlap_with_train: {set: count}, files: {source: path}
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:  # under `accelerate launch`, one process writes the run
         _write_run_dir(out, final, tokenizer, record)

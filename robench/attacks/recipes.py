@@ -24,6 +24,14 @@ from robench.errors import ConfigError, OfflineError
 
 OFFLINE_RECIPES = ("deepwordbug", "textfooler", "pwws")
 STOCK_OFFLINE = ("pruthi", "input-reduction")  # stock recipes that need no downloads
+# textattack 0.3.11's ATTACK_RECIPE_NAMES (a test keeps them in step), known without importing
+# textattack: task files are checked against them, and recipes that download fail fast offline.
+STOCK_RECIPES = (
+    "a2t", "alzantot", "bad-characters", "bae", "bert-attack", "checklist", "clare", "deepwordbug",
+    "faster-alzantot", "hotflip", "iga", "input-reduction", "kuleshov", "leap", "morpheus", "pruthi", "pso",
+    "pwws", "seq2sick", "textbugger", "textfooler",
+)
+NEEDS_INTERNET = tuple(sorted(set(STOCK_RECIPES) - set(OFFLINE_RECIPES) - set(STOCK_OFFLINE)))
 USE_THRESHOLD = 0.840845057
 USE_WINDOW = 15
 MIN_COS_SIM = 0.5
@@ -44,6 +52,30 @@ TEXTFOOLER_SETTINGS = {
 def recipe_names() -> list[str]:
     ta = import_textattack()
     return sorted(set(OFFLINE_RECIPES) | set(ta.attack_args.ATTACK_RECIPE_NAMES))
+
+
+def unknown_recipe_message(name: str) -> str | None:
+    """None for a known recipe name, else the one-line error (no textattack import, no network)."""
+    name = name.strip().lower()
+    if name in OFFLINE_RECIPES or name in STOCK_RECIPES:
+        return None
+    return (f"unknown attack recipe {name!r}; offline: {', '.join(OFFLINE_RECIPES + STOCK_OFFLINE)}; "
+            f"with internet also: {', '.join(NEEDS_INTERNET)}")
+
+
+def require_recipe(name: str) -> None:
+    """Fail at once, before textattack is imported, on an unknown recipe and, when the Hugging Face hub is
+    unreachable, on a recipe that downloads models or data (instead of a minute of retries)."""
+    message = unknown_recipe_message(name)
+    if message:
+        raise ConfigError(message)
+    if name.strip().lower() in NEEDS_INTERNET:
+        from robench.hub import hub_reachable
+
+        if not hub_reachable():
+            raise OfflineError(f"attack recipe {name.strip().lower()!r} needs internet (it downloads models or data "
+                               "on first use) and the Hugging Face hub is unreachable; use an offline recipe: "
+                               f"{', '.join(OFFLINE_RECIPES + STOCK_OFFLINE)}")
 
 
 def recipe_settings(name: str) -> dict[str, Any]:
@@ -160,8 +192,9 @@ def _stock(name: str, model_wrapper):
 def build_attack(name: str, model_wrapper, *, query_budget: int | None = None, device: str = "cpu",
                  model_batch_size: int = 256, vocab_size: int | None = None):
     """A ``textattack.Attack`` for a recipe name, with an optional per-example query budget."""
-    ta = import_textattack()
     name = name.strip().lower()
+    require_recipe(name)
+    ta = import_textattack()
     if name == "textfooler":
         attack = build_textfooler(model_wrapper, device=device, vocab_size=vocab_size)
     elif name == "pwws":

@@ -80,8 +80,10 @@ class Adversarial(Evaluator):
         super().__init__(recipes=self.recipes, n=self.n, query_budget=self.query_budget, seed=self.seed, **options)
 
     def evaluate(self, ctx) -> EvalOutput:
-        from robench.attacks.recipes import recipe_settings
+        from robench.attacks.recipes import recipe_settings, require_recipe
 
+        for recipe in self.recipes:  # every recipe checked before the first one runs
+            require_recipe(recipe)
         wrapper = make_wrapper(ctx)  # shared: its score cache serves every recipe
         per_recipe: dict[str, dict[str, Any]] = {}
         artifacts: list[str] = []
