@@ -135,7 +135,17 @@ def _number(value: Any) -> bool:
 
 
 def fmt_roots(results: Any) -> str:
-    return str(results) if isinstance(results, str | Path) else ", ".join(map(str, results))
+    """The result folders, short: a long list of run folders is named by their common parent."""
+    import os
+
+    roots = [str(results)] if isinstance(results, str | Path) else [str(r) for r in results]
+    if len(roots) <= 3:
+        return ", ".join(roots)
+    try:
+        common = os.path.commonpath(roots)
+    except ValueError:  # mixed absolute and relative paths
+        common = ""
+    return f"{len(roots)} folders" + (f" under {common}" if common else "")
 
 
 def build_leaderboard(results: Path | str | Iterable[Path | str], aspects: str | Sequence[str] | None = None,
