@@ -61,7 +61,8 @@ def asset_file(spec: str, allow_outside: bool = False) -> Path:
     name, _, rel = spec.partition(":")
     folder = asset_dir(name)
     path = Path(os.path.normpath(folder / rel))
-    if not allow_outside and not path.is_relative_to(Path(os.path.normpath(folder))):
+    if not allow_outside and (not path.is_relative_to(Path(os.path.normpath(folder)))
+                              or not path.resolve().is_relative_to(Path(folder).resolve())):
         raise ConfigError(f"asset path {spec!r} is outside the asset's folder {folder}; name a file inside the asset "
                           "(no absolute paths, no ..)")
     if not path.is_file():

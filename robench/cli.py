@@ -26,8 +26,9 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v",
                                        help="show the libraries' info messages (TextAttack, transformers)")) -> None:
     """Robustness benchmark suite and leaderboard for fine-tuned language models."""
     from robench.logs import quiet_libraries
+    from robench.logs import verbose as verbose_env
 
-    quiet_libraries(not verbose)
+    quiet_libraries(not (verbose or verbose_env()))
 
 
 def _check_numbers(**values: tuple[float | int | None, float]) -> None:
@@ -60,7 +61,7 @@ def train(
     max_length: int = typer.Option(128, help="truncate inputs to this many tokens"),
     set_: list[str] = typer.Option(None, "--set", help="method hyper-parameter, key=value (repeatable)"),
     preset: str = typer.Option(None, help="method preset, e.g. 'paper' for the RoBERTa-large settings "
-                                            "(default: the task's method_presets, unless --set is given)"),
+                                            "(default: the task's method_presets; --set values apply on top)"),
     selective: bool = typer.Option(False, "--selective", help="apply RAM's selective-training gradient mask"),
     selective_alpha: float = typer.Option(None, help="selective training: rank threshold alpha"),
     selective_beta: float = typer.Option(None, help="selective training: sharpness beta"),

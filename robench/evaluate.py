@@ -38,6 +38,7 @@ class EvalContext:
     # scored first without features (accuracy) is not predicted again for feature-based scores.
     always_features: bool = True
     weights: str = "unknown"  # sha256 prefix of model.safetensors as found on disk
+    eval_limit: int | None = None  # an evaluation --limit below the run's own: results and artefacts get own names
     _model: Any = None
     _tokenizer: Any = None
     _memo: dict[tuple[str, bool], Predictions] = field(default_factory=dict)
@@ -54,6 +55,16 @@ class EvalContext:
     def tokenizer(self):
         self.model  # noqa: B018 - loads both
         return self._tokenizer
+
+    def artifact(self, name: str) -> Path:
+        """``<run>/artifacts/<name>``, with ``.limit<N>`` before the suffix under an evaluation limit, so a
+        limited evaluation never overwrites the full one's logs and figures."""
+        from robench.evaluators.base import artifact_dir
+
+        path = Path(name)
+        if self.eval_limit is not None:
+            path = path.with_name(f"{path.stem}.limit{self.eval_limit}{path.suffix}")
+        return artifact_dir(self.run_dir) / path
 
     @property
     def max_length(self) -> int:
@@ -149,9 +160,11 @@ def make_context(run_dir: Path, device: str = "auto", precision: str = "fp32", l
     task_info = run["task"]
     task = load_task(task_info.get("source", task_info["name"]), task_info.get("profile"),
                      limit if limit is not None else task_info.get("limit"))
+    own = task_info.get("limit")
     return EvalContext(run_dir=run_dir, run=run, task=task, data=TaskData(task),
                        device=str(resolve_device(device)), precision=resolve_precision(precision),
-                       batch_size=batch_size, weights=weights)
+                       batch_size=batch_size, weights=weights,
+                       eval_limit=limit if limit is not None and limit != own else None)
 
 
 def evaluate_run(run_dir: Path, suite: str = "quick", *, force: bool = False, device: str = "auto",
@@ -192,7 +205,10 @@ def evaluate_run(run_dir: Path, suite: str = "quick", *, force: bool = False, de
 
 def _same_settings(path: Path, settings: dict[str, Any], limit: int | None) -> bool:
     try:
-        old = json.loads(path.read_text()).get("settings", {})
-    except (OSError, json.JSONDecodeError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # unreadable, not UTF-8, not JSON: recompute
+        return False
+    old = data.get("settings") if isinstance(data, dict) else None
+    if not isinstance(old, dict):
         return False
     return all(old.get(k) == v for k, v in {**settings, "limit": limit}.items())

@@ -1,4 +1,5 @@
-"""Library chatter: TextAttack's and transformers' info messages are silenced unless ``--verbose``.
+"""Library chatter: TextAttack's and transformers' info messages are silenced unless ``--verbose``
+(or ``ROBENCH_VERBOSE=1``).
 
 TextAttack configures its own logger (``textattack.shared.utils.install``, level INFO, own
 handler) when it is imported, so :func:`apply` runs again right after robench imports it.
@@ -31,6 +32,6 @@ def apply() -> None:
     try:
         from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity(level if verbose() else logging.ERROR)
+        hf_logging.set_verbosity(level)  # warnings stay visible; info chatter only with --verbose
     except ImportError:  # pragma: no cover - transformers is a dependency
         pass

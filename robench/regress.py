@@ -124,7 +124,9 @@ def load_baseline(path: Path | str) -> dict[str, Any]:
     if not isinstance(scores, dict) or not any(isinstance(m, dict) and m for m in scores.values()):
         raise ConfigError(f"baseline {path} has no scores to check; re-record it with 'robench baseline record'")
     for run, metrics in scores.items():
-        for name, entry in (metrics if isinstance(metrics, dict) else {}).items():
+        if not isinstance(metrics, dict):
+            raise ConfigError(f"baseline {path}: scores of {run!r} are not a mapping of metrics; re-record it")
+        for name, entry in metrics.items():
             value = entry.get("value") if isinstance(entry, dict) else None
             if not isinstance(value, int | float) or isinstance(value, bool) or not np.isfinite(value):
                 raise ConfigError(f"baseline {path}: {run} / {name} has no finite value ({value!r}); re-record it")

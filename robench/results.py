@@ -213,9 +213,15 @@ class RunIdentity:
         return Path(root) / f"{self.task_name}{profile}{limit}" / model_label(self.model) / self.method_label / f"seed{self.seed}"
 
 
-def task_label(task: str, profile: str | None, limit: int | None) -> str:
-    """The board's task label: the name, plus the profile and limit when not the default."""
-    extras = [p for p in (profile if profile not in (None, "default") else None, f"limit {limit}" if limit else None) if p]
+def task_label(task: str, profile: str | None, limit: int | None, train_limit: int | None = None) -> str:
+    """The board's task label: the name, plus the profile and data limit when not the default. A result
+    evaluated under a limit other than its run's training limit says both, so it never shares a row
+    with a run trained under that limit."""
+    if limit and train_limit is not None and limit != train_limit:
+        limits = [f"limit {train_limit}" if train_limit else None, f"eval limit {limit}"]
+    else:
+        limits = [f"limit {limit}" if limit else None]
+    extras = [p for p in (profile if profile not in (None, "default") else None, *limits) if p]
     return f"{task} ({', '.join(extras)})" if extras else str(task)
 
 
@@ -309,6 +315,8 @@ def run_block(run: dict[str, Any], eval_limit: int | None = None) -> dict[str, A
         "seed": run.get("seed"),
         "weights_fingerprint": run.get("weights_fingerprint"),
         "train_fingerprints": task.get("fingerprints"),
+        "overlap_with_train": task.get("overlap_with_train"),  # texts each set shares with train
+        "data_files": task.get("files"),
         "train_cost_s_per_example": training.get("seconds_per_example"),
         "precision": training.get("precision"),
         # per epoch: each loss term's mean and the regulariser-alive ratio (methods/diagnostics.py)
@@ -350,9 +358,14 @@ def iter_result_files(root: Path):
             continue
         try:
             with open(path, "rb") as fh:  # a result names its schema first: skip other JSON unparsed
-                if b'"robench.result/' not in fh.read(256):
-                    continue
+                head = fh.read(256)
         except OSError:
+            continue
+        if b'"robench.result/' not in head:
+            if path.parent.name == RESULTS_SUBDIR or not head.strip():
+                # where results live (or an empty file): damaged, not someone else's JSON
+                raise ConfigError(f"{path}: not a robench result (empty or damaged); delete it or recompute it "
+                                  "with 'robench eval --force'")
             continue
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -392,9 +405,21 @@ def _result_problem(data: Any) -> str | None:
     cost = run.get("train_cost_s_per_example")
     if cost is not None and not _is_number(cost):
         return f"run.train_cost_s_per_example is {cost!r}, not a number"
+    diagnostics = run.get("training_diagnostics", [])
+    if not isinstance(diagnostics, list):
+        return "run.training_diagnostics is not a list"
     specs = data.get("metric_specs", [])
     if not isinstance(specs, list) or not all(isinstance(s, dict) for s in specs):
         return "'metric_specs' is not a list of declarations"
+    for spec in specs:
+        for key in ("name", "direction", "aspect"):
+            if not isinstance(spec.get(key), str):
+                return f"a metric declaration's {key!r} is {spec.get(key)!r}, not text"
+        for key in ("column", "label", "short", "per_example"):
+            if spec.get(key) is not None and not isinstance(spec[key], str):
+                return f"a metric declaration's {key!r} is {spec[key]!r}, not text"
+        if not isinstance(spec.get("headline", False), bool):
+            return "a metric declaration's 'headline' is not true/false"
     try:
         [MetricSpec.from_json(s) for s in specs]
     except (TypeError, ValueError) as exc:
@@ -468,7 +493,8 @@ def load_results(roots: Path | str | Iterable[Path | str]) -> list[ResultRecord]
             metrics = {k: float(v) for k, v in _flatten(data.get("metrics", {}) or {}).items() if _is_number(v)}
             method = method_label(str(run.get("method") or "?"), bool(run.get("selective")))
             rec = ResultRecord(path=path.resolve(), evaluator=evaluator,
-                               task=task_label(run.get("task") or "?", run.get("profile"), run.get("limit")),
+                               task=task_label(run.get("task") or "?", run.get("profile"), run.get("limit"),
+                                               run.get("train_limit", run.get("limit"))),
                                model=str(run.get("model") or "?"), method=method, seed=run.get("seed"),
                                run_id=run.get("run_id"), metrics=metrics, specs=specs,
                                details=data.get("details", {}) or {}, artifacts=list(data.get("artifacts", []) or []),

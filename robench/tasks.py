@@ -85,7 +85,8 @@ class TaskSpec:
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Per-evaluator default options for this task (e.g. attack sample size); CLI options override them.
     evaluator_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # The preset each method trains with on this task ({"ram": "sentiment"}); --preset / --set override it.
+    # The preset each method trains with on this task ({"ram": "sentiment"}; "selective" names the mask of
+    # --selective); --preset replaces it, --set changes single values on top of it.
     method_presets: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
     allow_outside_paths: bool = False
@@ -226,13 +227,15 @@ def _parse_method_presets(raw: Any, path: Path | str) -> dict[str, str]:
     if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
         raise _fail(path, "method_presets", "must map method names to preset names", "e.g. method_presets: {ram: sentiment}")
     from robench.methods import METHODS  # only tasks that name presets pay for importing the methods
+    from robench.methods.selective import SelectiveTraining
 
     out: dict[str, str] = {}
     for method, preset in raw.items():
         where = f"method_presets.{method}"
-        if method.lower() not in METHODS:
-            raise _fail(path, where, f"unknown method {method!r}", f"use one of: {', '.join(METHODS.names())}")
-        cls = METHODS.get(method)
+        if method.lower() != SelectiveTraining.name and method.lower() not in METHODS:
+            raise _fail(path, where, f"unknown method {method!r}",
+                        f"use one of: {', '.join([*METHODS.names(), SelectiveTraining.name])}")
+        cls = SelectiveTraining if method.lower() == SelectiveTraining.name else METHODS.get(method)
         known = list(dict.fromkeys(["paper", *cls.presets]))
         if preset not in known:
             raise _fail(path, where, f"method {cls.name!r} has no preset {preset!r}", f"use one of: {', '.join(known)}")
@@ -353,10 +356,11 @@ def _check_evaluator_options(options: Any, where: str, path: Path | str,
 
 
 def _outside(target: str, folder: Path) -> bool:
-    """Whether ``target`` (absolute, or relative to ``folder``) lies outside ``folder``, lexically."""
+    """Whether ``target`` (absolute, or relative to ``folder``) lies outside ``folder``: lexically, or once
+    symbolic links are followed (a link inside the folder that points elsewhere is outside)."""
     root = Path(os.path.normpath(folder.absolute()))
     full = Path(os.path.normpath(root / target))
-    return not full.is_relative_to(root)
+    return not full.is_relative_to(root) or not full.resolve().is_relative_to(root.resolve())
 
 
 OUTSIDE_FIX = (f"move the file into the task's folder, or set allow_outside_paths: true in the task file "

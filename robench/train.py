@@ -96,7 +96,9 @@ def build_hooks(cfg: TrainConfig) -> tuple[Any, list[TrainingHook]]:
             raise ConfigError(f"method {method.name!r} already applies selective training; drop --selective "
                               "(set its mask with --set selective_alpha=.. selective_beta=..), or pass "
                               "--set selective=false to use --selective's mask instead")
-        hooks.append(SelectiveTraining(make_config(SelectiveTraining, cfg.selective_overrides)))
+        # the task's mask preset (method_presets.selective), the user's --selective-alpha/beta on top
+        preset = load_task(cfg.task).method_presets.get(SelectiveTraining.name)
+        hooks.append(SelectiveTraining(make_config(SelectiveTraining, cfg.selective_overrides, preset)))
     return method, hooks
 
 

@@ -40,7 +40,21 @@ def test_limited_eval_never_replaces_the_full_result(monkeypatch, capsys, run):
     from robench.results import load_results
 
     labels = {r.task: r.metrics["n"] for r in load_results(run)}
-    assert labels == {"sentiment (limit 64)": 64, "sentiment (limit 16)": 16}  # never one row
+    # never one row, and never the row of a run trained on 16 examples
+    assert labels == {"sentiment (limit 64)": 64, "sentiment (limit 64, eval limit 16)": 16}
+
+
+def test_limited_eval_keeps_the_full_figures_and_logs(run):
+    from robench.evaluate import evaluate_run, make_context
+
+    evaluate_run(run, "calibration", device="cpu")
+    full = (run / "artifacts" / "calibration_reliability.png").read_bytes()
+    evaluate_run(run, "calibration", device="cpu", limit=16)
+    assert (run / "artifacts" / "calibration_reliability.png").read_bytes() == full
+    assert (run / "artifacts" / "calibration_reliability.limit16.png").is_file()
+    ctx = make_context(run, "cpu", limit=16)
+    assert ctx.artifact("attack-pwws-n20-seed0-qbnone.jsonl").name == "attack-pwws-n20-seed0-qbnone.limit16.jsonl"
+    assert make_context(run, "cpu", limit=64).eval_limit is None  # the run's own limit: the full result
 
 
 def test_damaged_weights_are_not_scored_from_the_cache(monkeypatch, capsys, run):
@@ -147,6 +161,10 @@ def _results(tmp_path, run):
 
 @pytest.mark.parametrize("damage, fragment", [
     (lambda p: p.write_text(p.read_text()[:200]), "not valid JSON"),
+    (lambda p: p.write_bytes(b""), "empty or damaged"),
+    (lambda p: p.write_bytes(b"\x00" * 64), "empty or damaged"),
+    (lambda p: _edit_json(p, lambda d: d["metric_specs"][0].__setitem__("name", 5)), "'name' is 5"),
+    (lambda p: _edit_json(p, lambda d: d["run"].__setitem__("training_diagnostics", 5)), "training_diagnostics"),
     (lambda p: _edit_json(p, lambda d: d.__setitem__("metrics", [1, 2])), "'metrics' is missing or not a mapping"),
     (lambda p: _edit_json(p, lambda d: d["run"].__setitem__("seed", "0; rm")), "run.seed"),
     (lambda p: _edit_json(p, lambda d: d.__setitem__("metric_specs", [{"name": "accuracy"}])), "declaration"),
@@ -173,6 +191,8 @@ def _edit_json(path, change) -> None:
     (b"\x89PNG\r\n\x1a\n\x00\x00binary", "not valid JSON"),
     (json.dumps({"schema": "robench.baseline/1", "scores": []}).encode(), "no scores to check"),
     (json.dumps({"schema": "robench.baseline/1", "scores": {}}).encode(), "no scores to check"),
+    (json.dumps({"schema": "robench.baseline/1", "scores": {"a | b | c": {"id.accuracy": {
+        "value": 0.5, "direction": "higher"}}, "x": []}}).encode(), "are not a mapping"),
     (json.dumps({"schema": "robench.baseline/1", "scores": {"a | b | c": {"id.accuracy": {"direction": "higher"}}}}
                 ).encode(), "no finite value"),
     (json.dumps({"schema": "robench.baseline/1", "scores": {"a | b | c": {"id.accuracy": {
@@ -219,3 +239,37 @@ def test_attack_log_lines_that_are_not_records_are_dropped(tmp_path):
                         + (json.dumps({"type": "example", "index": 1}) + "\n").encode())
         got_header, records = read_log(log)
         assert got_header == header and records == [ok]
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe not utf-8", b"[1, 2]", b'{"settings": 5}'])
+def test_unreadable_old_result_is_recomputed_not_a_traceback(run, content):
+    from robench.evaluate import evaluate_run
+
+    path = run / "results" / "id.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    evaluate_run(run, "id", device="cpu")  # no --force: the damaged file is not "the same settings"
+    assert json.loads(path.read_text())["metrics"]["n"] == 64
+
+
+def test_linked_figures_outside_the_run_are_not_copied(monkeypatch, capsys, tmp_path, run):
+    _results(tmp_path, run)
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"\x89PNG not yours")
+    (run / "artifacts").mkdir(exist_ok=True)
+    (run / "artifacts" / "linked.png").symlink_to(secret)
+    out = tmp_path / "lb"
+    assert run_cli(monkeypatch, capsys, "leaderboard", "--results", str(run), "--out", str(out))[0] == 0
+    assert not [p for p in out.rglob("*.png") if p.read_bytes() == b"\x89PNG not yours"]
+
+
+def test_rebuilding_one_group_keeps_the_other_groups_files(tmp_path, run):
+    from robench.report import write_leaderboard
+
+    _results(tmp_path, run)
+    out = tmp_path / "out"
+    other = out / "files" / "sst2" / "minilm" / "vanilla" / "seed0" / "id.json"
+    other.parent.mkdir(parents=True)
+    other.write_text("{}")
+    write_leaderboard(run, out, plots=False)
+    assert other.exists() and list((out / "files" / "sentiment-limit-64").rglob("id.json"))

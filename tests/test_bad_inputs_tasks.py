@@ -361,3 +361,15 @@ def test_stock_recipe_list_matches_textattack():
     from robench.attacks.recipes import STOCK_RECIPES
 
     assert set(STOCK_RECIPES) == set(import_textattack().attack_args.ATTACK_RECIPE_NAMES)
+
+
+def test_a_link_inside_the_task_folder_pointing_outside_is_outside(tmp_path, monkeypatch):
+    task_dir = tmp_path / "tasks"
+    task_dir.mkdir()
+    (tmp_path / "outside.csv").write_text(GOOD_CSV)
+    (task_dir / "link.csv").symlink_to(tmp_path / "outside.csv")
+    monkeypatch.delenv("ROBENCH_ALLOW_OUTSIDE_PATHS", raising=False)
+    path = make_task(task_dir, GOOD_CSV, task=LABELLED.replace("{file}", "link.csv"))
+    with pytest.raises(ConfigError, match="outside the task's folder") as info:
+        load_task(path)
+    one_line(info.value)

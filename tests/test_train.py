@@ -154,3 +154,18 @@ def test_run_json_records_preset_and_diagnostics(tmp_path):
     run = load_run(train(tiny(tmp_path, "user", method="freelb", limit=32, preset="entailment")))
     assert run["method"]["preset"] == {"name": "entailment", "source": "user"}
     assert run["method"]["config"]["max_norm"] == 0.3
+
+
+def test_selective_mask_takes_the_task_preset(tmp_path):
+    from test_tasks import MINIMAL, write_task
+
+    from robench.methods.selective import SelectiveTraining
+    from robench.train import build_hooks
+
+    task = str(write_task(tmp_path, MINIMAL, mutate=lambda b: b + "method_presets: {selective: entailment}\n"))
+    _, hooks = build_hooks(TrainConfig(task=task, method="freelb", selective=True))
+    mask = next(h for h in hooks if isinstance(h, SelectiveTraining))
+    assert (mask.config.alpha, mask.config.beta) == (0.6, 1.0)
+    _, hooks = build_hooks(TrainConfig(task=task, method="vanilla", selective=True, selective_overrides={"alpha": 0.8}))
+    mask = next(h for h in hooks if isinstance(h, SelectiveTraining))
+    assert (mask.config.alpha, mask.config.beta) == (0.8, 1.0)

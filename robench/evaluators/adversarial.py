@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from robench.evaluators.base import EvalOutput, Evaluator, artifact_dir, register_evaluator
+from robench.evaluators.base import EvalOutput, Evaluator, register_evaluator
 from robench.results import MetricSpec
 
 DEFAULT_RECIPES = ("deepwordbug", "textfooler", "pwws")
@@ -42,7 +42,7 @@ def attack_recipe(ctx, recipe: str, *, n: int | None, seed: int, query_budget: i
     wrapper = wrapper or make_wrapper(ctx)
     attack = build_attack(recipe, wrapper, query_budget=query_budget, device=ctx.device)
     indices = sample_indices(len(texts), n, seed)
-    log_path = log_path or artifact_dir(ctx.run_dir) / attack_log_name(recipe, n, seed, query_budget)
+    log_path = log_path or ctx.artifact(attack_log_name(recipe, n, seed, query_budget))
     header = {"recipe": recipe, "split": key, "data": ctx.data.fingerprint(key), "n": n,
               "query_budget": query_budget, "weights": ctx.run.get("weights_fingerprint"),
               "precision": ctx.precision, "max_length": ctx.max_length}

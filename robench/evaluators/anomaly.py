@@ -18,7 +18,7 @@ import numpy as np
 
 from robench import metrics as M
 from robench.errors import ConfigError
-from robench.evaluators.base import EvalOutput, Evaluator, artifact_dir, register_evaluator
+from robench.evaluators.base import EvalOutput, Evaluator, register_evaluator
 from robench.evaluators.shift import checked_logits, group_keys, labelled_predictions
 from robench.results import MetricSpec
 
@@ -108,7 +108,7 @@ class Anomaly(Evaluator):
                 aurocs[f"{score}/{name}"] = table[score][name]["auroc"]
             table[score]["mean"] = {m: float(np.mean([table[score][n][m] for n in ood])) for m in ("auroc", "aupr", "fpr95")}
 
-        roc_path = artifact_dir(ctx.run_dir) / "anomaly_roc.png"
+        roc_path = ctx.artifact("anomaly_roc.png")
         from robench.plots import roc_plot
 
         roc_plot({}, roc_path, panels=curves, aurocs=aurocs)

@@ -14,7 +14,7 @@ import numpy as np
 
 from robench import metrics as M
 from robench.errors import ConfigError
-from robench.evaluators.base import EvalOutput, Evaluator, artifact_dir, register_evaluator
+from robench.evaluators.base import EvalOutput, Evaluator, register_evaluator
 from robench.evaluators.shift import group_keys, labelled_predictions
 from robench.results import MetricSpec
 
@@ -121,7 +121,7 @@ class Calibration(Evaluator):
             "sets": sets,
         }
 
-        rel = artifact_dir(ctx.run_dir) / "calibration_reliability.png"
+        rel = ctx.artifact("calibration_reliability.png")
         from robench.plots import reliability_diagram
 
         reliability_diagram({}, rel, bins=bins, panels={"before temperature scaling": curves_raw,

@@ -126,6 +126,8 @@ def regulariser_table(board: Board) -> pd.DataFrame:
         keys = sorted({k for d in epochs for k, v in d.items() if _number(v) and k != "sampled_steps"})
         row: dict[str, Any] = {"task": task, "model": model, "method": method, "seeds": len(seeds)}
         row.update({k: float(np.mean([d[k] for d in epochs if _number(d.get(k))])) for k in keys})
+        if "sampled_sym_kl" in row and row.get("dropout_sym_kl"):  # the ratio of the two means shown beside it
+            row["alive_ratio"] = row["sampled_sym_kl"] / row["dropout_sym_kl"]
         rows.append(row)
     return pd.DataFrame(rows)
 

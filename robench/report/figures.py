@@ -167,12 +167,14 @@ def collect_artifacts(records: list[ResultRecord], dest: Path
     pngs: dict[Path, set[Path]] = {}
     for rec in records:
         run_dir = rec.run_dir.resolve()
+        if rec.path.parent.name != "results" or not (run_dir / "run.json").is_file():
+            continue  # a result copied away from its run: no figures beside it
         runs.setdefault(run_dir, rec)
         found = pngs.setdefault(run_dir, set())
-        found.update(p.resolve() for p in (run_dir / "artifacts").glob("*.png"))
-        # only figures inside the run's own folder: a result naming ../../etc/x.png copies nothing
-        found.update(p for a in rec.artifacts if str(a).endswith(".png")
-                     and (p := (run_dir / a).resolve()).is_relative_to(run_dir))
+        candidates = [*(run_dir / "artifacts").glob("*.png"),
+                      *(run_dir / a for a in rec.artifacts if str(a).endswith(".png"))]
+        # only figures inside the run's own folder (links followed): ../../etc/x.png copies nothing
+        found.update(p for c in candidates if (p := c.resolve()).is_relative_to(run_dir) and p.is_file())
     groups: dict[str, dict[tuple[str, str, str], list[Path]]] = {}
     for run_dir, rec in sorted(runs.items(), key=lambda kv: (kv[1].task, kv[1].model, kv[1].method != BASELINE_METHOD,
                                                             kv[1].method, str(kv[1].seed))):

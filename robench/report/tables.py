@@ -6,6 +6,8 @@ bold (none where all tie); ``*`` p < 0.05, ``**`` p < 0.01 against the baseline 
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
 
@@ -131,7 +133,7 @@ def format_table(board: Board, fmt: str = "markdown", *, digits: int = 1) -> str
 
 def improvement_table(board: Board) -> dict[str, tuple[list[str], list[list[str]]]]:
     """{task: (headers, rows)}: each method's relative improvement over the baseline per aspect (percent)."""
-    chosen = board.aspects
+    chosen = _shown(board)
     out = {}
     for task, sub in board.frame.groupby("task", sort=True):
         show_model = sub["model"].nunique() > 1
@@ -163,7 +165,7 @@ def terminal_tables(board: Board, width: int) -> list:
         return table
 
     def fits(table: Table) -> bool:
-        probe = Console(width=10_000, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+        probe = Console(width=10_000, record=True, file=io.StringIO())
         probe.print(table)
         return max(len(line) for line in probe.export_text().splitlines()) <= width
 
@@ -175,7 +177,7 @@ def terminal_tables(board: Board, width: int) -> list:
         if not fits(table):
             headers, rows = compact[task]
             # "seeds" moves into the title to save a column
-            seeds = sorted({r[1] for r in rows})
+            seeds = sorted({r[1] for r in rows}, key=int)
             table = build(f"{task} ({'/'.join(seeds)} seeds)", [headers[0], *headers[2:]],
                           [[r[0], *r[2:]] for r in rows], compact=True)
         tables.append(table)

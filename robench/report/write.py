@@ -47,9 +47,11 @@ def collect_results(board: Board, dest: Path) -> list[Path]:
             atomic_write_text(target, rec.path.read_text(encoding="utf-8"))
         copied.append(target)
     keep = {p.resolve() for p in copied}
-    for stale in dest.rglob("*.json") if dest.exists() else []:  # results no longer on the board
-        if stale.resolve() not in keep:
-            stale.unlink()
+    # results of this board's (task, model) groups that are no longer on it; other groups are left alone
+    for group in {(slug(r.task), slug(r.model)) for r in board.records}:
+        for stale in (dest / group[0] / group[1]).rglob("*.json"):
+            if stale.resolve() not in keep:
+                stale.unlink()
     return copied
 
 
