@@ -141,6 +141,7 @@ def test_tables(synthetic):
 def test_write_leaderboard_and_artifacts(synthetic, tmp_path):
     run_dir = synthetic / "sentiment" / "tiny" / "vanilla" / "seed0"
     (run_dir / "artifacts").mkdir(exist_ok=True)
+    (run_dir / "run.json").write_text("{}")  # figures are collected only from real run folders
     import matplotlib
 
     matplotlib.use("Agg")
