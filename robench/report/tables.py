@@ -178,7 +178,8 @@ def terminal_tables(board: Board, width: int) -> list:
             headers, rows = compact[task]
             # "seeds" moves into the title to save a column
             seeds = sorted({r[1] for r in rows}, key=int)
-            table = build(f"{task} ({'/'.join(seeds)} seeds)", [headers[0], *headers[2:]],
+            plural = "" if seeds == ["1"] else "s"
+            table = build(f"{task} ({'/'.join(seeds)} seed{plural})", [headers[0], *headers[2:]],
                           [[r[0], *r[2:]] for r in rows], compact=True)
         tables.append(table)
     return tables
