@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 import time
 
 import pytest
+from test_cli import assert_one_line_error, run_cli
 
 from robench.errors import ConfigError, OfflineError, RobenchError
 from robench.tasks import TaskData, load_task
@@ -41,25 +41,6 @@ def make_task(tmp_path, data: bytes | str, name: str = "data.csv", extra: str = 
     path = tmp_path / "task.yaml"
     path.write_text(task.format(file=name, extra=labels + extra) + top)
     return str(path)
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    from robench.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["robench", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in err, err
-    assert all(fragment in lines[0] for fragment in fragments), err
 
 
 def one_line(exc: BaseException) -> str:
