@@ -173,8 +173,7 @@ def evaluate_run(run_dir: Path, suite: str = "quick", *, force: bool = False, de
     """Evaluate one run with a suite; skips results already present unless ``force``. Returns written paths."""
     names = resolve_suite(suite)
     ctx = ctx or make_context(run_dir, device, precision, limit)
-    if limit is not None and limit == ctx.run.get("task", {}).get("limit"):
-        limit = None  # the run's own data limit: the full result
+    limit = ctx.eval_limit  # None when it is the run's own data limit: the full result
     written: dict[str, Path] = {}
     for name in names:
         opts = {**ctx.task.evaluator_options.get(name, {}), **(options or {}).get(name, {})}

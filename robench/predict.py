@@ -29,8 +29,10 @@ def _penultimate_hook(model: torch.nn.Module, store: list[torch.Tensor]):
     return last.register_forward_hook(lambda _m, inputs, _out: store.append(inputs[0].detach().float().cpu()))
 
 
-def _length(item) -> int:
-    return len(item) if isinstance(item, str) else sum(len(x) for x in item) + len(item) - 1
+def length_order(items: list) -> np.ndarray:
+    """Longest first (texts, or pairs by their joined length); ties keep a fixed order."""
+    lengths = [len(t) if isinstance(t, str) else sum(len(x) for x in t) + len(t) - 1 for t in items]
+    return np.argsort(lengths, kind="stable")[::-1]
 
 
 def encode(tokenizer, items: list, max_length: int):
@@ -50,7 +52,7 @@ def batched_logits(model: torch.nn.Module, tokenizer, items: list, *, batch_size
     the input order. ``on_batch(n, padded_length)`` is called after each batch."""
     model.eval()
     device = torch.device(device)
-    order = np.argsort([_length(t) for t in items], kind="stable")[::-1]
+    order = length_order(items)
     out: list[np.ndarray] = []
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     for start in range(0, len(items), batch_size):
@@ -82,7 +84,7 @@ def predict(
     description: str | None = None,
 ) -> Predictions:
     """Logits (and, with ``features``, the classifier's input) of ``texts``, with a progress bar."""
-    lengths_order = np.argsort([_length(t) for t in texts], kind="stable")[::-1]
+    lengths_order = length_order(texts)  # the order batched_logits runs in, so features can be put back
     feats: list[torch.Tensor] = []
     handle = _penultimate_hook(model, feats) if features else None
     try:
