@@ -105,6 +105,7 @@ def eval_(
     n: int = typer.Option(None, help="adversarial: number of examples to attack"),
     query_budget: int = typer.Option(None, help="adversarial: model queries per example"),
     attack_seed: int = typer.Option(None, "--seed", help="adversarial / perturb: sampling seed"),
+    constraints: str = typer.Option(None, help="adversarial: constraint preset: recipe, filtered (default) or strict"),
 ) -> None:
     """Evaluate a run with a suite of evaluators; writes one result JSON per evaluator."""
     from robench.evaluate import evaluate_run
@@ -112,7 +113,7 @@ def eval_(
     _check_numbers(limit=(limit, 1), n=(n, 1), query_budget=(query_budget, 1), seed=(attack_seed, 0))
     options: dict[str, dict] = {}
     adv = {k: v for k, v in (("recipes", _csv(recipe) or None), ("n", n), ("query_budget", query_budget),
-                              ("seed", attack_seed)) if v is not None}
+                              ("seed", attack_seed), ("constraints", constraints)) if v is not None}
     if adv:
         options["adversarial"] = adv
     if attack_seed is not None:
@@ -335,24 +336,39 @@ def attack(
     recipe: str = typer.Option("textfooler", help="attack recipe (offline: deepwordbug, textfooler, pwws)"),
     save: Path = typer.Option(..., help="output file, .jsonl or .csv: successful adversarial examples (text, label)"),
     n: int = typer.Option(100, help="number of examples of the attack split to attack"),
-    query_budget: int = typer.Option(None, help="model queries per example"),
+    query_budget: int = typer.Option(None, help="model queries per example (default: the adversarial evaluator's, 1000)"),
     seed: int = typer.Option(0, help="sampling seed"),
+    constraints: str = typer.Option("filtered", help="constraint preset: recipe, filtered or strict"),
+    label_preservation: str = typer.Option(None, help="label-preservation constraint (default: the task's; 'valence' "
+                                                      "for sentiment tasks, 'none' to drop it)"),
     precision: str = typer.Option("fp32", help="fp32 or bf16"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
 ) -> None:
-    """Attack a run and save its successful adversarial examples as a labelled set (a task source)."""
+    """Attack a run and save its successful adversarial examples as a labelled set (a task source).
+
+    Beside the set it writes ``<name>.source.json``: the model it was made against (weights fingerprint),
+    the recipe and its settings. The adversarial evaluator reads it, and the board leaves out a run whose
+    weights are a transfer set's source (its transfer accuracy is 0 by construction)."""
     import csv
     import io
 
     from robench.evaluate import make_context
-    from robench.evaluators.adversarial import attack_recipe
+    from robench.attacks.recipes import recipe_settings
+    from robench.evaluators.adversarial import DEFAULT_QUERY_BUDGET, attack_recipe
     from robench.results import atomic_write_text
 
     _check_numbers(n=(n, 1), query_budget=(query_budget, 1), seed=(seed, 0))
     if save.suffix not in (".jsonl", ".csv"):
         raise RobenchError(f"--save {save}: use a .jsonl or .csv file name")
+    query_budget = DEFAULT_QUERY_BUDGET if query_budget is None else query_budget
     ctx = make_context(run, device, precision)
-    summary, records, log = attack_recipe(ctx, recipe, n=n, seed=seed, query_budget=query_budget)
+    if label_preservation is None:
+        label_preservation = ctx.task.evaluator_options.get("adversarial", {}).get("label_preservation")
+    elif label_preservation == "none":
+        label_preservation = None
+    settings = recipe_settings(recipe, constraints=constraints, label_preservation=label_preservation)  # checks both
+    summary, records, log = attack_recipe(ctx, recipe, n=n, seed=seed, query_budget=query_budget,
+                                          constraints=constraints, label_preservation=label_preservation)
     rows = [{"text": r["perturbed"], "label": ctx.task.labels[r["label"]], "original": r["original"],
              "recipe": recipe, "index": r["index"]} for r in records if r["outcome"] == "successful"]
     if save.suffix == ".csv":
@@ -363,6 +379,14 @@ def attack(
         text = buffer.getvalue()
     else:
         text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    source = {"weights_fingerprint": ctx.run.get("weights_fingerprint"), "run_id": ctx.run.get("run_id"),
+              "method": (ctx.run.get("method") or {}).get("name"), "seed": ctx.run.get("seed"),
+              "task": ctx.task.name, "split": ctx.task.attack_split, "recipe": recipe, "n": n, "sampling_seed": seed,
+              "query_budget": query_budget, "constraints": constraints, "label_preservation": label_preservation,
+              "settings": settings, "successful": len(rows), "attacked": len(records),
+              "description": f"{recipe} ({constraints}) against {(ctx.run.get('method') or {}).get('name')} seed "
+                             f"{ctx.run.get('seed')} (run {ctx.run.get('run_id')})"}
+    atomic_write_text(save.with_suffix(".source.json"), json.dumps(source, indent=2, default=str) + "\n")
     atomic_write_text(save, text)
     out.print(f"[green]{len(rows)} adversarial examples saved:[/green] {save}  (accuracy under attack "
               f"{summary['accuracy_under_attack']:.4f}, success rate {summary['attack_success_rate']:.4f}, "

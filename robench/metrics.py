@@ -318,3 +318,29 @@ class Mahalanobis:
             z = solve_triangular(self._chol, (x - mu).T, lower=True)
             dists.append(np.sum(z * z, axis=0))
         return np.min(np.stack(dists, axis=1), axis=1)
+
+
+def wilson_interval(successes: float, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (95% by default); (nan, nan) when n is 0.
+
+    Wilson (1927); unlike the normal (Wald) interval it stays inside [0, 1] and keeps its coverage
+    near 0 and 1, where accuracy under attack often lies. ``successes`` may be fractional (a mean
+    over seeds times n).
+    """
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def examples_for_half_width(half_width: float, p: float = 0.5, z: float = 1.959963984540054) -> int:
+    """The smallest n whose Wilson interval at proportion ``p`` is at most +/- ``half_width`` (worst case p=0.5)."""
+    n = 1
+    while True:
+        lo, hi = wilson_interval(p * n, n, z)
+        if max(hi - p, p - lo) <= half_width:
+            return n
+        n += 1

@@ -290,6 +290,9 @@ EVALUATOR_OPTION_CHECKS: dict[str, dict[str, _OptionCheck]] = {
         "seed": (_is_int, "an integer", "seed: 0", None),
         "recipes": (_is_names, "a recipe name or a list of recipe names", "recipes: [deepwordbug, pwws]",
                     _known_recipes),
+        "constraints": (lambda v: isinstance(v, str), "a constraint preset name", "constraints: filtered", None),
+        "label_preservation": (lambda v: v is None or isinstance(v, str), "a label-preservation constraint or null",
+                               "label_preservation: valence", None),
     },
     "perturb": {
         "rate": (lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]", "rate: 0.1", None),

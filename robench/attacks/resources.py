@@ -125,10 +125,38 @@ def require_wordnet() -> Path:
         raise AssetMissingError(msg if WORDNET_FIX in msg else f"WordNet is not installed; {WORDNET_FIX}") from None
 
 
-class MiniLMEncoder:
-    """Mean-pooled all-MiniLM-L6-v2 sentence embeddings (the offline stand-in for USE), memoised."""
+def native_bf16(device: str = "cpu") -> bool:
+    """Whether the device computes bf16 natively (CUDA with bf16, or a CPU with AVX512-BF16 or AMX)."""
+    import torch
 
-    def __init__(self, device: str = "cpu", batch_size: int = 64, cache_size: int = 100_000) -> None:
+    if str(device).startswith("cuda"):
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    cpu = getattr(torch, "cpu", None)
+    checks = [getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(bool(check()) for check in checks if callable(check))
+
+
+def encoder_precision(device: str = "cpu", precision: str | None = None) -> str:
+    """The sentence encoder's precision: ``precision`` if given, else bf16 where the hardware has it natively
+    (about 1.8x faster on 2 AVX512-BF16 cores; cosine similarities move by at most ~0.002), else fp32.
+    The attack's threat-model card records it, so results of the two never share a leaderboard column."""
+    if precision is not None:
+        if precision not in ("fp32", "bf16"):
+            from robench.errors import ConfigError
+
+            raise ConfigError(f"sentence-encoder precision must be fp32 or bf16, got {precision!r}")
+        return precision
+    return "bf16" if native_bf16(device) else "fp32"
+
+
+class MiniLMEncoder:
+    """Mean-pooled all-MiniLM-L6-v2 sentence embeddings (the offline stand-in for USE), memoised.
+
+    Batches are length-sorted and padded per batch; under ``precision="bf16"`` the encoder runs in bf16
+    autocast (pooling and the returned vectors stay float32)."""
+
+    def __init__(self, device: str = "cpu", batch_size: int = 64, cache_size: int = 100_000,
+                 precision: str = "fp32") -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -138,6 +166,7 @@ class MiniLMEncoder:
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).to(device).eval()
         self.device = torch.device(device)
+        self.precision = precision
         self.batch_size = batch_size
         self.cache_size = cache_size
         self._cache: dict[str, np.ndarray] = {}
@@ -147,21 +176,29 @@ class MiniLMEncoder:
 
         todo = list(dict.fromkeys(s for s in sentences if s not in self._cache))
         todo.sort(key=len)
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
         with torch.inference_mode():
             for start in range(0, len(todo), self.batch_size):
                 chunk = todo[start : start + self.batch_size]
                 enc = self.tokenizer(chunk, padding=True, truncation=True, max_length=128,
                                      return_tensors="pt").to(self.device)
-                hidden = self.model(**enc).last_hidden_state
+                with autocast:
+                    hidden = self.model(**enc).last_hidden_state
+                hidden = hidden.float()
                 mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
-                for s, v in zip(chunk, pooled.float().cpu().numpy(), strict=True):
+                for s, v in zip(chunk, pooled.cpu().numpy(), strict=True):
                     if len(self._cache) >= self.cache_size:
                         self._cache.pop(next(iter(self._cache)))
                     self._cache[s] = v
         return np.stack([self._cache[s] for s in sentences]) if sentences else np.zeros((0, 384), np.float32)
 
 
-@lru_cache(maxsize=2)
-def minilm_encoder(device: str = "cpu") -> MiniLMEncoder:
-    return MiniLMEncoder(device)
+def minilm_encoder(device: str = "cpu", precision: str | None = None) -> MiniLMEncoder:
+    """The shared sentence encoder of a device (one per precision); ``precision=None``: :func:`encoder_precision`."""
+    return _minilm_encoder(str(device), encoder_precision(device, precision))
+
+
+@lru_cache(maxsize=4)
+def _minilm_encoder(device: str, precision: str) -> MiniLMEncoder:
+    return MiniLMEncoder(device, precision=precision)

@@ -1,27 +1,55 @@
-"""Adversarial robustness: TextAttack recipes on a seeded sample, plus static adversarial sets.
+"""Adversarial robustness: TextAttack recipes on a seeded sample, plus static (transfer) adversarial sets.
 
-Headline ``accuracy_under_attack`` is the mean over recipes; ``recipes`` holds each recipe's
-TextAttack summary. ``transfer_accuracy`` is the mean accuracy on the task's static
-``adversarial:*`` sets (absent when the task has none). Each recipe's per-example log is an
-artifact (``artifacts/attack-<recipe>-...jsonl``); an interrupted evaluation resumes from it.
+Headline ``accuracy_under_attack`` is robust accuracy under the WORST CASE over recipes: an attacked
+example counts as robust only if every recipe failed to flip it (an example the model gets wrong
+unattacked is never robust). Each recipe keeps its own numbers under ``recipes.<name>``, with the
+success rate and the *valid* success rate (successes that also pass the strict constraint preset
+post hoc, ``robench.attacks.validity``). Accuracies carry Wilson 95% intervals (``_low``/``_high``).
+
+Per-example outcomes are stored (``details.robust``: one bit per attacked example, in sample
+order, keyed by the sample's id), so the board runs the paired bootstrap against vanilla on the
+same examples. ``settings.threat_model`` is the threat-model card: recipes with every constraint
+and threshold, the constraint preset, the query budget, n, the sampling seed, the split and the
+substitutes used offline; its ``card_id`` must agree across a leaderboard column.
+
+``transfer_accuracy`` is the mean accuracy on the task's static ``adversarial:*`` sets; the model
+each set was generated against is read from the set's ``<file>.source.json`` (written by
+``robench attack --save``) and recorded in ``settings.transfer_sources``, so the board can drop a
+run that is the set's own source. Each recipe's per-example log is an artifact
+(``artifacts/attack-<recipe>-...jsonl``); an interrupted evaluation resumes from it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from robench.evaluators.base import EvalOutput, Evaluator, register_evaluator
+from robench.metrics import wilson_interval
 from robench.results import MetricSpec
 
 DEFAULT_RECIPES = ("deepwordbug", "textfooler", "pwws")
+# None of the recipes' papers bounds the queries (TextFooler, PWWS and DeepWordBug search until they
+# succeed or run out of words; TextAttack's default budget is unlimited). We bound them so one
+# example's cost is bounded: 1000 is about 3x the largest count seen on the committed board's
+# unbounded attacks (489 queries, textfooler; median 67), so it caps pathological inputs without
+# changing typical outcomes. ``--query-budget`` changes it (and the threat-model card with it).
+DEFAULT_QUERY_BUDGET = 1000
+DEFAULT_N = 270  # Wilson 95% half-width <= 6 points at any accuracy (263 suffice at p = 0.5)
 
 
-def attack_log_name(recipe: str, n: int | None, seed: int, query_budget: int | None) -> str:
+def attack_log_name(recipe: str, n: int | None, seed: int, query_budget: int | None, constraints: str = "filtered") -> str:
     qb = "inf" if query_budget is None else str(query_budget)
-    return f"attack-{recipe}-n{n if n is not None else 'all'}-seed{seed}-qb{qb}.jsonl"
+    return f"attack-{recipe}-{constraints}-n{n if n is not None else 'all'}-seed{seed}-qb{qb}.jsonl"
+
+
+def sample_id(split: str, indices: list[int]) -> str:
+    """Names an attacked sample: outcomes pair across runs only when their samples are identical."""
+    return f"{split}:{hashlib.sha256(json.dumps([int(i) for i in indices]).encode()).hexdigest()[:12]}"
 
 
 def make_wrapper(ctx):
@@ -32,85 +60,203 @@ def make_wrapper(ctx):
 
 
 def attack_recipe(ctx, recipe: str, *, n: int | None, seed: int, query_budget: int | None, wrapper=None,
-                  log_path: Path | None = None, max_examples: int | None = None) -> tuple[dict[str, Any], list[dict], Path]:
+                  log_path: Path | None = None, max_examples: int | None = None, constraints: str = "filtered",
+                  label_preservation: str | None = None, checker=None) -> tuple[dict[str, Any], list[dict], Path]:
     """Run one recipe on the attack split of a context; returns (summary, records, log path)."""
-    from robench.attacks.recipes import build_attack
+    from robench.attacks.recipes import build_attack, recipe_settings
+    from robench.attacks.resources import encoder_precision
     from robench.attacks.runner import run_attack, sample_indices, summarize
+    from robench.attacks.validity import ValidityChecker
 
     key = ctx.task.attack_split
     texts, labels = ctx.texts(key), ctx.labels(key)
     wrapper = wrapper or make_wrapper(ctx)
-    attack = build_attack(recipe, wrapper, query_budget=query_budget, device=ctx.device)
+    attack = build_attack(recipe, wrapper, query_budget=query_budget, device=ctx.device, constraints=constraints,
+                          label_preservation=label_preservation)
+    checker = checker or ValidityChecker(label_preservation=label_preservation, device=ctx.device)
     indices = sample_indices(len(texts), n, seed)
-    log_path = log_path or ctx.artifact(attack_log_name(recipe, n, seed, query_budget))
+    log_path = log_path or ctx.artifact(attack_log_name(recipe, n, seed, query_budget, constraints))
     header = {"recipe": recipe, "split": key, "data": ctx.data.fingerprint(key), "n": n,
               "query_budget": query_budget, "weights": ctx.run.get("weights_fingerprint"),
-              "precision": ctx.precision, "max_length": ctx.max_length}
+              "precision": ctx.precision, "max_length": ctx.max_length,
+              "settings": recipe_settings(recipe, constraints=constraints, label_preservation=label_preservation),
+              "encoder_precision": encoder_precision(ctx.device)}
     records = run_attack(attack, texts, labels, indices=indices, log_path=log_path, header=header, seed=seed,
-                         max_examples=max_examples)
+                         max_examples=max_examples, checker=checker)
     return summarize(records), records, log_path
+
+
+def robust_bits(records: list[dict]) -> np.ndarray:
+    """1 where the model stayed correct under the recipe (the attack failed), in sample order."""
+    return np.array([1 if r["outcome"] == "failed" else 0 for r in records], dtype=np.uint8)
+
+
+def bits_string(bits: np.ndarray) -> str:
+    return "".join("1" if b else "0" for b in bits)
+
+
+def with_interval(out: dict[str, Any], name: str, successes: float, n: int) -> None:
+    out[name] = successes / n if n else float("nan")
+    out[f"{name}_low"], out[f"{name}_high"] = wilson_interval(successes, n)
+
+
+def read_transfer_source(ctx, name: str) -> dict[str, Any]:
+    """What a static adversarial set records about the model it was made against (its ``.source.json``)."""
+    src = ctx.task.sets[f"adversarial:{name}"].source
+    file = ctx.data.files.get(src)
+    sidecar = Path(file).with_suffix(".source.json") if file else None
+    if sidecar is None or not sidecar.is_file():
+        return {"weights_fingerprint": None, "description": "unknown: no .source.json beside the set's file"}
+    try:
+        info = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"weights_fingerprint": None, "description": f"unreadable {sidecar.name}"}
+    return info if isinstance(info, dict) else {"weights_fingerprint": None, "description": f"bad {sidecar.name}"}
 
 
 @register_evaluator("adversarial", quick=False, aliases=("attack",))
 class Adversarial(Evaluator):
-    description = "TextAttack recipes (deepwordbug, textfooler, pwws; offline) + static adversarial sets"
+    description = ("TextAttack recipes (deepwordbug, textfooler, pwws; offline), worst case over recipes, "
+                   "+ static adversarial sets")
     aspect = "adversarial"
+    version = 2
     metrics = (
-        MetricSpec("accuracy_under_attack", "higher", aspect, headline=True, column="attack", label="Attack acc",
-                   short="Atk"),
+        MetricSpec("accuracy_under_attack", "higher", aspect, headline=True, column="attack",
+                   label="Attack acc (worst case)", short="Atk", per_example="robust"),
         MetricSpec("transfer_accuracy", "higher", aspect, headline=True, column="transfer", label="Transfer acc",
-                   short="Trans"),
+                   short="Trans", per_example="transfer_correct"),
+        MetricSpec("accuracy_under_attack_low", "none", aspect),
+        MetricSpec("accuracy_under_attack_high", "none", aspect),
+        MetricSpec("mean_accuracy_under_attack", "higher", aspect),
         MetricSpec("attack_success_rate", "lower", aspect),
+        MetricSpec("valid_success_rate", "lower", aspect),
         MetricSpec("original_accuracy", "higher", aspect),
+        MetricSpec("num_examples", "none", aspect),
         MetricSpec("recipes.*.accuracy_under_attack", "higher", aspect),
         MetricSpec("recipes.*.original_accuracy", "higher", aspect),
         MetricSpec("recipes.*.attack_success_rate", "lower", aspect),
-        MetricSpec("recipes.*", "none", aspect),  # queries, perturbed-word share, counts, seconds
+        MetricSpec("recipes.*.valid_success_rate", "lower", aspect),
+        MetricSpec("recipes.*", "none", aspect),  # intervals, queries, perturbed-word share, counts, seconds
         MetricSpec("transfer.*", "higher", aspect),
     )
 
-    def __init__(self, recipes: list[str] | tuple[str, ...] | str | None = None, n: int | None = 100,
-                 query_budget: int | None = None, seed: int = 0, **options: Any) -> None:
+    def __init__(self, recipes: list[str] | tuple[str, ...] | str | None = None, n: int | None = DEFAULT_N,
+                 query_budget: int | None = DEFAULT_QUERY_BUDGET, seed: int = 0, constraints: str = "filtered",
+                 label_preservation: str | None = None, **options: Any) -> None:
+        from robench.attacks.recipes import CONSTRAINT_PRESETS
+        from robench.errors import ConfigError
+
         if isinstance(recipes, str):
             recipes = [r.strip() for r in recipes.split(",") if r.strip()]
         self.recipes = [r.lower() for r in (recipes or DEFAULT_RECIPES)]
         self.n = None if n is None else int(n)
         self.query_budget = None if query_budget is None else int(query_budget)
         self.seed = int(seed)
-        super().__init__(recipes=self.recipes, n=self.n, query_budget=self.query_budget, seed=self.seed, **options)
+        if constraints not in CONSTRAINT_PRESETS:
+            raise ConfigError(f"unknown constraint preset {constraints!r}; choose one of: {', '.join(CONSTRAINT_PRESETS)}")
+        self.constraints = constraints
+        self.label_preservation = label_preservation
+        super().__init__(recipes=self.recipes, n=self.n, query_budget=self.query_budget, seed=self.seed,
+                         constraints=constraints, label_preservation=label_preservation, **options)
+
+    def threat_model(self, ctx, indices: list[int]) -> dict[str, Any]:
+        """The threat-model card: what an attacker may do and how hard it tries. Two different cards never
+        share a leaderboard column (``card_id``)."""
+        from robench.attacks.recipes import recipe_settings
+        from robench.attacks.resources import encoder_precision
+
+        key = ctx.task.attack_split
+        card = {
+            "goal": "untargeted: flip the predicted label of an example the model gets right",
+            "access": "black-box: the model's output scores (logits) for any query",
+            "recipes": {r: recipe_settings(r, constraints=self.constraints, label_preservation=self.label_preservation)
+                        for r in self.recipes},
+            "constraints": self.constraints,
+            "label_preservation": self.label_preservation,
+            # MiniLM stands in for USE; bf16 where the hardware has it natively (resources.encoder_precision)
+            "sentence_encoder_precision": encoder_precision(ctx.device),
+            "query_budget": self.query_budget,
+            "query_budget_source": ("robench default: none of the recipes' papers bounds queries; 1000 is ~3x the "
+                                    "largest unbounded count seen on the default task") if self.query_budget ==
+            DEFAULT_QUERY_BUDGET else "user setting",
+            "n": len(indices),
+            "sampling_seed": self.seed,
+            "split": key,
+            "split_size": len(ctx.texts(key)),
+            "split_fingerprint": ctx.data.fingerprint(key),
+            "sample": sample_id(key, indices),
+            "headline": "robust accuracy, worst case over recipes",
+        }
+        card["card_id"] = hashlib.sha256(json.dumps(card, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return card
 
     def evaluate(self, ctx) -> EvalOutput:
-        from robench.attacks.recipes import recipe_settings, require_recipe
+        from robench.attacks.recipes import require_recipe
+        from robench.attacks.runner import sample_indices
+        from robench.attacks.validity import ValidityChecker
 
         for recipe in self.recipes:  # every recipe checked before the first one runs
             require_recipe(recipe)
         wrapper = make_wrapper(ctx)  # shared: its score cache serves every recipe
+        checker = ValidityChecker(label_preservation=self.label_preservation, device=ctx.device)
+        key = ctx.task.attack_split
+        indices = sample_indices(len(ctx.texts(key)), self.n, self.seed)
+        sid = sample_id(key, indices)
         per_recipe: dict[str, dict[str, Any]] = {}
+        robust: dict[str, np.ndarray] = {}
         artifacts: list[str] = []
         for recipe in self.recipes:
-            summary, _records, log = attack_recipe(ctx, recipe, n=self.n, seed=self.seed,
-                                                   query_budget=self.query_budget, wrapper=wrapper)
+            summary, records, log = attack_recipe(ctx, recipe, n=self.n, seed=self.seed,
+                                                  query_budget=self.query_budget, wrapper=wrapper,
+                                                  constraints=self.constraints,
+                                                  label_preservation=self.label_preservation, checker=checker)
+            if [r["index"] for r in records] != indices:  # the log holds exactly the sample, in order
+                raise RuntimeError(f"attack log {log} does not match the sample; delete it and re-run")
+            bits = robust_bits(records)
+            with_interval(summary, "accuracy_under_attack", float(bits.sum()), len(bits))
             per_recipe[recipe] = summary
+            robust[recipe] = bits
             artifacts.append(str(Path(log).relative_to(ctx.run_dir)))
-        metrics: dict[str, Any] = {
-            "accuracy_under_attack": float(np.mean([m["accuracy_under_attack"] for m in per_recipe.values()])),
-            "attack_success_rate": float(np.nanmean([m["attack_success_rate"] for m in per_recipe.values()]))
-            if any(m["num_successful"] + m["num_failed"] for m in per_recipe.values()) else float("nan"),
+        worst = np.minimum.reduce(list(robust.values())) if robust else np.zeros(0, np.uint8)
+        metrics: dict[str, Any] = {}
+        with_interval(metrics, "accuracy_under_attack", float(worst.sum()), len(worst))
+        attacked = sum(m["num_successful"] + m["num_failed"] for m in per_recipe.values())
+        metrics.update({
+            "mean_accuracy_under_attack": float(np.mean([m["accuracy_under_attack"] for m in per_recipe.values()])),
+            "attack_success_rate": (sum(m["num_successful"] for m in per_recipe.values()) / attacked
+                                    if attacked else float("nan")),
+            "valid_success_rate": (sum(m["num_valid"] for m in per_recipe.values()) / attacked
+                                   if attacked else float("nan")),
             "original_accuracy": float(np.mean([m["original_accuracy"] for m in per_recipe.values()])),
+            "num_examples": len(worst),
             "recipes": per_recipe,
-        }
+        })
         transfer: dict[str, float] = {}
+        transfer_correct: dict[str, str] = {}
+        sources: dict[str, dict[str, Any]] = {}
+        warnings: list[str] = []
         for name in ctx.task.set_names("adversarial"):
-            key = f"adversarial:{name}"
-            preds = ctx.predict(key)
-            transfer[name] = float(np.mean(preds.logits.argmax(-1) == ctx.labels(key)))
+            set_key = f"adversarial:{name}"
+            correct = ctx.predict(set_key).logits.argmax(-1) == ctx.labels(set_key)
+            transfer[name] = float(np.mean(correct))
+            transfer_correct[name] = bits_string(correct)
+            sources[name] = read_transfer_source(ctx, name)
+            fp = sources[name].get("weights_fingerprint")
+            if fp is None:
+                warnings.append(f"transfer set {name!r} does not record the model it was made against; a run of "
+                                "that model would score it unfairly (regenerate it with 'robench attack --save')")
+            elif fp == ctx.run.get("weights_fingerprint"):
+                warnings.append(f"this run is the source model of transfer set {name!r}: its transfer accuracy is "
+                                "0 by construction and the board excludes the run")
         if transfer:
             metrics["transfer_accuracy"] = float(np.mean(list(transfer.values())))
             metrics["transfer"] = transfer
-        keys = [ctx.task.attack_split, *[f"adversarial:{n}" for n in ctx.task.set_names("adversarial")]]
-        settings = {"recipe_settings": {r: recipe_settings(r) for r in self.recipes},
-                    "attack_split": ctx.task.attack_split}
-        details = {"textfooler": "GloVe 6B 50d neighbours + MiniLM sentence encoder (USE substitute); "
-                                 "no part-of-speech constraint (no offline tagger)"} if "textfooler" in self.recipes else {}
+        keys = [key, *[f"adversarial:{n}" for n in ctx.task.set_names("adversarial")]]
+        card = self.threat_model(ctx, indices)
+        settings = {"threat_model": card, "transfer_sources": sources, "attack_split": key}
+        details = {"robust": {sid: bits_string(worst)},
+                   "robust_by_recipe": {r: {sid: bits_string(b)} for r, b in robust.items()},
+                   "transfer_correct": transfer_correct,
+                   "indices": indices}
         return EvalOutput(metrics=metrics, details=details, data=ctx.data_info(keys), settings=settings,
-                          artifacts=artifacts)
+                          artifacts=artifacts, warnings=warnings)
