@@ -352,8 +352,8 @@ def attack(
     import csv
     import io
 
-    from robench.evaluate import make_context
     from robench.attacks.recipes import recipe_settings
+    from robench.evaluate import make_context
     from robench.evaluators.adversarial import DEFAULT_QUERY_BUDGET, attack_recipe
     from robench.results import atomic_write_text
 
