@@ -130,7 +130,8 @@ def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | st
 
     lines = ["# robench leaderboard", "",
              f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from {len(board.records)} result files "
-             f"({board.source}).", "", legend(board), ""]
+             + (f"(+{len(board.excluded_records)} excluded, see below) " if board.excluded_records else "")
+             + f"({board.source}).", "", legend(board), ""]
     note = excluded_note(board)
     if note:
         lines += [note, ""]
