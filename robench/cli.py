@@ -242,10 +242,15 @@ def run_bench(
 
 def _print_board(board) -> None:
     """The board in the terminal, fitted to its width (± std where it fits)."""
-    from robench.report import terminal_tables
+    from rich.markup import escape
+
+    from robench.report.tables import excluded_note, terminal_tables
 
     for table in terminal_tables(board, out.width):
         out.print(table)
+    note = excluded_note(board)
+    if note:
+        out.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
 
 
 @app.command()

@@ -445,6 +445,8 @@ class ResultRecord:
     cost: float | None = None  # training seconds per example
     created: str = ""
     diagnostics: list[dict[str, Any]] = field(default_factory=list)  # per training epoch
+    settings: dict[str, Any] = field(default_factory=dict)  # the evaluator's settings (threat model card...)
+    weights: str | None = None  # run.weights_fingerprint: which trained weights were evaluated
 
     @property
     def run_dir(self) -> Path:
@@ -492,6 +494,7 @@ def load_results(roots: Path | str | Iterable[Path | str]) -> list[ResultRecord]
             cost = run.get("train_cost_s_per_example")
             metrics = {k: float(v) for k, v in _flatten(data.get("metrics", {}) or {}).items() if _is_number(v)}
             method = method_label(str(run.get("method") or "?"), bool(run.get("selective")))
+            weights = run.get("weights_fingerprint")
             rec = ResultRecord(path=path.resolve(), evaluator=evaluator,
                                task=task_label(run.get("task") or "?", run.get("profile"), run.get("limit"),
                                                run.get("train_limit", run.get("limit"))),
@@ -499,7 +502,9 @@ def load_results(roots: Path | str | Iterable[Path | str]) -> list[ResultRecord]
                                run_id=run.get("run_id"), metrics=metrics, specs=specs,
                                details=data.get("details", {}) or {}, artifacts=list(data.get("artifacts", []) or []),
                                cost=float(cost) if _is_number(cost) else None, created=str(data.get("created", "")),
-                               diagnostics=[d for d in run.get("training_diagnostics") or [] if isinstance(d, dict)])
+                               diagnostics=[d for d in run.get("training_diagnostics") or [] if isinstance(d, dict)],
+                               settings=data.get("settings", {}) or {},
+                               weights=weights if isinstance(weights, str) and weights else None)
             key = (rec.task, rec.model, rec.method, str(rec.seed), rec.evaluator)
             if key not in seen or rec.created >= seen[key].created:
                 seen[key] = rec

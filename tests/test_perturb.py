@@ -35,3 +35,46 @@ def test_perturb_evaluator_on_tiny_run(tiny_run):
     assert m["mean_drop"] == pytest.approx(m["clean_accuracy"] - m["mean_accuracy"])
     assert results[1]["metrics"] == m
     assert results[0]["settings"]["seed"] == 0 and results[0]["settings"]["rate"] == 0.1
+    # per-example correctness per perturbation, in test-split order: it reproduces each accuracy
+    correct = results[0]["details"]["correct"]
+    assert set(correct) == set(PERTURBATIONS)
+    for name, bits in correct.items():
+        assert len(bits) == m["n"] and set(bits) <= {"0", "1"}
+        assert bits.count("1") / len(bits) == pytest.approx(m["perturbations"][name])
+    assert results[1]["details"]["correct"] == correct
+    assert results[0]["evaluator_version"] == 2
+    spec = next(s for s in results[0]["metric_specs"] if s["name"] == "mean_accuracy")
+    assert spec["per_example"] == "correct"
+
+
+def _perturb_result(root, method, seed, correct):
+    from robench.evaluators import EVALUATORS
+    from robench.results import atomic_write_json, make_result, result_path
+
+    run = {"run_id": f"sentiment/tiny/{method}/seed{seed}", "task": {"name": "sentiment", "profile": "default"},
+           "model": {"name": "tiny"}, "method": {"name": method}, "seed": seed}
+    per = {k: v.count("1") / len(v) for k, v in correct.items()}
+    mean = sum(per.values()) / len(per)
+    atomic_write_json(result_path(root / method / f"seed{seed}", "perturb"),
+                      make_result("perturb", run, {"mean_accuracy": mean, "perturbations": per, "n": 100},
+                                  details={"correct": correct}, specs=EVALUATORS.get("perturb").metrics))
+
+
+def test_perturb_column_gets_a_p_value(tmp_path):
+    """With per-example outcomes declared, the board's paired test and Wilson interval cover the column."""
+    import numpy as np
+
+    from robench.report import build_leaderboard
+
+    rng = np.random.default_rng(0)
+
+    def bits(p):
+        return "".join("1" if x else "0" for x in rng.random(100) < p)
+
+    for seed in (0, 1):
+        _perturb_result(tmp_path, "vanilla", seed, {"keyboard": bits(0.5), "ocr": bits(0.5)})
+        _perturb_result(tmp_path, "ram", seed, {"keyboard": bits(0.95), "ocr": bits(0.95)})
+    row = build_leaderboard(tmp_path, "perturb", n_boot=300).frame.set_index("method")
+    assert row.loc["ram", "perturb_p"] < 0.01
+    assert np.isnan(row.loc["vanilla", "perturb_p"])
+    assert row.loc["ram", "perturb_low"] < row.loc["ram", "perturb_mean"] < row.loc["ram", "perturb_high"]

@@ -3,6 +3,8 @@
 Each perturbation edits the test set at a fixed rate with a fixed seed (the RNG is reseeded per
 example, so a text's perturbed version does not depend on the set's order or size).
 ``mean_accuracy`` is the mean over perturbations; ``mean_drop`` = clean accuracy - mean_accuracy.
+Per-example correctness is stored per perturbation (``details.correct``: {perturbation: '0101...'},
+in test-split order), so the board's paired test runs on this column.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from robench.evaluators.base import EvalOutput, Evaluator, register_evaluator
+from robench.evaluators.shift import correct_string
 from robench.predict import predict
 from robench.results import MetricSpec
 
@@ -68,10 +71,10 @@ def perturb_texts(texts: list[str], name: str, rate: float = DEFAULT_RATE, seed:
 class Perturb(Evaluator):
     description = "accuracy under nlpaug character / word noise (keyboard, OCR, random char, swap, delete, spelling)"
     aspect = "perturbation"
-    # No per-example outcomes are stored (yet), so no significance test on this column.
+    version = 2  # 2: per-example correctness per perturbation (details.correct)
     metrics = (
         MetricSpec("mean_accuracy", "higher", aspect, headline=True, column="perturb", label="Perturb acc",
-                   short="Pert"),
+                   short="Pert", per_example="correct"),
         MetricSpec("mean_drop", "lower", aspect),
         MetricSpec("clean_accuracy", "higher", aspect),
         MetricSpec("perturbations.*", "higher", aspect),
@@ -91,15 +94,18 @@ class Perturb(Evaluator):
         texts, labels = ctx.texts(key), ctx.labels(key)
         clean = float(np.mean(ctx.predict(key).logits.argmax(-1) == labels))
         per: dict[str, float] = {}
+        correct: dict[str, str] = {}
         examples: dict[str, list[str]] = {}
         for name in self.perturbations:
             noisy = perturb_texts(texts, name, self.rate, self.seed)
             logits = predict(ctx.model, ctx.tokenizer, noisy, batch_size=ctx.batch_size, max_length=ctx.max_length,
                              device=ctx.device, precision=ctx.precision, description=f"perturb {name}").logits
-            per[name] = float(np.mean(logits.argmax(-1) == labels))
+            hits = logits.argmax(-1) == labels
+            per[name] = float(np.mean(hits))
+            correct[name] = correct_string(hits)
             examples[name] = noisy[:3]
         mean_acc = float(np.mean(list(per.values())))
         metrics = {"mean_accuracy": mean_acc, "mean_drop": clean - mean_acc, "clean_accuracy": clean,
                    "perturbations": per, "n": len(labels)}
-        return EvalOutput(metrics=metrics, details={"examples": {"original": texts[:3], **examples}},
+        return EvalOutput(metrics=metrics, details={"correct": correct, "examples": {"original": texts[:3], **examples}},
                           data=ctx.data_info([key]), settings={"rate": self.rate, "library": "nlpaug 1.1.11"})

@@ -3,14 +3,25 @@
 Per aspect: ``<key>_mean``, ``_std`` (sample std over seeds), ``_n``, ``_delta`` (relative
 improvement over the baseline method, direction-aware so positive is better) and ``_p`` (paired
 bootstrap against the baseline, only for aspects whose evaluator stores per-example outcomes).
+Aspects with per-example outcomes also get ``_low`` / ``_high``: the Wilson 95% interval of the
+seed-mean accuracy with n = the examples one seed was scored on (summed over its sets). It covers
+the sampling of test examples only, not the spread over training seeds (that is ``_std``).
 Further: ``seeds``, ``avg_improvement`` (the paper's headline: mean of the deltas), ``rank``,
 ``mean_rank``, ``cost_s_per_example`` and ``cost_ratio``. A pure function of result records.
+
+Two guards before anything is aggregated. Threat models: the adversarial results of one task
+table must share one threat-model card (``settings.threat_model.card_id``; a result without one
+is card "none"), else a ConfigError names the differing fields. Transfer sources: a run whose
+weights generated a static transfer set (``settings.transfer_sources[*].weights_fingerprint`` of
+any adversarial result) is left off the board with all its results, and listed in
+:attr:`Board.excluded`.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +30,12 @@ import pandas as pd
 
 from robench.errors import ConfigError
 from robench.report.aspects import Aspect, resolve_aspects
-from robench.report.stats import outcome_sets, paired_bootstrap, relative_improvement
+from robench.report.stats import outcome_sets, paired_bootstrap, relative_improvement, wilson_interval
 from robench.results import ResultRecord, load_results
 
 BASELINE_METHOD = "vanilla"
+ADVERSARIAL = "adversarial"
+NO_CARD = "none"
 
 
 @dataclass
@@ -35,6 +48,10 @@ class Board:
     baseline: str = BASELINE_METHOD
     n_boot: int = 1000
     source: str = ""
+    # runs left off the board: (task, model, method, seed, reason), and their result records
+    excluded: list[tuple[str, str, str, Any, str]] = field(default_factory=list)
+    excluded_records: list[ResultRecord] = field(default_factory=list)
+    boot_seed: int = 0  # the paired bootstrap's random seed
 
     def row(self, method: str, task: str | None = None) -> pd.Series:
         sub = self.frame[self.frame["method"] == method]
@@ -43,8 +60,94 @@ class Board:
         return sub.iloc[0]
 
 
+def transfer_exclusions(records: Sequence[ResultRecord]
+                        ) -> tuple[list[ResultRecord], list[ResultRecord], list[tuple[str, str, str, Any, str]]]:
+    """Split off the runs whose weights generated a static transfer set of some adversarial result:
+    (kept records, excluded records, [(task, model, method, seed, reason)], one entry per run)."""
+    sources: dict[str, list[str]] = {}
+    for rec in records:
+        if rec.evaluator != ADVERSARIAL:
+            continue
+        declared = rec.settings.get("transfer_sources")
+        for name, source in (declared.items() if isinstance(declared, dict) else ()):
+            fingerprint = source.get("weights_fingerprint") if isinstance(source, dict) else None
+            if isinstance(fingerprint, str) and fingerprint and str(name) not in sources.setdefault(fingerprint, []):
+                sources[fingerprint].append(str(name))
+    kept, dropped, excluded = [], [], {}
+    for rec in records:
+        if rec.weights is None or rec.weights not in sources:
+            kept.append(rec)
+            continue
+        dropped.append(rec)
+        sets = ", ".join(repr(n) for n in sorted(sources[rec.weights]))
+        excluded.setdefault((rec.task, rec.model, rec.method, str(rec.seed)),
+                            (rec.task, rec.model, rec.method, rec.seed,
+                             f"its weights generated the transfer set {sets}"))
+    return kept, dropped, list(excluded.values())
+
+
+def threat_card(rec: ResultRecord) -> tuple[str, dict[str, Any]]:
+    """(card id, card) of an adversarial result; ``("none", {})`` where the file carries none."""
+    card = rec.settings.get("threat_model")
+    if not isinstance(card, dict):
+        return NO_CARD, {}
+    card_id = card.get("card_id")
+    if not card_id:  # a card without its id: identify it by its content
+        card_id = json.dumps(card, sort_keys=True, default=str)
+    return str(card_id), card
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _short(value: Any, width: int = 40) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def card_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """The fields in which two threat-model cards differ, as ``field: a vs b``."""
+    if not a or not b:
+        return ["threat model card: " + " vs ".join(
+            _short(c.get("card_id", "(no id)")) if c else f"{NO_CARD} (result written before threat-model cards)"
+            for c in (a, b))]
+    fa, fb = _flat({k: v for k, v in a.items() if k != "card_id"}), _flat({k: v for k, v in b.items() if k != "card_id"})
+    diffs = [f"{k}: {_short(fa.get(k, '(unset)'))} vs {_short(fb.get(k, '(unset)'))}"
+             for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
+    return diffs or [f"card_id: {_short(a.get('card_id'))} vs {_short(b.get('card_id'))}"]
+
+
+def check_threat_models(records: Sequence[ResultRecord]) -> None:
+    """ConfigError when the adversarial results of one task table carry different threat-model cards
+    (attack accuracies under two threat models must never share a column)."""
+    by_task: dict[str, dict[str, tuple[dict[str, Any], ResultRecord]]] = {}
+    for rec in records:
+        if rec.evaluator == ADVERSARIAL:
+            card_id, card = threat_card(rec)
+            by_task.setdefault(rec.task, {}).setdefault(card_id, (card, rec))
+    for task, cards in by_task.items():
+        if len(cards) < 2:
+            continue
+        (card_a, rec_a), (card_b, rec_b) = list(cards.values())[:2]
+        runs = " vs ".join(f"{r.model}/{r.method}/seed{r.seed}" for r in (rec_a, rec_b))
+        raise ConfigError(
+            f"task {task!r}: the adversarial results use {len(cards)} different threat models ({runs}: "
+            f"{'; '.join(card_differences(card_a, card_b))}), so their attack accuracies cannot share a column; "
+            "re-run 'robench eval --suite adversarial --force' on these runs with one setting, or build the boards "
+            "separately (--results)")
+
+
 def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | None = None, *,
                 baseline: str = BASELINE_METHOD, n_boot: int = 1000, seed: int = 0) -> Board:
+    records, dropped, excluded = transfer_exclusions(records)
+    check_threat_models(records)
     chosen = resolve_aspects(aspects, records)
     groups: dict[tuple[str, str, str], list[ResultRecord]] = {}
     for rec in records:
@@ -57,22 +160,28 @@ def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | 
         for aspect in chosen:
             values = [r.metrics[aspect.metric] for r in recs
                       if r.evaluator == aspect.evaluator and aspect.metric in r.metrics]
-            row[f"{aspect.key}_mean"] = float(np.mean(values)) if values else float("nan")
+            mean = float(np.mean(values)) if values else float("nan")
+            row[f"{aspect.key}_mean"] = mean
             row[f"{aspect.key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
             row[f"{aspect.key}_n"] = len(values)
             if aspect.bootstrap:
-                outcomes[(key, aspect.key)] = [o for r in recs if r.evaluator == aspect.evaluator
-                                               and (o := outcome_sets(r.details.get(aspect.per_example)))]
+                sets = [o for r in recs if r.evaluator == aspect.evaluator
+                        and (o := outcome_sets(r.details.get(aspect.per_example)))]
+                outcomes[(key, aspect.key)] = sets
+                per_seed = float(np.mean([sum(len(v) for v in o.values()) for o in sets])) if sets else 0.0
+                row[f"{aspect.key}_low"], row[f"{aspect.key}_high"] = wilson_interval(mean * per_seed, per_seed)
         costs = {str(r.seed): r.cost for r in recs if r.cost is not None}
         row["cost_s_per_example"] = float(np.mean(list(costs.values()))) if costs else float("nan")
         rows.append(row)
     columns = ["task", "model", "method", "seeds"]
     for aspect in chosen:
-        columns += [f"{aspect.key}_{s}" for s in ("mean", "std", "n", "delta", "p")]
+        stats = ("mean", "std", "n", "low", "high", "delta", "p") if aspect.bootstrap else ("mean", "std", "n", "delta", "p")
+        columns += [f"{aspect.key}_{s}" for s in stats]
     columns += ["avg_improvement", "rank", "mean_rank", "cost_s_per_example", "cost_ratio"]
     frame = pd.DataFrame(rows)
+    extras = {"excluded": excluded, "excluded_records": dropped, "boot_seed": seed}
     if frame.empty:
-        return Board(pd.DataFrame(columns=columns), chosen, list(records), baseline, n_boot)
+        return Board(pd.DataFrame(columns=columns), chosen, list(records), baseline, n_boot, **extras)
 
     for (task, model), idx in frame.groupby(["task", "model"]).groups.items():
         sub = frame.loc[idx]
@@ -107,7 +216,7 @@ def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | 
     frame = frame.reindex(columns=columns)
     order = frame["method"].map(lambda m: (0 if m == baseline else 1, m))
     frame = frame.assign(_o=order).sort_values(["task", "model", "_o"]).drop(columns="_o").reset_index(drop=True)
-    return Board(frame, chosen, list(records), baseline, n_boot)
+    return Board(frame, chosen, list(records), baseline, n_boot, **extras)
 
 
 def regulariser_table(board: Board) -> pd.DataFrame:

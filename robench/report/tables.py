@@ -1,4 +1,5 @@
-"""The board as text: Markdown, LaTeX (booktabs), CSV, and a terminal table that fits its width.
+"""The board as text: Markdown, LaTeX (booktabs), CSV, and a terminal table that fits its width;
+the attack table (per recipe and worst case, with Wilson intervals); the excluded-runs note.
 
 Conventions. Headline metrics lie in [0, 1] and are shown in percent. Best value per column in
 bold (none where all tie); ``*`` p < 0.05, ``**`` p < 0.01 against the baseline method.
@@ -7,14 +8,16 @@ bold (none where all tie); ``*`` p < 0.05, ``**`` p < 0.01 against the baseline 
 from __future__ import annotations
 
 import io
+import json
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from robench.errors import ConfigError
 from robench.report.aspects import Aspect
-from robench.report.board import Board
-from robench.report.stats import significance_marker
+from robench.report.board import ADVERSARIAL, Board, threat_card
+from robench.report.stats import outcome_sets, paired_bootstrap, significance_marker, wilson_interval
 
 EXTRA_HEADERS = ["Δ vs vanilla", "rank", "cost ×"]
 EXTRA_SHORT = ["Δ", "rank", "cost"]
@@ -128,7 +131,160 @@ def format_table(board: Board, fmt: str = "markdown", *, digits: int = 1) -> str
     parts = []
     for task, (headers, rows) in table_rows(board, fmt, digits=digits).items():
         parts.append(latex_table(task, headers, rows) if fmt == "latex" else f"### {task}\n\n" + markdown_table(headers, rows))
+    note = excluded_note(board)
+    if note:
+        parts.append(f"% {note}" if fmt == "latex" else note)
     return "\n\n".join(parts) + "\n"
+
+
+def excluded_note(board: Board) -> str | None:
+    """One line naming the runs left off the board (their weights generated a transfer set), or None."""
+    if not board.excluded:
+        return None
+    runs = "; ".join(f"{task} / {model} / {method} / seed {seed} ({reason})"
+                     for task, model, method, seed, reason in board.excluded)
+    plural = "s" if len(board.excluded) > 1 else ""
+    return (f"Excluded {len(board.excluded)} run{plural} (all evaluators): {runs}. A model's accuracy on "
+            "adversarial examples generated against itself is not a transfer result.")
+
+
+# --------------------------------------------------------------------------------------------- attacks
+
+
+def _recipes(records) -> list[str]:
+    """Recipe names in first-seen order, from ``recipes.<recipe>.accuracy_under_attack`` metrics."""
+    out: dict[str, None] = {}
+    for rec in records:
+        for metric in rec.metrics:
+            parts = metric.split(".")
+            if len(parts) == 3 and parts[0] == "recipes" and parts[2] == "accuracy_under_attack":
+                out.setdefault(parts[1], None)
+    return list(out)
+
+
+def _mean(values: list[float]) -> float:
+    values = [v for v in values if np.isfinite(v)]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _examples(outcomes: list[dict[str, np.ndarray]], counts: list[float]) -> float:
+    """Examples per seed: from the per-example outcomes where stored, else the declared counts."""
+    if outcomes:
+        return float(np.mean([sum(len(v) for v in o.values()) for o in outcomes]))
+    return _mean(counts)
+
+
+def attack_table(board: Board) -> pd.DataFrame:
+    """Per (task, model, method) with adversarial results: per recipe the seed-mean accuracy under attack
+    with its Wilson 95% interval (``<recipe>_acc``, ``_acc_low``, ``_acc_high``), its attack success
+    rate and valid success rate (``<recipe>_success_rate``, ``<recipe>_valid_success_rate``); the worst
+    case over recipes (``worst_acc``, ``worst_acc_low``, ``worst_acc_high``) and its paired-bootstrap
+    p-value against the baseline method on the per-example ``robust`` outcomes (``worst_p``).
+    ``n_examples``: attacked examples per seed (the interval's n); ``threat_model``: the card id."""
+    adv = [r for r in board.records if r.evaluator == ADVERSARIAL]
+    recipes = _recipes(adv)
+    groups: dict[tuple[str, str, str], list] = {}
+    for rec in adv:
+        groups.setdefault((rec.task, rec.model, rec.method), []).append(rec)
+    robust = {key: [o for r in recs if (o := outcome_sets(r.details.get("robust")))] for key, recs in groups.items()}
+    columns = ["task", "model", "method", "seeds", "threat_model", "n_examples"]
+    for recipe in recipes:
+        columns += [f"{recipe}_{s}" for s in ("acc", "acc_low", "acc_high", "success_rate", "valid_success_rate")]
+    columns += ["worst_acc", "worst_acc_low", "worst_acc_high", "worst_p"]
+    rows = []
+    for key, recs in groups.items():
+        task, model, method = key
+        row: dict[str, Any] = {"task": task, "model": model, "method": method, "seeds": len({str(r.seed) for r in recs}),
+                               "threat_model": ", ".join(sorted({threat_card(r)[0] for r in recs}))}
+        for recipe in recipes:
+            m = f"recipes.{recipe}."
+            acc = _mean([r.metrics.get(m + "accuracy_under_attack", np.nan) for r in recs])
+            by_recipe = [o for r in recs if isinstance(r.details.get("robust_by_recipe"), dict)
+                         and (o := outcome_sets(r.details["robust_by_recipe"].get(recipe)))]
+            n = _examples(by_recipe, [r.metrics.get(m + "num_examples", np.nan) for r in recs])
+            row[f"{recipe}_acc"] = acc
+            row[f"{recipe}_acc_low"], row[f"{recipe}_acc_high"] = wilson_interval(acc * n, n)
+            row[f"{recipe}_success_rate"] = _mean([r.metrics.get(m + "attack_success_rate", np.nan) for r in recs])
+            row[f"{recipe}_valid_success_rate"] = _mean([r.metrics.get(m + "valid_success_rate", np.nan) for r in recs])
+        worst = _mean([r.metrics.get("accuracy_under_attack", np.nan) for r in recs])
+        n = _examples(robust[key], [max((r.metrics.get(f"recipes.{x}.num_examples", np.nan) for x in recipes),
+                                        default=np.nan) for r in recs])
+        row["n_examples"] = n
+        row["worst_acc"] = worst
+        row["worst_acc_low"], row["worst_acc_high"] = wilson_interval(worst * n, n)
+        base = (task, model, board.baseline)
+        row["worst_p"] = (paired_bootstrap(robust[key], robust.get(base, []), board.n_boot, board.boot_seed)
+                          if method != board.baseline and base in groups else float("nan"))
+        rows.append(row)
+    frame = pd.DataFrame(rows).reindex(columns=columns)
+    if frame.empty:
+        return frame
+    order = frame["method"].map(lambda m: (0 if m == board.baseline else 1, m))
+    return frame.assign(_o=order).sort_values(["task", "model", "_o"]).drop(columns="_o").reset_index(drop=True)
+
+
+def _pct(value: float, digits: int = 1) -> str:
+    return f"{value * 100:.{digits}f}" if np.isfinite(value) else "–"
+
+
+def _with_interval(row: pd.Series, key: str) -> str:
+    value, low, high = row[key], row[f"{key}_low"], row[f"{key}_high"]
+    if not np.isfinite(value):
+        return "–"
+    return _pct(value) + (f" [{_pct(low)}, {_pct(high)}]" if np.isfinite(low) and np.isfinite(high) else "")
+
+
+def attack_markdown(board: Board, frame: pd.DataFrame | None = None) -> str | None:
+    """The attack table as Markdown, one section per task with its threat model; None without adversarial results."""
+    frame = attack_table(board) if frame is None else frame
+    if frame.empty:
+        return None
+    recipes = [c[: -len("_valid_success_rate")] for c in frame.columns if c.endswith("_valid_success_rate")]
+    cards = {}
+    for rec in board.records:
+        if rec.evaluator == ADVERSARIAL:
+            cards.setdefault(rec.task, threat_card(rec)[1])
+    sources = {}
+    for rec in [*board.records, *board.excluded_records]:
+        declared = rec.settings.get("transfer_sources") if rec.evaluator == ADVERSARIAL else None
+        if isinstance(declared, dict):
+            sources.setdefault(rec.task, {}).update(declared)
+    lines = ["# robench attacks", "",
+             "Accuracy under attack in percent, mean over seeds, with the Wilson 95% interval over the attacked "
+             "examples (n per seed; it covers the sampling of examples, not of seeds). succ / valid: attack success "
+             "rate and the share of attacked examples whose successful adversarial example also passes the strict "
+             "validity check (percent). Worst case: an example counts as robust only if every recipe failed to flip "
+             f"it; this is the leaderboard's Attack column. p: paired bootstrap ({board.n_boot} resamples) of the "
+             f"worst-case per-example outcomes against {board.baseline}, examples paired by sample id.", ""]
+    for task, sub in frame.groupby("task", sort=True):
+        show_model = sub["model"].nunique() > 1
+        headers = ["method", "seeds", "n"]
+        for recipe in recipes:
+            headers += [f"{recipe} acc [95% CI]", f"{recipe} succ / valid"]
+        headers += ["worst case [95% CI]", f"p vs {board.baseline}"]
+        rows = []
+        for _, row in sub.iterrows():
+            cells = [_row_label(row, show_model), str(int(row["seeds"])),
+                     f"{row['n_examples']:.0f}" if np.isfinite(row["n_examples"]) else "–"]
+            for recipe in recipes:
+                cells += [_with_interval(row, f"{recipe}_acc"),
+                          f"{_pct(row[f'{recipe}_success_rate'])} / {_pct(row[f'{recipe}_valid_success_rate'])}"]
+            p = row["worst_p"]
+            cells += [_with_interval(row, "worst_acc"),
+                      "ref" if row["method"] == board.baseline else (f"{p:.3g}" if np.isfinite(p) else "–")]
+            rows.append(cells)
+        lines += [f"## {task}", "", markdown_table(headers, rows), ""]
+        card = cards.get(task) or {}
+        lines += ["Threat model: " + (f"`{json.dumps(card, sort_keys=True, default=str)}`" if card else
+                                      "none recorded (result files written before threat-model cards)"), ""]
+        for name, source in sorted(sources.get(task, {}).items()):
+            if isinstance(source, dict):
+                lines += [f"Transfer set `{name}`: generated against weights `{source.get('weights_fingerprint')}`"
+                          + (f" ({source['description']})" if source.get("description") else ""), ""]
+    note = excluded_note(board)
+    if note:
+        lines += [note, ""]
+    return "\n".join(lines)
 
 
 def improvement_table(board: Board) -> dict[str, tuple[list[str], list[list[str]]]]:

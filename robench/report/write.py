@@ -1,4 +1,5 @@
-"""Writing the leaderboard files: LEADERBOARD.md, leaderboard.csv, leaderboard.tex, plots/, artifacts/."""
+"""Writing the leaderboard files: LEADERBOARD.md, leaderboard.csv, leaderboard.tex, plots/, artifacts/,
+and attacks.csv / attacks.md where there are adversarial results."""
 
 from __future__ import annotations
 
@@ -8,8 +9,24 @@ from pathlib import Path
 
 import pandas as pd
 
-from robench.report.board import BASELINE_METHOD, Board, build_leaderboard, regulariser_table
-from robench.report.tables import format_table, improvement_table, markdown_table, table_rows
+from robench.report.board import (
+    ADVERSARIAL,
+    BASELINE_METHOD,
+    NO_CARD,
+    Board,
+    build_leaderboard,
+    regulariser_table,
+    threat_card,
+)
+from robench.report.tables import (
+    attack_markdown,
+    attack_table,
+    excluded_note,
+    format_table,
+    improvement_table,
+    markdown_table,
+    table_rows,
+)
 from robench.results import atomic_write_text
 
 
@@ -20,9 +37,13 @@ def legend(board: Board) -> str:
         "Mean over seeds in percent, ± the sample standard deviation over seeds (blank with one seed). "
         "↑ higher is better, ↓ lower is better (as each evaluator declares); the best value per column is bold. "
         f"`*` p < 0.05, `**` p < 0.01: paired bootstrap ({board.n_boot} resamples) over test examples against "
-        f"{board.baseline} (same task and model), examples paired by index, correctness averaged over seeds; "
+        f"{board.baseline} (same task and model), examples paired by index within each set (attacked examples by sample id), correctness averaged over seeds; "
         f"tested: {', '.join(tested) or 'none'}"
         + (f"; not tested (no per-example outcomes stored): {', '.join(untested)}" if untested else "") + ". "
+        + ("For the tested columns leaderboard.csv also gives `<key>_low` / `<key>_high`: the Wilson 95% interval "
+           "of the seed mean with n = the test examples one seed was scored on (summed over its sets); it covers "
+           "the sampling of examples, not the spread over seeds. " if tested else "")
+        +
         f"Δ vs {board.baseline}: mean over aspects of the relative improvement (direction-aware, so positive is "
         "better for ECE too); rank orders it. cost ×: training seconds per example relative to "
         f"{board.baseline}."
@@ -40,7 +61,7 @@ def collect_results(board: Board, dest: Path) -> list[Path]:
 
     dest = Path(dest)
     copied = []
-    for rec in board.records:
+    for rec in [*board.records, *board.excluded_records]:  # excluded too: a rebuild excludes them again
         target = (dest / slug(rec.task) / slug(rec.model) / slug(rec.method) / slug(f"seed{rec.seed}")
                   / f"{slug(rec.path.stem)}.json")
         if target.resolve() != rec.path.resolve():
@@ -48,7 +69,7 @@ def collect_results(board: Board, dest: Path) -> list[Path]:
         copied.append(target)
     keep = {p.resolve() for p in copied}
     # results of this board's (task, model) groups that are no longer on it; other groups are left alone
-    for group in {(slug(r.task), slug(r.model)) for r in board.records}:
+    for group in {(slug(r.task), slug(r.model)) for r in [*board.records, *board.excluded_records]}:
         for stale in (dest / group[0] / group[1]).rglob("*.json"):
             if stale.resolve() not in keep:
                 stale.unlink()
@@ -86,6 +107,17 @@ def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | st
     collect_results(board, out / FILES_SUBDIR)
     atomic_write_text(written["csv"], format_table(board, "csv"))
     atomic_write_text(written["latex"], format_table(board, "latex"))
+    attacks = attack_table(board)
+    if not attacks.empty:
+        written["attacks_csv"], written["attacks_markdown"] = out / "attacks.csv", out / "attacks.md"
+        atomic_write_text(written["attacks_csv"], attacks.to_csv(index=False, float_format="%.6g"))
+        atomic_write_text(written["attacks_markdown"], attack_markdown(board, attacks))
+    else:  # a board without adversarial results leaves no stale attack table behind
+        for stale in (out / "attacks.csv", out / "attacks.md"):
+            stale.unlink(missing_ok=True)
+    attack_tasks = set(attacks["task"]) if not attacks.empty else set()
+    worst_case = {t: all(threat_card(r)[0] != NO_CARD for r in board.records if r.task == t and r.evaluator == ADVERSARIAL)
+                  for t in attack_tasks}
 
     figures: dict[str, list[Path]] = {}
     artefacts: dict[str, list[tuple[str, list[Path]]]] = {}
@@ -98,11 +130,23 @@ def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | st
 
     lines = ["# robench leaderboard", "",
              f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from {len(board.records)} result files "
-             f"({board.source}).", "", legend(board), ""]
+             + (f"(+{len(board.excluded_records)} excluded, see below) " if board.excluded_records else "")
+             + f"({board.source}).", "", legend(board), ""]
+    note = excluded_note(board)
+    if note:
+        lines += [note, ""]
     tables = table_rows(board, "markdown")
     gains = improvement_table(board)
     for task, (headers, rows) in tables.items():
         lines += [f"## {task}", "", markdown_table(headers, rows), ""]
+        attack = next((a for a in board.aspects if a.evaluator == ADVERSARIAL and a.metric == "accuracy_under_attack"),
+                      None)
+        if task in attack_tasks and attack is not None:
+            what = ("the worst case over the attack recipes (an example counts as robust only if every recipe failed "
+                    "to flip it)" if worst_case[task] else "as each adversarial result file defines it (some were "
+                    "written before threat-model cards)")
+            lines += [f"{attack.label}: {what}. Per recipe, with success rates and Wilson 95% intervals: "
+                      "[attacks.md](attacks.md).", ""]
         if gains.get(task) and gains[task][1]:
             lines += [f"Improvement over {baseline} per aspect (the paper's headline, relative, direction-aware):", "",
                       markdown_table(*gains[task]), ""]
@@ -114,7 +158,9 @@ def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | st
     if notes:
         lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
     lines += ["Files: [leaderboard.csv](leaderboard.csv) (every number), [leaderboard.tex](leaderboard.tex) "
-              f"(LaTeX booktabs), [{FILES_SUBDIR}/]({FILES_SUBDIR}/) (the result files this board is built from: "
+              "(LaTeX booktabs), "
+              + ("[attacks.md](attacks.md) / [attacks.csv](attacks.csv) (each attack recipe), " if attack_tasks else "")
+              + f"[{FILES_SUBDIR}/]({FILES_SUBDIR}/) (the result files this board is built from: "
               f"`robench leaderboard --results {out.as_posix()}/{FILES_SUBDIR} --out DIR` rebuilds it).", ""]
     atomic_write_text(written["markdown"], "\n".join(lines))
     return board, written
