@@ -320,19 +320,23 @@ class Mahalanobis:
         return np.min(np.stack(dists, axis=1), axis=1)
 
 
-def wilson_interval(successes: float, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion (95% by default); (nan, nan) when n is 0.
+def wilson_interval(successes: float, n: float, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``successes / n`` (95% for the default ``z``).
 
-    Wilson (1927); unlike the normal (Wald) interval it stays inside [0, 1] and keeps its coverage
+    Wilson (1927): unlike the normal (Wald) interval it stays inside [0, 1] and keeps its coverage
     near 0 and 1, where accuracy under attack often lies. ``successes`` may be fractional (a mean
-    over seeds times n).
+    accuracy times ``n``). ``n <= 0`` (or non-finite input) -> ``(nan, nan)``. The interval covers the
+    sampling of examples for one fixed model, nothing else (not the spread over training seeds).
     """
-    if n <= 0:
+    n = float(n)
+    successes = float(successes)
+    if not (np.isfinite(n) and np.isfinite(successes)) or n <= 0:
         return float("nan"), float("nan")
-    p = successes / n
+    p = min(1.0, max(0.0, successes / n))
     z2 = z * z
-    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    denom = 1.0 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
     return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 

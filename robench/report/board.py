@@ -4,7 +4,8 @@ Per aspect: ``<key>_mean``, ``_std`` (sample std over seeds), ``_n``, ``_delta``
 improvement over the baseline method, direction-aware so positive is better) and ``_p`` (paired
 bootstrap against the baseline, only for aspects whose evaluator stores per-example outcomes).
 Aspects with per-example outcomes also get ``_low`` / ``_high``: the Wilson 95% interval of the
-seed-mean accuracy with n = the examples one seed was scored on (summed over its sets). It covers
+seed-mean accuracy with n = the size of the largest set one seed was scored on (conservative for
+several disjoint sets; perturbations are the same examples edited differently). It covers
 the sampling of test examples only, not the spread over training seeds (that is ``_std``).
 Further: ``seeds``, ``avg_improvement`` (the paper's headline: mean of the deltas), ``rank``,
 ``mean_rank``, ``cost_s_per_example`` and ``cost_ratio``. A pure function of result records.
@@ -168,7 +169,9 @@ def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | 
                 sets = [o for r in recs if r.evaluator == aspect.evaluator
                         and (o := outcome_sets(r.details.get(aspect.per_example)))]
                 outcomes[(key, aspect.key)] = sets
-                per_seed = float(np.mean([sum(len(v) for v in o.values()) for o in sets])) if sets else 0.0
+                # n = the largest set one seed was scored on: sets may be the same examples edited differently
+                # (perturb), so summing them would overstate n; for disjoint sets (shift) this is conservative
+                per_seed = float(np.mean([max(len(v) for v in o.values()) for o in sets])) if sets else 0.0
                 row[f"{aspect.key}_low"], row[f"{aspect.key}_high"] = wilson_interval(mean * per_seed, per_seed)
         costs = {str(r.seed): r.cost for r in recs if r.cost is not None}
         row["cost_s_per_example"] = float(np.mean(list(costs.values()))) if costs else float("nan")

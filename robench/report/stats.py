@@ -7,24 +7,7 @@ from typing import Any
 
 import numpy as np
 
-
-def wilson_interval(successes: float, n: float, z: float = 1.959963984540054) -> tuple[float, float]:
-    """Wilson score interval of a proportion ``successes / n`` (95% for the default ``z``).
-
-    ``successes`` may be fractional (a mean accuracy times ``n``). ``n <= 0`` (or non-finite
-    input) -> ``(nan, nan)``. The interval covers the sampling of examples for one fixed model,
-    nothing else (not the spread over training seeds).
-    """
-    n = float(n)
-    successes = float(successes)
-    if not (np.isfinite(n) and np.isfinite(successes)) or n <= 0:
-        return float("nan"), float("nan")
-    p = min(1.0, max(0.0, successes / n))
-    z2 = z * z
-    denom = 1.0 + z2 / n
-    centre = (p + z2 / (2 * n)) / denom
-    half = z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
-    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+from robench.metrics import wilson_interval  # noqa: F401  (re-exported: the board's intervals)
 
 
 def outcome_sets(value: Any) -> dict[str, np.ndarray]:
