@@ -291,3 +291,30 @@ def test_runner_records_validity_and_header(wrapper, tmp_path):
         else:
             assert rec["valid"] is None and rec["sentence_similarity"] is None
     assert len(checker.calls) == sum(r["outcome"] == "successful" for r in recs)
+
+
+def test_attack_validity_script_reads_version_1_logs(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from robench.attacks.validity import ValidityChecker
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "attack_validity.py"
+    spec = importlib.util.spec_from_file_location("attack_validity", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    log = tmp_path / "v1.jsonl"
+    rows = [{"type": "header", "version": 1, "recipe": "textfooler", "seed": 0},
+            {"type": "example", "i": 0, "index": 0, "outcome": "successful", "original": "the film was good",
+             "perturbed": "the movie was bad"},
+            {"type": "example", "i": 1, "index": 1, "outcome": "successful", "original": "we met on tuesday",
+             "perturbed": "we met on monday"},
+            {"type": "example", "i": 2, "index": 2, "outcome": "failed", "original": "x", "perturbed": "x"},
+            {"type": "example", "i": 3, "index": 3, "outcome": "skipped", "original": "y", "perturbed": "y"}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = module.analyse(log, checker=ValidityChecker(vocab_size=VOCAB, encoder=FakeEncoder()))
+    assert (out["recipe"], out["n"], out["swaps"], out["antonyms"]) == ("textfooler", 4, 3, 1)
+    assert out["success_rate"] == pytest.approx(2 / 3) and out["valid_success_rate"] == pytest.approx(1 / 3)
+    assert out["pos_incompatible_share"] == 0.0
+    assert out["in_lexicons_share"] == pytest.approx(2 / 3)  # film/movie and good/bad; tuesday/monday unrated
+    assert out["polarity_flip_share"] == pytest.approx(1 / 2)
