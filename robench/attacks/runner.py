@@ -9,6 +9,11 @@ goal-function cache, so an interrupted-and-resumed attack gives the same outcome
 Metrics follow TextAttack's summary (accuracies and success rate as fractions in [0, 1]):
 original accuracy, accuracy under attack, attack success rate, average perturbed word %
 (over successful attacks), average number of queries (over non-skipped examples), counts.
+
+Validity (``robench.attacks.validity``): with a ``checker``, each successful example's record holds
+``words_changed_fraction``, ``min_word_cos``, ``sentence_similarity`` and ``valid`` (passes the strict
+preset post hoc); they are null for failed and skipped examples and, but for ``words_changed_fraction``,
+when no checker is given. ``valid_success_rate`` = valid successes / attacked examples.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-LOG_VERSION = 1
+LOG_VERSION = 2  # 2: validity fields per record, constraint preset and checker in the header
 
 
 def sample_indices(size: int, n: int | None, seed: int) -> list[int]:
@@ -77,7 +82,10 @@ def _outcome(result) -> str:
     return "failed"
 
 
-def attack_one(attack, text: str, label: int, *, seed: int, index: int) -> dict[str, Any]:
+VALIDITY_FIELDS = ("words_changed_fraction", "min_word_cos", "sentence_similarity", "valid")
+
+
+def attack_one(attack, text: str, label: int, *, seed: int, index: int, checker=None) -> dict[str, Any]:
     """Attack one example deterministically; returns its log record (without position fields)."""
     s = _example_seed(seed, index)
     random.seed(s)
@@ -92,24 +100,39 @@ def attack_one(attack, text: str, label: int, *, seed: int, index: int) -> dict[
     outcome = _outcome(result)
     words = len(original.attacked_text.words)
     changed = len(original.attacked_text.all_words_diff(perturbed.attacked_text)) if outcome == "successful" else 0
+    perturbed_text = perturbed.attacked_text.text if outcome == "successful" else text
+    validity: dict[str, Any] = dict.fromkeys(VALIDITY_FIELDS)
+    if outcome == "successful":
+        validity["words_changed_fraction"] = changed / words if words else 0.0
+        if checker is not None:
+            checked = checker.check(text, perturbed_text)
+            validity.update({k: checked[k] for k in VALIDITY_FIELDS})
+            for key in ("min_word_cos", "sentence_similarity"):
+                if validity[key] is not None:
+                    validity[key] = round(float(validity[key]), 6)
     return {
-        "index": int(index), "original": text, "perturbed": perturbed.attacked_text.text if outcome == "successful" else text,
+        "index": int(index), "original": text, "perturbed": perturbed_text,
         "label": int(label), "original_prediction": int(original.output), "perturbed_prediction": int(perturbed.output),
         "outcome": outcome, "queries": int(perturbed.num_queries), "num_words": words, "words_changed": changed,
-        "seconds": round(seconds, 4),
+        **validity, "seconds": round(seconds, 4),
     }
 
 
 def run_attack(attack, texts: list[str], labels, *, indices: list[int], log_path: Path, header: dict[str, Any],
                seed: int, max_examples: int | None = None,
-               on_example: Callable[[dict], None] | None = None) -> list[dict]:
+               on_example: Callable[[dict], None] | None = None, checker=None) -> list[dict]:
     """Attack ``texts[i]`` for i in ``indices`` (resuming from ``log_path``); returns all records in order.
 
-    ``max_examples`` stops after that many newly attacked examples (the log stays resumable).
+    ``max_examples`` stops after that many newly attacked examples (the log stays resumable). ``checker``
+    (a ``ValidityChecker``) fills the validity fields of successful examples. The header records the
+    attack's constraint preset (``attack.robench_constraints``, set by ``build_attack``) and the checker's
+    settings, so a log made under other constraints or another checker is not resumed.
     """
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    header = {"type": "header", "version": LOG_VERSION, **header, "seed": seed,
+    header = {"type": "header", "version": LOG_VERSION, **header,
+              "attack_constraints": getattr(attack, "robench_constraints", None),
+              "checker": checker.describe() if checker is not None else None, "seed": seed,
               "indices_sha": hashlib.sha256(json.dumps(indices).encode()).hexdigest()[:16]}
     old_header, records = read_log(log_path)
     if old_header is not None and old_header != json.loads(json.dumps(header)):
@@ -130,7 +153,8 @@ def run_attack(attack, texts: list[str], labels, *, indices: list[int], log_path
             if max_examples is not None and new >= max_examples:
                 break
             idx = expected[pos]
-            rec = {"type": "example", "i": pos, **attack_one(attack, texts[idx], int(labels[idx]), seed=seed, index=idx)}
+            rec = {"type": "example", "i": pos, **attack_one(attack, texts[idx], int(labels[idx]), seed=seed, index=idx,
+                                                             checker=checker)}
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
             f.flush()
             good.append(rec)
@@ -141,19 +165,26 @@ def run_attack(attack, texts: list[str], labels, *, indices: list[int], log_path
 
 
 def summarize(records: list[dict]) -> dict[str, Any]:
-    """TextAttack's summary metrics over attack records (fractions, not percentages, for accuracies)."""
+    """TextAttack's summary metrics over attack records (fractions, not percentages, for accuracies), plus
+    ``num_valid`` and ``valid_success_rate`` (valid successes / attacked; NaN when nothing was attacked or
+    when a success has no validity verdict, e.g. a log made without a checker)."""
     total = len(records)
     succ = [r for r in records if r["outcome"] == "successful"]
     fail = [r for r in records if r["outcome"] == "failed"]
     skip = [r for r in records if r["outcome"] == "skipped"]
     attacked = succ + fail
     pct = [100.0 * r["words_changed"] / max(r["num_words"], 1) for r in succ]
+    verdicts = [r.get("valid") for r in succ]
+    num_valid = sum(v is True for v in verdicts)
+    known = attacked and all(v is not None for v in verdicts)
     return {
         "original_accuracy": (total - len(skip)) / total if total else float("nan"),
         "accuracy_under_attack": len(fail) / total if total else float("nan"),
         "attack_success_rate": len(succ) / len(attacked) if attacked else float("nan"),
         "avg_perturbed_word_pct": float(np.mean(pct)) if pct else 0.0,
         "avg_num_queries": float(np.mean([r["queries"] for r in attacked])) if attacked else 0.0,
+        "valid_success_rate": num_valid / len(attacked) if known else float("nan"),
+        "num_valid": num_valid,
         "num_successful": len(succ),
         "num_failed": len(fail),
         "num_skipped": len(skip),
