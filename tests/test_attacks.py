@@ -160,34 +160,6 @@ def test_summary_metrics_follow_textattack():
     assert (m["num_successful"], m["num_failed"], m["num_skipped"]) == (2, 1, 1)
 
 
-def test_adversarial_evaluator_writes_metrics(tiny_run):
-    from robench.evaluate import evaluate_run
-
-    written = evaluate_run(tiny_run, "adversarial", device="cpu", force=True,
-                           options={"adversarial": {"recipes": ["deepwordbug", "pwws"], "n": 4, "seed": 1}})
-    result = json.loads(written["adversarial"].read_text())
-    metrics = result["metrics"]
-    assert set(metrics["recipes"]) == {"deepwordbug", "pwws"}
-    for rec in metrics["recipes"].values():
-        assert rec["num_examples"] == 4
-        assert {"original_accuracy", "accuracy_under_attack", "attack_success_rate", "avg_perturbed_word_pct",
-                "avg_num_queries", "num_successful", "num_failed", "num_skipped", "seconds_per_example"} <= set(rec)
-    assert metrics["accuracy_under_attack"] == pytest.approx(
-        np.mean([r["accuracy_under_attack"] for r in metrics["recipes"].values()]))
-    # the sentiment task's static transfer set: accuracy recomputed here from the model directly
-    from robench.evaluate import make_context
-    from robench.predict import predict
-
-    ctx = make_context(tiny_run, device="cpu")
-    key = "adversarial:textfooler_vanilla"
-    logits = predict(ctx.model, ctx.tokenizer, ctx.texts(key), device="cpu").logits
-    assert metrics["transfer"] == {"textfooler_vanilla": pytest.approx(float(np.mean(logits.argmax(-1) == ctx.labels(key))))}
-    assert metrics["transfer_accuracy"] == pytest.approx(metrics["transfer"]["textfooler_vanilla"])
-    assert result["settings"]["n"] == 4 and result["settings"]["recipes"] == ["deepwordbug", "pwws"]
-    for art in result["artifacts"]:
-        assert (tiny_run / art).exists()
-
-
 def test_wordnet_missing_gives_one_clear_line(monkeypatch, tmp_path, tiny_model, tokenizer):
     from robench import assets
     from robench.attacks.recipes import build_attack

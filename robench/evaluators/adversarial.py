@@ -136,6 +136,7 @@ class Adversarial(Evaluator):
         MetricSpec("recipes.*.original_accuracy", "higher", aspect),
         MetricSpec("recipes.*.attack_success_rate", "lower", aspect),
         MetricSpec("recipes.*.valid_success_rate", "lower", aspect),
+        MetricSpec("recipes.*.num_valid", "none", aspect),
         MetricSpec("recipes.*", "none", aspect),  # intervals, queries, perturbed-word share, counts, seconds
         MetricSpec("transfer.*", "higher", aspect),
     )
@@ -143,8 +144,7 @@ class Adversarial(Evaluator):
     def __init__(self, recipes: list[str] | tuple[str, ...] | str | None = None, n: int | None = DEFAULT_N,
                  query_budget: int | None = DEFAULT_QUERY_BUDGET, seed: int = 0, constraints: str = "filtered",
                  label_preservation: str | None = None, **options: Any) -> None:
-        from robench.attacks.recipes import CONSTRAINT_PRESETS
-        from robench.errors import ConfigError
+        from robench.attacks.recipes import check_constraint_options
 
         if isinstance(recipes, str):
             recipes = [r.strip() for r in recipes.split(",") if r.strip()]
@@ -152,10 +152,7 @@ class Adversarial(Evaluator):
         self.n = None if n is None else int(n)
         self.query_budget = None if query_budget is None else int(query_budget)
         self.seed = int(seed)
-        if constraints not in CONSTRAINT_PRESETS:
-            raise ConfigError(f"unknown constraint preset {constraints!r}; choose one of: {', '.join(CONSTRAINT_PRESETS)}")
-        self.constraints = constraints
-        self.label_preservation = label_preservation
+        self.constraints, self.label_preservation = check_constraint_options(constraints, label_preservation)
         super().__init__(recipes=self.recipes, n=self.n, query_budget=self.query_budget, seed=self.seed,
                          constraints=constraints, label_preservation=label_preservation, **options)
 
