@@ -230,6 +230,7 @@ class PartOfSpeechCompatible(_WordPairConstraint):
         super().__init__(compare_against_original)
         self.pos_source = "WordNet 3.0 synsets (n, v, a+s, r)"
         self.unknown_words = "accepted"
+        _wordnet()  # load WordNet (seconds) when the attack is built, not inside the first example
 
     def pair_ok(self, original: str, replacement: str) -> bool:
         return not pos_incompatible(original, replacement)
@@ -245,6 +246,7 @@ class NoAntonymSwap(_WordPairConstraint):
     def __init__(self, compare_against_original: bool = False) -> None:
         super().__init__(compare_against_original)
         self.source = "WordNet 3.0 direct antonyms, both directions"
+        _wordnet()
 
     def pair_ok(self, original: str, replacement: str) -> bool:
         return not are_antonyms(original, replacement)
