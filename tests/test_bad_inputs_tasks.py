@@ -173,7 +173,7 @@ def test_valid_evaluator_options_still_load_and_aliases_are_canonical(tmp_path):
     spec = load_task(make_task(tmp_path, GOOD_CSV, top=top))
     assert spec.evaluator_options["adversarial"] == {"n": 5, "recipes": ["deepwordbug", "pwws"], "query_budget": None}
     assert spec.evaluator_options["perturb"] == {"rate": 0.2}
-    assert load_task("sentiment", profile="quick").evaluator_options["adversarial"]["n"] == 10
+    assert load_task("sentiment", profile="quick").evaluator_options["adversarial"]["n"] == 30
 
 
 # ---------------------------------------------------------------- one-class training data, overlaps

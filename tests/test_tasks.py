@@ -73,8 +73,9 @@ test: s
 def test_profiles_and_limit():
     quick = load_task("sentiment", profile="quick")
     assert quick.sets["train"].limit == 500
-    assert quick.evaluator_options["adversarial"]["n"] == 10
+    assert quick.evaluator_options["adversarial"]["n"] == 30
     full = load_task("sentiment", profile="full")
+    assert full.evaluator_options["adversarial"]["n"] is None  # every example of the attack split
     assert full.sets["train"].limit is None
     assert load_task("sentiment", limit=7).sets["test"].limit == 7
     with pytest.raises(ConfigError, match="no profile 'huge'"):
