@@ -41,8 +41,8 @@ def legend(board: Board) -> str:
         f"tested: {', '.join(tested) or 'none'}"
         + (f"; not tested (no per-example outcomes stored): {', '.join(untested)}" if untested else "") + ". "
         + ("For the tested columns leaderboard.csv also gives `<key>_low` / `<key>_high`: the Wilson 95% interval "
-           "of the seed mean with n = the test examples one seed was scored on (summed over its sets); it covers "
-           "the sampling of examples, not the spread over seeds. " if tested else "")
+           "of the seed mean with n = the size of the largest set one seed was scored on (conservative for several "
+           "disjoint sets); it covers the sampling of examples, not the spread over seeds. " if tested else "")
         +
         f"Δ vs {board.baseline}: mean over aspects of the relative improvement (direction-aware, so positive is "
         "better for ECE too); rank orders it. cost ×: training seconds per example relative to "
