@@ -355,6 +355,7 @@ def attack(
     the recipe and its settings. The adversarial evaluator reads it, and the board leaves out a run whose
     weights are a transfer set's source (its transfer accuracy is 0 by construction)."""
     import csv
+    import hashlib
     import io
 
     from robench.attacks.recipes import recipe_settings
@@ -384,11 +385,12 @@ def attack(
         text = buffer.getvalue()
     else:
         text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    source = {"weights_fingerprint": ctx.run.get("weights_fingerprint"), "run_id": ctx.run.get("run_id"),
+    source = {"weights_fingerprint": ctx.weights, "run_id": ctx.run.get("run_id"),
               "method": (ctx.run.get("method") or {}).get("name"), "seed": ctx.run.get("seed"),
               "task": ctx.task.name, "split": ctx.task.attack_split, "recipe": recipe, "n": n, "sampling_seed": seed,
               "query_budget": query_budget, "constraints": constraints, "label_preservation": label_preservation,
               "settings": settings, "successful": len(rows), "attacked": len(records),
+              "set_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),  # ties this record to the set
               "description": f"{recipe} ({constraints}) against {(ctx.run.get('method') or {}).get('name')} seed "
                              f"{ctx.run.get('seed')} (run {ctx.run.get('run_id')})"}
     atomic_write_text(save.with_suffix(".source.json"), json.dumps(source, indent=2, default=str) + "\n")

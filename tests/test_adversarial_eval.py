@@ -56,11 +56,50 @@ def test_worst_case_outcomes_intervals_and_card(tiny_run):
         "filtered", 1000, 6, 1, "test")
     assert card["label_preservation"] == "valence"  # the sentiment task declares it
     assert card["sample"] == sid and len(card["card_id"]) == 12
+    assert card["validity_check"]["sentence_cos"] == 0.98 and set(card["transfer_sets"]) == {"textfooler_transfer"}
+    # the top-level rates are per example over recipes (broken by any recipe), like the headline
+    logs_recs = {r: [json.loads(x) for x in (tiny_run / a).read_text().splitlines()][1:] for r, a in logs.items()}
+    attacked = [i for i in range(6) if logs_recs["pwws"][i]["outcome"] != "skipped"]
+    broken = [i for i in attacked if any(recs[i]["outcome"] == "successful" for recs in logs_recs.values())]
+    assert metrics["attack_success_rate"] == pytest.approx(len(broken) / len(attacked))
+    assert metrics["accuracy_under_attack"] == pytest.approx((len(attacked) - len(broken)) / 6)
     # the static transfer set names its source model, which is not this run
     (name, source), = settings["transfer_sources"].items()
     assert source["weights_fingerprint"] and source["weights_fingerprint"] != result["run"]["weights_fingerprint"]
     assert details["transfer_correct"][name].count("1") / len(details["transfer_correct"][name]) == pytest.approx(
         metrics["transfer_accuracy"])
+
+
+def test_worst_case_is_per_example_over_recipes(tiny_run, monkeypatch):
+    """The tiny model is never broken by a real attack, so the recipes' outcomes are set here: the worst case
+    must be the per-example AND, not the mean or the minimum of the per-recipe accuracies."""
+    from robench.attacks.runner import sample_indices, summarize
+    from robench.evaluate import make_context
+    from robench.evaluators import adversarial
+
+    ctx = make_context(tiny_run, device="cpu")
+    idx = sample_indices(len(ctx.texts("test")), 6, 1)
+    outcomes = {"deepwordbug": ["failed", "successful", "skipped", "failed", "failed", "successful"],
+                "pwws": ["successful", "failed", "skipped", "failed", "successful", "successful"]}
+    valid = {"deepwordbug": [None, True, None, None, None, False], "pwws": [False, None, None, None, False, False]}
+
+    def fake(ctx_, recipe, **kwargs):
+        recs = [{"index": i, "outcome": o, "valid": v, "words_changed": 1, "num_words": 5, "queries": 3,
+                 "seconds": 0.0, "original": "x", "perturbed": "y", "label": 0}
+                for i, o, v in zip(idx, outcomes[recipe], valid[recipe], strict=True)]
+        return summarize(recs), recs, ctx_.run_dir / "artifacts" / f"fake-{recipe}.jsonl"
+
+    monkeypatch.setattr(adversarial, "attack_recipe", fake)
+    out = adversarial.Adversarial(recipes=["deepwordbug", "pwws"], n=6, seed=1).evaluate(ctx)
+    m = out.metrics
+    # robust only where both failed: example 3 (0, 4: one recipe broke it; 2: skipped)
+    assert out.details["robust"] == {adversarial.sample_id("test", idx): "000100"}
+    assert m["accuracy_under_attack"] == pytest.approx(1 / 6)  # below both recipes' own 3/6 and 2/6
+    assert m["recipes"]["deepwordbug"]["accuracy_under_attack"] == pytest.approx(3 / 6)
+    assert m["recipes"]["pwws"]["accuracy_under_attack"] == pytest.approx(2 / 6)
+    assert m["mean_accuracy_under_attack"] == pytest.approx(2.5 / 6)
+    assert m["attack_success_rate"] == pytest.approx(4 / 5)  # examples 0, 1, 4, 5 broken by some recipe, of 5 attacked
+    assert m["valid_success_rate"] == pytest.approx(1 / 5)  # only example 1's success passes the strict check
 
 
 def test_threat_model_card_changes_with_every_setting(tiny_run):
@@ -78,6 +117,60 @@ def test_threat_model_card_changes_with_every_setting(tiny_run):
         assert Adversarial(**kwargs).threat_model(ctx, idx)["card_id"] != base, change
     assert Adversarial(recipes=["pwws"], n=6, seed=2).threat_model(
         ctx, sample_indices(len(ctx.texts("test")), 6, 2))["card_id"] != base
+    # nothing of the run is in the card: another training seed's weights share the column
+    ctx.weights, ctx.run = "0" * 16, {**ctx.run, "weights_fingerprint": "0" * 16, "seed": 7}
+    assert Adversarial(recipes=["pwws"], n=6, seed=1).threat_model(ctx, idx)["card_id"] == base
+
+
+def test_card_records_the_sentence_encoder_precision(tiny_run, monkeypatch):
+    from robench.attacks import resources
+    from robench.attacks.runner import sample_indices
+    from robench.evaluate import make_context
+    from robench.evaluators.adversarial import Adversarial
+
+    ctx = make_context(tiny_run, device="cpu")
+    idx = sample_indices(len(ctx.texts("test")), 6, 1)
+    cards = {}
+    for native in (True, False):
+        monkeypatch.setattr(resources, "native_bf16", lambda device="cpu", _n=native: _n)
+        cards[native] = Adversarial(recipes=["pwws"], n=6, seed=1).threat_model(ctx, idx)
+    assert (cards[True]["sentence_encoder_precision"], cards[False]["sentence_encoder_precision"]) == ("bf16", "fp32")
+    assert cards[True]["card_id"] != cards[False]["card_id"]
+
+
+def test_sentence_vectors_do_not_depend_on_their_batch():
+    from robench.attacks.resources import MiniLMEncoder
+
+    for precision in ("fp32", "bf16"):
+        enc = MiniLMEncoder(precision=precision)
+        alone = enc.encode(["a quietly moving film"])[0]
+        enc._cache.clear()
+        crowd = enc.encode(["an overlong, self-indulgent and badly paced mess of a film", "a quietly moving film",
+                            "fine"])[1]
+        assert np.array_equal(alone, crowd), precision
+
+
+def test_transfer_source_record_must_match_its_set(tiny_run, tmp_path):
+    import hashlib
+
+    from robench.evaluate import make_context
+    from robench.evaluators.adversarial import read_transfer_source
+
+    ctx = make_context(tiny_run, device="cpu")
+    (name,) = ctx.task.set_names("adversarial")
+    ctx.texts(f"adversarial:{name}")  # loads the set, so its file is known
+    info = read_transfer_source(ctx, name)
+    assert info["weights_fingerprint"] and info["seed"] == 100  # the committed set and its record agree
+    file = next(iter(v for v in ctx.data.files.values() if v.endswith(".jsonl")))
+    assert info["set_sha256"] == hashlib.sha256(open(file, "rb").read()).hexdigest()
+    # a record that does not describe the file is not trusted
+    src = ctx.task.sets[f"adversarial:{name}"].source
+    copy = tmp_path / "set.jsonl"
+    copy.write_text(open(file, encoding="utf-8").read() + "\n")
+    (tmp_path / "set.source.json").write_text(json.dumps(info))
+    ctx.data.files[src] = str(copy)
+    stale = read_transfer_source(ctx, name)
+    assert stale["weights_fingerprint"] is None and "set_sha256 differs" in stale["description"]
 
 
 def test_unknown_constraint_preset_is_one_clear_error():

@@ -21,7 +21,7 @@ def test_attack_saves_a_labelled_set_usable_as_task_source(tiny_run, tmp_path, m
     rows = [json.loads(line) for line in saved.read_text().splitlines()]
     assert all(set(r) == {"text", "label", "original", "recipe", "index"} for r in rows)
     assert all(r["label"] in {"negative", "positive"} and r["text"] != r["original"] for r in rows)
-    log = next((tiny_run / "artifacts").glob("attack-deepwordbug-filtered-n6-*.jsonl"))
+    log = next((tiny_run / "artifacts").glob("attack-deepwordbug-filtered*-n6-*.jsonl"))
     outcomes = [json.loads(line).get("outcome") for line in log.read_text().splitlines()[1:]]
     assert len(rows) == outcomes.count("successful")
     # the set records the model it was made against: the board leaves that run out

@@ -151,7 +151,7 @@ def test_strict_rejects_a_neighbour_that_filtered_accepts(wrapper, fake_minilm):
     assert _passes(strict, "we met on tuesday after the war", 3, "monday")  # cos 0.998
     sentence = strict.constraints[-1]
     assert (sentence.metric, sentence.threshold, sentence.window_size) == ("cosine", 0.98, 15)
-    assert not sentence.skip_text_shorter_than_window and sentence.compare_against_original
+    assert not sentence.skip_text_shorter_than_window and not sentence.compare_against_original  # as TFAdjusted
     # strict also applies to pwws and deepwordbug (word cosine, POS, antonyms, sentence encoder)
     for name in ("pwws", "deepwordbug"):
         kinds = _kinds(_build(name, wrapper, "strict"))
@@ -220,6 +220,9 @@ def test_validity_checker_on_hand_made_pairs():
     assert typo["min_word_cos"] is None and typo["sentence_similarity"] == pytest.approx(0.0)
     assert typo["valid"] is False
     assert ValidityChecker(vocab_size=VOCAB, encoder=FakeEncoder()).check("a fine film", "a fine fiml")["valid"]
+    # an antonym swap between words the GloVe table does not hold is still invalid (as the strict attack rejects it)
+    rare = ValidityChecker(vocab_size=VOCAB, encoder=FakeEncoder()).check("prices ascend slowly", "prices descend slowly")
+    assert rare["min_word_cos"] is None and rare["antonym_swaps"] == 1 and rare["valid"] is False
 
 
 def test_valence_decides_validity_only_under_valence():

@@ -37,10 +37,11 @@ def test_perturb_evaluator_on_tiny_run(tiny_run):
     assert results[0]["settings"]["seed"] == 0 and results[0]["settings"]["rate"] == 0.1
     # per-example correctness per perturbation, in test-split order: it reproduces each accuracy
     correct = results[0]["details"]["correct"]
-    assert set(correct) == set(PERTURBATIONS)
-    for name, bits in correct.items():
+    # keyed by perturbation, rate and seed: runs pair only on the same noisy texts
+    assert set(correct) == {f"{p}@rate0.1:seed0" for p in PERTURBATIONS}
+    for key, bits in correct.items():
         assert len(bits) == m["n"] and set(bits) <= {"0", "1"}
-        assert bits.count("1") / len(bits) == pytest.approx(m["perturbations"][name])
+        assert bits.count("1") / len(bits) == pytest.approx(m["perturbations"][key.split("@")[0]])
     assert results[1]["details"]["correct"] == correct
     assert results[0]["evaluator_version"] == 2
     spec = next(s for s in results[0]["metric_specs"] if s["name"] == "mean_accuracy")

@@ -127,7 +127,9 @@ def _sentence_spec(preset: str) -> dict[str, Any]:
     if preset == "strict":
         return {"constraint": "sentence_encoder", "encoder": "all-MiniLM-L6-v2 mean-pooled", "metric": "cosine",
                 "threshold": STRICT_SENTENCE_COS, "window_size": STRICT_WINDOW,
-                "skip_text_shorter_than_window": False, "compare_against_original": True}
+                # as the released TFAdjusted recipe (QData/Reevaluating-NLP-Adversarial-Examples): each step's
+                # window is compared with the text before the step, not with the original
+                "skip_text_shorter_than_window": False, "compare_against_original": False}
     return {"constraint": "sentence_encoder", "encoder": "all-MiniLM-L6-v2 mean-pooled", "metric": "angular",
             "threshold": USE_THRESHOLD, "window_size": USE_WINDOW, "skip_text_shorter_than_window": True,
             "compare_against_original": False}

@@ -130,7 +130,7 @@ def native_bf16(device: str = "cpu") -> bool:
     import torch
 
     if str(device).startswith("cuda"):
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False))
     cpu = getattr(torch, "cpu", None)
     checks = [getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     return any(bool(check()) for check in checks if callable(check))
@@ -172,25 +172,35 @@ class MiniLMEncoder:
         self._cache: dict[str, np.ndarray] = {}
 
     def encode(self, sentences: list[str]) -> np.ndarray:
+        """Embeddings of ``sentences`` (memoised). Sentences are batched only with others of the same token
+        length, so no batch is padded and a sentence's vector does not depend on which sentences happened
+        to be encoded with it (under bf16, padding would move cosines by ~1e-3: enough to make a resumed
+        attack differ from an uninterrupted one near a threshold)."""
         import torch
 
         todo = list(dict.fromkeys(s for s in sentences if s not in self._cache))
-        todo.sort(key=len)
+        groups: dict[int, list[str]] = {}
+        if todo:
+            lengths = self.tokenizer(todo, truncation=True, max_length=128)["input_ids"]
+            for s, ids in zip(todo, lengths, strict=True):
+                groups.setdefault(len(ids), []).append(s)
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
         with torch.inference_mode():
-            for start in range(0, len(todo), self.batch_size):
-                chunk = todo[start : start + self.batch_size]
-                enc = self.tokenizer(chunk, padding=True, truncation=True, max_length=128,
-                                     return_tensors="pt").to(self.device)
-                with autocast:
-                    hidden = self.model(**enc).last_hidden_state
-                hidden = hidden.float()
-                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
-                for s, v in zip(chunk, pooled.cpu().numpy(), strict=True):
-                    if len(self._cache) >= self.cache_size:
-                        self._cache.pop(next(iter(self._cache)))
-                    self._cache[s] = v
+            for length in sorted(groups):
+                members = groups[length]
+                for start in range(0, len(members), self.batch_size):
+                    chunk = members[start : start + self.batch_size]
+                    enc = self.tokenizer(chunk, padding=True, truncation=True, max_length=128,
+                                         return_tensors="pt").to(self.device)
+                    with autocast:
+                        hidden = self.model(**enc).last_hidden_state
+                    hidden = hidden.float()
+                    mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
+                    for s, v in zip(chunk, pooled.cpu().numpy(), strict=True):
+                        if len(self._cache) >= self.cache_size:
+                            self._cache.pop(next(iter(self._cache)))
+                        self._cache[s] = v
         return np.stack([self._cache[s] for s in sentences]) if sentences else np.zeros((0, 384), np.float32)
 
 

@@ -49,7 +49,7 @@ class ValidityChecker:
 
     def describe(self) -> dict[str, Any]:
         """The settings a record's validity fields depend on (goes into the attack log header)."""
-        return {"word_cos": STRICT_WORD_COS, "sentence_cos": STRICT_SENTENCE_COS,
+        return {"version": 2, "word_cos": STRICT_WORD_COS, "sentence_cos": STRICT_SENTENCE_COS,
                 "label_preservation": self.label_preservation,
                 "valence_margin": self.margin if self.label_preservation == "valence" else None,
                 "vectors": "GloVe 6B 50d", "vocab_size": self.vocab_size, "encoder": "all-MiniLM-L6-v2 mean-pooled"}
@@ -94,23 +94,24 @@ class ValidityChecker:
         ``words_changed_fraction``: changed words / words; ``min_word_cos``: smallest GloVe cosine over the
         swaps with both words in the table (None if none); ``sentence_similarity``: MiniLM cosine of the
         whole texts; ``pos_incompatible``, ``antonym_swaps``, ``valence_flips``: counts over the swaps
-        (valence counted whatever ``label_preservation`` is); ``valid``: every in-vocabulary swap has
-        cosine >= 0.9, is POS compatible and no antonym, keeps valence when label_preservation is
-        "valence", and the sentence similarity is >= 0.98. Swaps to words outside the GloVe table
-        (character edits) meet only the sentence check.
+        (valence counted whatever ``label_preservation`` is); ``valid``: every swap is POS compatible
+        and no antonym, keeps valence when label_preservation is "valence", has GloVe cosine >= 0.9
+        when both words are in the table (a word unknown to GloVe / WordNet / the lexicons passes that
+        check, as in the strict attack), and the whole-text sentence similarity is >= 0.98. The
+        strict attack compares 15-word windows step by step; this post-hoc check compares the whole
+        original and perturbed texts (the same for texts of up to 15 words).
         """
         swaps, n_words = word_swaps(original, perturbed)
         cosines = [self.word_cos(a, b) for a, b in swaps]
         known = [c for c in cosines if c is not None]
-        in_vocab = [(a, b, c) for (a, b), c in zip(swaps, cosines, strict=True) if c is not None]
         pos_bad = sum(pos_incompatible(a, b) for a, b in swaps)
         antonyms = sum(are_antonyms(a, b) for a, b in swaps)
         flips = sum(valence_flip(a, b, self.margin) for a, b in swaps)
         sim = self.sentence_similarity(original, perturbed)
         words_ok = all(
-            c >= STRICT_WORD_COS and not pos_incompatible(a, b) and not are_antonyms(a, b)
+            (c is None or c >= STRICT_WORD_COS) and not pos_incompatible(a, b) and not are_antonyms(a, b)
             and not (self.label_preservation == "valence" and valence_flip(a, b, self.margin))
-            for a, b, c in in_vocab
+            for (a, b), c in zip(swaps, cosines, strict=True)
         )
         return {
             "words_changed_fraction": len(swaps) / n_words if n_words else 0.0,

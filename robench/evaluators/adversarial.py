@@ -42,9 +42,11 @@ DEFAULT_QUERY_BUDGET = 1000
 DEFAULT_N = 270  # Wilson 95% half-width <= 6 points at any accuracy (263 suffice at p = 0.5)
 
 
-def attack_log_name(recipe: str, n: int | None, seed: int, query_budget: int | None, constraints: str = "filtered") -> str:
+def attack_log_name(recipe: str, n: int | None, seed: int, query_budget: int | None, constraints: str = "filtered",
+                    label_preservation: str | None = None) -> str:
     qb = "inf" if query_budget is None else str(query_budget)
-    return f"attack-{recipe}-{constraints}-n{n if n is not None else 'all'}-seed{seed}-qb{qb}.jsonl"
+    lp = f"-{label_preservation}" if label_preservation else ""
+    return f"attack-{recipe}-{constraints}{lp}-n{n if n is not None else 'all'}-seed{seed}-qb{qb}.jsonl"
 
 
 def sample_id(split: str, indices: list[int]) -> str:
@@ -75,9 +77,10 @@ def attack_recipe(ctx, recipe: str, *, n: int | None, seed: int, query_budget: i
                           label_preservation=label_preservation)
     checker = checker or ValidityChecker(label_preservation=label_preservation, device=ctx.device)
     indices = sample_indices(len(texts), n, seed)
-    log_path = log_path or ctx.artifact(attack_log_name(recipe, n, seed, query_budget, constraints))
+    log_path = log_path or ctx.artifact(attack_log_name(recipe, n, seed, query_budget, constraints,
+                                                        label_preservation))
     header = {"recipe": recipe, "split": key, "data": ctx.data.fingerprint(key), "n": n,
-              "query_budget": query_budget, "weights": ctx.run.get("weights_fingerprint"),
+              "query_budget": query_budget, "weights": ctx.weights,  # the file as it is on disk
               "precision": ctx.precision, "max_length": ctx.max_length,
               "settings": recipe_settings(recipe, constraints=constraints, label_preservation=label_preservation),
               "encoder_precision": encoder_precision(ctx.device)}
@@ -109,9 +112,15 @@ def read_transfer_source(ctx, name: str) -> dict[str, Any]:
         return {"weights_fingerprint": None, "description": "unknown: no .source.json beside the set's file"}
     try:
         info = json.loads(sidecar.read_text(encoding="utf-8"))
+        content = hashlib.sha256(Path(file).read_bytes()).hexdigest()
     except (OSError, ValueError):
         return {"weights_fingerprint": None, "description": f"unreadable {sidecar.name}"}
-    return info if isinstance(info, dict) else {"weights_fingerprint": None, "description": f"bad {sidecar.name}"}
+    if not isinstance(info, dict):
+        return {"weights_fingerprint": None, "description": f"bad {sidecar.name}"}
+    if info.get("set_sha256") != content:  # the set was regenerated or edited without its record
+        return {"weights_fingerprint": None,
+                "description": f"{sidecar.name} does not describe this file (set_sha256 differs); regenerate both"}
+    return info
 
 
 @register_evaluator("adversarial", quick=False, aliases=("attack",))
@@ -156,11 +165,12 @@ class Adversarial(Evaluator):
         super().__init__(recipes=self.recipes, n=self.n, query_budget=self.query_budget, seed=self.seed,
                          constraints=constraints, label_preservation=label_preservation, **options)
 
-    def threat_model(self, ctx, indices: list[int]) -> dict[str, Any]:
+    def threat_model(self, ctx, indices: list[int], checker=None) -> dict[str, Any]:
         """The threat-model card: what an attacker may do and how hard it tries. Two different cards never
         share a leaderboard column (``card_id``)."""
         from robench.attacks.recipes import recipe_settings
         from robench.attacks.resources import encoder_precision
+        from robench.attacks.validity import ValidityChecker
 
         key = ctx.task.attack_split
         card = {
@@ -183,6 +193,11 @@ class Adversarial(Evaluator):
             "split_fingerprint": ctx.data.fingerprint(key),
             "sample": sample_id(key, indices),
             "headline": "robust accuracy, worst case over recipes",
+            # what the valid success rate is measured against (post hoc, strict thresholds)
+            "validity_check": (checker or ValidityChecker(label_preservation=self.label_preservation,
+                                                          device=ctx.device)).describe(),
+            # the static transfer sets, by content: one Transfer column never mixes two different sets
+            "transfer_sets": {n: ctx.data.fingerprint(f"adversarial:{n}") for n in ctx.task.set_names("adversarial")},
         }
         card["card_id"] = hashlib.sha256(json.dumps(card, sort_keys=True, default=str).encode()).hexdigest()[:12]
         return card
@@ -201,6 +216,9 @@ class Adversarial(Evaluator):
         sid = sample_id(key, indices)
         per_recipe: dict[str, dict[str, Any]] = {}
         robust: dict[str, np.ndarray] = {}
+        flipped = np.zeros(len(indices), dtype=bool)  # some recipe succeeded
+        flipped_valid = np.zeros(len(indices), dtype=bool)  # some recipe's success passes the strict check
+        skipped = np.zeros(len(indices), dtype=bool)
         artifacts: list[str] = []
         for recipe in self.recipes:
             summary, records, log = attack_recipe(ctx, recipe, n=self.n, seed=self.seed,
@@ -210,6 +228,10 @@ class Adversarial(Evaluator):
             if [r["index"] for r in records] != indices:  # the log holds exactly the sample, in order
                 raise RuntimeError(f"attack log {log} does not match the sample; delete it and re-run")
             bits = robust_bits(records)
+            flipped |= np.array([r["outcome"] == "successful" for r in records], dtype=bool)
+            flipped_valid |= np.array([r["outcome"] == "successful" and bool(r.get("valid")) for r in records],
+                                      dtype=bool)
+            skipped |= np.array([r["outcome"] == "skipped" for r in records], dtype=bool)
             with_interval(summary, "accuracy_under_attack", float(bits.sum()), len(bits))
             per_recipe[recipe] = summary
             robust[recipe] = bits
@@ -217,13 +239,11 @@ class Adversarial(Evaluator):
         worst = np.minimum.reduce(list(robust.values())) if robust else np.zeros(0, np.uint8)
         metrics: dict[str, Any] = {}
         with_interval(metrics, "accuracy_under_attack", float(worst.sum()), len(worst))
-        attacked = sum(m["num_successful"] + m["num_failed"] for m in per_recipe.values())
+        attacked = int((~skipped).sum())  # worst case: an example is broken when any recipe broke it
         metrics.update({
             "mean_accuracy_under_attack": float(np.mean([m["accuracy_under_attack"] for m in per_recipe.values()])),
-            "attack_success_rate": (sum(m["num_successful"] for m in per_recipe.values()) / attacked
-                                    if attacked else float("nan")),
-            "valid_success_rate": (sum(m["num_valid"] for m in per_recipe.values()) / attacked
-                                   if attacked else float("nan")),
+            "attack_success_rate": float(flipped[~skipped].mean()) if attacked else float("nan"),
+            "valid_success_rate": float(flipped_valid[~skipped].mean()) if attacked else float("nan"),
             "original_accuracy": float(np.mean([m["original_accuracy"] for m in per_recipe.values()])),
             "num_examples": len(worst),
             "recipes": per_recipe,
@@ -242,14 +262,14 @@ class Adversarial(Evaluator):
             if fp is None:
                 warnings.append(f"transfer set {name!r} does not record the model it was made against; a run of "
                                 "that model would score it unfairly (regenerate it with 'robench attack --save')")
-            elif fp == ctx.run.get("weights_fingerprint"):
+            elif fp == ctx.weights:
                 warnings.append(f"this run is the source model of transfer set {name!r}: its transfer accuracy is "
                                 "0 by construction and the board excludes the run")
         if transfer:
             metrics["transfer_accuracy"] = float(np.mean(list(transfer.values())))
             metrics["transfer"] = transfer
         keys = [key, *[f"adversarial:{n}" for n in ctx.task.set_names("adversarial")]]
-        card = self.threat_model(ctx, indices)
+        card = self.threat_model(ctx, indices, checker)
         settings = {"threat_model": card, "transfer_sources": sources, "attack_split": key}
         details = {"robust": {sid: bits_string(worst)},
                    "robust_by_recipe": {r: {sid: bits_string(b)} for r, b in robust.items()},

@@ -102,10 +102,12 @@ class Perturb(Evaluator):
                              device=ctx.device, precision=ctx.precision, description=f"perturb {name}").logits
             hits = logits.argmax(-1) == labels
             per[name] = float(np.mean(hits))
-            correct[name] = correct_string(hits)
+            # keyed by what made the noisy texts: runs pair on a perturbation only with the same rate and seed
+            correct[f"{name}@rate{self.rate:g}:seed{self.seed}"] = correct_string(hits)
             examples[name] = noisy[:3]
         mean_acc = float(np.mean(list(per.values())))
         metrics = {"mean_accuracy": mean_acc, "mean_drop": clean - mean_acc, "clean_accuracy": clean,
                    "perturbations": per, "n": len(labels)}
         return EvalOutput(metrics=metrics, details={"correct": correct, "examples": {"original": texts[:3], **examples}},
-                          data=ctx.data_info([key]), settings={"rate": self.rate, "library": "nlpaug 1.1.11"})
+                          data=ctx.data_info([key]),
+                          settings={"rate": self.rate, "seed": self.seed, "library": "nlpaug 1.1.11"})
