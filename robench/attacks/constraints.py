@@ -18,6 +18,7 @@ The thresholds shared by the ``strict`` preset of ``robench.attacks.recipes`` an
 from __future__ import annotations
 
 import csv
+from abc import abstractmethod
 from functools import lru_cache
 
 from robench.errors import AssetMissingError
@@ -201,8 +202,9 @@ class _WordPairConstraint(_constraint_base()):
     def __init__(self, compare_against_original: bool = False) -> None:
         super().__init__(compare_against_original)
 
-    def pair_ok(self, original: str, replacement: str) -> bool:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def pair_ok(self, original: str, replacement: str) -> bool:
+        """Whether swapping ``original`` for ``replacement`` is allowed (each subclass's rule)."""
 
     def _check_constraint(self, transformed_text, reference_text) -> bool:
         pairs = _swapped_words(transformed_text, reference_text)
