@@ -87,6 +87,10 @@ def train(
                       batch_size=batch_size, lr=lr, max_length=max_length, precision=precision, device=device,
                       profile=profile, limit=limit, out=out_dir, force=force)
     run_dir = run_train(cfg)
+    from robench import distributed
+
+    if not distributed.is_main():  # under several processes, rank 0 reports
+        return
     record = json.loads((run_dir / "run.json").read_text())
     tr = record["training"]
     out.print(f"[green]run written:[/green] {run_dir}  (best val acc {tr['best_val_accuracy']:.4f} at epoch "

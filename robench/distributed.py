@@ -19,8 +19,33 @@ import torch
 
 from robench.errors import ConfigError
 
-LAUNCH_HINT = ("launch several CPU processes with 'torchrun --nproc_per_node N -m robench.cli ...' or "
-               "'accelerate launch --multi_cpu --num_processes N -m robench.cli ...'")
+LAUNCH_HINT = ("launch N processes with 'torchrun --nproc_per_node N -m robench.cli -- train ...' (the '--' keeps "
+               "torchrun from reading robench's options) or 'accelerate launch --multi_gpu --num_processes N -m "
+               "robench.cli train ...' (on a CPU-only machine both form a gloo group; 'accelerate launch --cpu' "
+               "always starts one process)")
+
+
+def _accelerate_simple_launch() -> int:
+    """Processes asked of Accelerate's one-process launcher (``accelerate launch --cpu --num_processes N``
+    starts ONE process and says nothing): read from the parent's command line where Linux shows it."""
+    if "ACCELERATE_USE_CPU" not in os.environ:
+        return 1
+    try:
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as fh:
+            args = fh.read().decode(errors="replace").split("\0")
+    except OSError:
+        return 1
+    if "launch" not in args:
+        return 1
+    for i, arg in enumerate(args):
+        value = args[i + 1] if arg == "--num_processes" and i + 1 < len(args) else (
+            arg.split("=", 1)[1] if arg.startswith("--num_processes=") else None)
+        if value is not None:
+            try:
+                return max(int(value), 1)
+            except ValueError:
+                return 1
+    return 1
 
 
 def requested_world_size() -> int:
@@ -32,7 +57,7 @@ def requested_world_size() -> int:
                 return max(int(value), 1)
             except ValueError:
                 raise ConfigError(f"environment variable {var}={value!r} is not a number of processes") from None
-    return 1
+    return _accelerate_simple_launch()
 
 
 def state(device: str | torch.device = "cpu"):
@@ -47,7 +72,7 @@ def state(device: str | torch.device = "cpu"):
     if wanted > 1 and st.num_processes != wanted:
         raise ConfigError(f"the launcher asked for {wanted} processes but this one runs alone "
                           f"({st.distributed_type}, process {st.process_index} of {st.num_processes}); "
-                          f"every process would write the same results. {LAUNCH_HINT}")
+                          f"every process would write the same results. Launch {LAUNCH_HINT[7:]}")
     return st
 
 

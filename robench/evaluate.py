@@ -145,7 +145,11 @@ def _write_cache(cache: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def make_context(run_dir: Path, device: str = "auto", precision: str = "fp32", limit: int | None = None,
                  batch_size: int = 128) -> EvalContext:
+    from robench import distributed
+
     run_dir = Path(run_dir)
+    if distributed.requested_world_size() > 1:  # under a launcher: join the group (or refuse a lone process)
+        distributed.state(resolve_device(device))
     run = load_run(run_dir)
     weights_file = run_dir / "model.safetensors"
     if not weights_file.exists():
@@ -171,6 +175,8 @@ def evaluate_run(run_dir: Path, suite: str = "quick", *, force: bool = False, de
                  precision: str = "fp32", limit: int | None = None, options: dict[str, dict[str, Any]] | None = None,
                  ctx: EvalContext | None = None) -> dict[str, Path]:
     """Evaluate one run with a suite; skips results already present unless ``force``. Returns written paths."""
+    from robench import distributed
+
     names = resolve_suite(suite)
     ctx = ctx or make_context(run_dir, device, precision, limit)
     limit = ctx.eval_limit  # None when it is the run's own data limit: the full result
@@ -180,7 +186,8 @@ def evaluate_run(run_dir: Path, suite: str = "quick", *, force: bool = False, de
         evaluator = EVALUATORS.get(name)(**opts)
         # a result on a subset has its own file: it never replaces (or passes for) the full one
         path = result_path(ctx.run_dir, name, limit)
-        if path.exists() and not force and _same_settings(path, evaluator.settings_key(), limit):
+        skip = path.exists() and not force and _same_settings(path, evaluator.settings_key(), limit)
+        if distributed.broadcast_object(skip):  # rank 0 decides, so all ranks run the same evaluators
             console.print(f"[dim]{name}: result exists ({path}); skipped (use --force to recompute)[/dim]")
             written[name] = path
             continue
@@ -195,10 +202,12 @@ def evaluate_run(run_dir: Path, suite: str = "quick", *, force: bool = False, de
                                        "precision": ctx.precision, "device": ctx.device},
                              warnings=out.warnings, wall_time_s=time.perf_counter() - start, artifacts=out.artifacts,
                              specs=evaluator.metrics, evaluator_version=evaluator.version, eval_limit=limit)
-        atomic_write_json(path, result)
+        if distributed.is_main():  # under several processes every rank has the result; one writes it
+            atomic_write_json(path, result)
         for warning in out.warnings:
             console.print(f"[yellow]warning ({name}): {warning}[/yellow]")
         written[name] = path
+    distributed.barrier()  # no rank reads (or returns) a result before it is written
     return written
 
 

@@ -44,28 +44,39 @@ def encode(tokenizer, items: list, max_length: int):
 
 
 @torch.inference_mode()
+def _run_batches(model: torch.nn.Module, tokenizer, items: list, order: np.ndarray, batch_ids, *, batch_size: int,
+                 max_length: int, device: torch.device | str, precision: str,
+                 on_batch: Callable[[int, int], None] | None) -> dict[int, np.ndarray]:
+    """Logits of the listed batches of the length-sorted order ``order``: {batch id: (n, K) float32}."""
+    model.eval()
+    device = torch.device(device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    out: dict[int, np.ndarray] = {}
+    for b in batch_ids:
+        idx = order[b * batch_size : (b + 1) * batch_size]
+        enc = encode(tokenizer, [items[i] for i in idx], max_length).to(device)
+        with autocast:
+            logits = model(**enc).logits
+        out[b] = logits.float().cpu().numpy()
+        if on_batch is not None:
+            on_batch(len(idx), int(enc["input_ids"].shape[1]))
+    return out
+
+
 def batched_logits(model: torch.nn.Module, tokenizer, items: list, *, batch_size: int = 128, max_length: int = 128,
                    device: torch.device | str = "cpu", precision: str = "fp32",
                    on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:
     """The one batched inference of robench (prediction pass and attack wrapper): longest texts first,
     each batch padded to its own longest sequence, bf16 autocast when asked; logits (N, K) float32 in
-    the input order. ``on_batch(n, padded_length)`` is called after each batch."""
-    model.eval()
-    device = torch.device(device)
-    order = length_order(items)
-    out: list[np.ndarray] = []
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    for start in range(0, len(items), batch_size):
-        idx = order[start : start + batch_size]
-        enc = encode(tokenizer, [items[i] for i in idx], max_length).to(device)
-        with autocast:
-            logits = model(**enc).logits
-        out.append(logits.float().cpu().numpy())
-        if on_batch is not None:
-            on_batch(len(idx), int(enc["input_ids"].shape[1]))
-    if not out:
+    the input order. ``on_batch(n, padded_length)`` is called after each batch. Always in this process
+    alone (the attack wrapper calls it on one rank's examples); ``predict`` shares work across ranks."""
+    if not items:
         return np.zeros((0, 0), np.float32)
-    stacked = np.concatenate(out)
+    order = length_order(items)
+    n_batches = -(-len(items) // batch_size)
+    parts = _run_batches(model, tokenizer, items, order, range(n_batches), batch_size=batch_size,
+                         max_length=max_length, device=device, precision=precision, on_batch=on_batch)
+    stacked = np.concatenate([parts[b] for b in range(n_batches)])
     result = np.empty_like(stacked)
     result[order] = stacked
     return result
@@ -83,20 +94,45 @@ def predict(
     features: bool = False,
     description: str | None = None,
 ) -> Predictions:
-    """Logits (and, with ``features``, the classifier's input) of ``texts``, with a progress bar."""
-    lengths_order = length_order(texts)  # the order batched_logits runs in, so features can be put back
-    feats: list[torch.Tensor] = []
-    handle = _penultimate_hook(model, feats) if features else None
+    """Logits (and, with ``features``, the classifier's input) of ``texts``, with a progress bar.
+
+    Under several processes (``robench.distributed``) the length-sorted batches are dealt round-robin
+    to the ranks and gathered, so each example is predicted exactly once, in the same batch (same
+    padding, same companions) as in one process, and every rank gets the whole result."""
+    from robench import distributed
+
+    if not texts:
+        return Predictions(np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32) if features else None)
+    order = length_order(texts)
+    n_batches = -(-len(texts) // batch_size)
+    mine = list(range(distributed.rank(), n_batches, distributed.world_size()))
+    pending = list(mine)  # batch ids in the order they run, to file each batch's captured features
+    feats: dict[int, np.ndarray] = {}
+    captured: list[torch.Tensor] = []
+    handle = _penultimate_hook(model, captured) if features else None
+    total = sum(len(order[b * batch_size:(b + 1) * batch_size]) for b in mine)
     try:
-        with progress_bar(description or "predicting", total=len(texts), unit="ex") as bar:
-            logits = batched_logits(model, tokenizer, texts, batch_size=batch_size, max_length=max_length,
-                                    device=device, precision=precision, on_batch=lambda n, _len: bar.advance(n))
+        with progress_bar(description or "predicting", total=total, unit="ex") as bar:
+            def on_batch(n: int, _length: int) -> None:
+                if features:
+                    feats[pending.pop(0)] = torch.cat(captured).numpy()
+                    captured.clear()
+                bar.advance(n)
+
+            logits = _run_batches(model, tokenizer, texts, order, mine, batch_size=batch_size, max_length=max_length,
+                                  device=device, precision=precision, on_batch=on_batch)
     finally:
         if handle is not None:
             handle.remove()
-    feat_arr = None
-    if features:
-        stacked = torch.cat(feats).numpy()  # captured in the sorted order of batched_logits
-        feat_arr = np.empty_like(stacked)
-        feat_arr[lengths_order] = stacked
-    return Predictions(logits=logits, features=feat_arr)
+    if distributed.is_distributed():  # every rank's batches, on every rank
+        for part_logits, part_feats in distributed.gather_objects((logits, feats)):
+            logits.update(part_logits)
+            feats.update(part_feats)
+
+    def assemble(parts: dict[int, np.ndarray]) -> np.ndarray:
+        stacked = np.concatenate([parts[b] for b in range(n_batches)])
+        result = np.empty_like(stacked)
+        result[order] = stacked
+        return result
+
+    return Predictions(logits=assemble(logits), features=assemble(feats) if features else None)

@@ -136,8 +136,17 @@ def train(cfg: TrainConfig) -> Path:
     from torch.utils.data import DataLoader
     from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
 
+    from robench import distributed
+
     resolve_precision(cfg.precision)
     device = resolve_device(cfg.device)
+    # Under a launcher (torchrun, accelerate launch): form the process group now, and refuse a launch
+    # that asked for N processes but runs alone. --batch-size is the global batch, split over the ranks,
+    # so the number of steps, the schedule and every method's hyper-parameters mean the same at any N.
+    world = distributed.state(device).num_processes
+    if cfg.batch_size % world:
+        raise ConfigError(f"--batch-size {cfg.batch_size} is the global batch and must be divisible by the "
+                          f"{world} processes")
     out = Path(cfg.out) if cfg.out else default_run_dir(cfg)
     if (out / RUN_FILE).exists() and not cfg.force:
         raise ConfigError(f"run directory {out} already holds a finished run; pass --force to overwrite or --out elsewhere")
@@ -169,7 +178,8 @@ def train(cfg: TrainConfig) -> Path:
     # run, tests) may differ in precision, so start each run from a fresh state (the distributed
     # process group, if any, is kept).
     AcceleratorState._reset_state()
-    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision="bf16" if cfg.precision == "bf16" else "no")
+    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision="bf16" if cfg.precision == "bf16" else "no",
+                              split_batches=True)
     # Setup passes (RAM's Fisher importance) read the train set in a fixed order from their own
     # loader, so that they leave the shuffling generator, and so every method's batch order, alone.
     setup_loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate)
@@ -223,6 +233,12 @@ def train(cfg: TrainConfig) -> Path:
 
     final = accelerator.unwrap_model(model)
     final.load_state_dict(best_state)
+    # Replicas must hold the same weights (DDP averages gradients; every hook decides from shared
+    # numbers): check it rather than trust it, and never write a run whose ranks drifted apart.
+    replica_hashes = distributed.gather_objects(state_hash(best_state))
+    if len(set(replica_hashes)) > 1:
+        raise RuntimeError(f"the {world} training processes ended with different weights (hashes "
+                           f"{', '.join(h[:12] for h in replica_hashes)}); the run was not written")
     record = {
         "schema": RUN_SCHEMA,
         "run_id": identity(cfg).run_id,
@@ -245,14 +261,29 @@ def train(cfg: TrainConfig) -> Path:
             "seconds_per_example": train_seconds / max(train_examples, 1),
             "wall_seconds": round(wall, 3), "device": str(accelerator.device), "precision": cfg.precision,
             "torch_threads": torch.get_num_threads(),
+            "world_size": world, "distributed_type": str(accelerator.distributed_type).split(".")[-1],
+            "per_process_batch_size": cfg.batch_size // world, "replica_weights_sha256": replica_hashes[0],
         },
         **provenance(),
     }
     record["task"].update(checks)  # overlap_with_train: {set: count}, files: {source: path}
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:  # under `accelerate launch`, one process writes the run
+    if accelerator.is_main_process:  # under several processes, one writes the run
         _write_run_dir(out, final, tokenizer, record)
+    accelerator.wait_for_everyone()  # no rank returns before the run directory is in place
     return out
+
+
+def state_hash(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over a state dict's names, dtypes, shapes and bytes (in name order)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def _write_run_dir(out: Path, model, tokenizer, record: dict[str, Any]) -> None:

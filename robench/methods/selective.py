@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from robench import distributed
 from robench.errors import ConfigError
 from robench.methods.base import TrainingHook
 from robench.methods.embeddings import unwrap
@@ -104,6 +105,7 @@ class SelectiveTraining(TrainingHook):
         self.masked_entries = sum(p.numel() for p in self.params)
         device = self.params[0].device
         seed = self.config.seed if self.config.seed >= 0 else torch.initial_seed()
+        seed = distributed.broadcast_object(int(seed))  # one mask for all ranks: rank 0's seed
         self.generator = torch.Generator(device=device).manual_seed(int(seed) % (2**63))
         self.acc = [torch.zeros_like(p, dtype=torch.float32) for p in self.params]
 
