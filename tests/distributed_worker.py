@@ -14,7 +14,7 @@ import torch
 def main(out: Path, methods: list[str], eval_run: Path, suite: str) -> None:
     from robench import distributed
     from robench.evaluate import evaluate_run, make_context
-    from robench.train import TrainConfig, state_hash, train
+    from robench.train import TrainConfig, train
 
     st = distributed.state("cpu")
     report: dict = {"rank": st.process_index, "world_size": st.num_processes,
