@@ -223,18 +223,24 @@ def run_bench(
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
     precision: str = typer.Option("fp32", help="fp32 or bf16"),
     plots: bool = typer.Option(True, help="draw the leaderboard figures"),
+    shard: str = typer.Option(None, help="K/N, 1 <= K <= N: run only the K-th of N disjoint slices of the "
+                                         "method x seed jobs (a cluster array job; no leaderboard, it prints the "
+                                         "command that merges the shards)"),
 ) -> None:
     """The whole benchmark in one command: train every method x seed, evaluate, render the leaderboard.
 
     Resumable: finished runs and existing results are skipped, so re-running only does what is missing.
+    On a cluster, N jobs with ``--shard 1/N`` .. ``--shard N/N`` and the same runs folder cover the matrix once.
     """
-    from robench.bench import run_benchmark
+    from robench.bench import parse_shard, run_benchmark
 
     _check_numbers(limit=(limit, 1), epochs=(epochs, 1), batch_size=(batch_size, 1), lr=(lr, 1e-12))
+    shard_kn = parse_shard(shard)
 
     res = run_benchmark(task, methods, seeds, suite, profile if profile != "default" else None, model=model,
                         runs_dir=runs_dir, results_dir=results_dir, limit=limit, epochs=epochs,
-                        batch_size=batch_size, lr=lr, device=device, precision=precision, plots=plots)
+                        batch_size=batch_size, lr=lr, device=device, precision=precision, plots=plots,
+                        shard=shard_kn)
     if res.board is not None:
         _print_board(res.board)
         out.print(f"[green]leaderboard written:[/green] {res.leaderboard.get('markdown')}")
