@@ -107,7 +107,11 @@ def eval_(
     attack_seed: int = typer.Option(None, "--seed", help="adversarial / perturb: sampling seed"),
     constraints: str = typer.Option(None, help="adversarial: constraint preset: recipe, filtered (default) or strict"),
 ) -> None:
-    """Evaluate a run with a suite of evaluators; writes one result JSON per evaluator."""
+    """Evaluate a run with a suite of evaluators; writes one result JSON per evaluator.
+
+    Under a launcher of several processes (``torchrun --nproc_per_node N -m robench.cli eval ...``) the
+    adversarial attacks are split across the processes; the result is the single-process one."""
+    from robench.distributed import is_main
     from robench.evaluate import evaluate_run
 
     _check_numbers(limit=(limit, 1), n=(n, 1), query_budget=(query_budget, 1), seed=(attack_seed, 0))
@@ -119,6 +123,8 @@ def eval_(
     if attack_seed is not None:
         options["perturb"] = {"seed": attack_seed}
     written = evaluate_run(run, suite, force=force, device=device, precision=precision, limit=limit, options=options)
+    if not is_main():  # several processes (torchrun): the first one reports
+        return
     table = Table(title=f"results for {run}")
     table.add_column("evaluator")
     table.add_column("headline metrics")
@@ -365,6 +371,7 @@ def attack(
     import io
 
     from robench.attacks.recipes import recipe_settings
+    from robench.distributed import is_main
     from robench.evaluate import make_context
     from robench.evaluators.adversarial import DEFAULT_QUERY_BUDGET, attack_recipe
     from robench.results import atomic_write_text
@@ -381,6 +388,8 @@ def attack(
     settings = recipe_settings(recipe, constraints=constraints, label_preservation=label_preservation)  # checks both
     summary, records, log = attack_recipe(ctx, recipe, n=n, seed=seed, query_budget=query_budget,
                                           constraints=constraints, label_preservation=label_preservation)
+    if not is_main():  # several processes shared the attack: the first one writes the set
+        return
     rows = [{"text": r["perturbed"], "label": ctx.task.labels[r["label"]], "original": r["original"],
              "recipe": recipe, "index": r["index"]} for r in records if r["outcome"] == "successful"]
     if save.suffix == ".csv":

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from robench import distributed
 from robench.errors import ConfigError
 from robench.evaluators import EVALUATORS, EvalOutput, resolve_suite
 from robench.models import load_trained, resolve_device, resolve_precision
@@ -161,8 +162,11 @@ def make_context(run_dir: Path, device: str = "auto", precision: str = "fp32", l
     task = load_task(task_info.get("source", task_info["name"]), task_info.get("profile"),
                      limit if limit is not None else task_info.get("limit"))
     own = task_info.get("limit")
+    device = str(resolve_device(device))
+    if distributed.requested_world_size() > 1:
+        distributed.state(device)  # join the launcher's process group (gloo on CPU): the attacks shard over it
     return EvalContext(run_dir=run_dir, run=run, task=task, data=TaskData(task),
-                       device=str(resolve_device(device)), precision=resolve_precision(precision),
+                       device=device, precision=resolve_precision(precision),
                        batch_size=batch_size, weights=weights,
                        eval_limit=limit if limit is not None and limit != own else None)
 
@@ -195,9 +199,11 @@ def evaluate_run(run_dir: Path, suite: str = "quick", *, force: bool = False, de
                                        "precision": ctx.precision, "device": ctx.device},
                              warnings=out.warnings, wall_time_s=time.perf_counter() - start, artifacts=out.artifacts,
                              specs=evaluator.metrics, evaluator_version=evaluator.version, eval_limit=limit)
-        atomic_write_json(path, result)
-        for warning in out.warnings:
-            console.print(f"[yellow]warning ({name}): {warning}[/yellow]")
+        if distributed.is_main():  # one result file, written by the first of several processes
+            atomic_write_json(path, result)
+            for warning in out.warnings:
+                console.print(f"[yellow]warning ({name}): {warning}[/yellow]")
+        distributed.barrier()  # no process goes on (or exits) before the result is written
         written[name] = path
     return written
 
