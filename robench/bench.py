@@ -3,13 +3,21 @@
 Resumable: a run whose ``run.json`` exists is not trained again, and ``evaluate_run`` skips
 results already written with the same settings, so re-running the same command after an
 interruption (or to add a seed or a method) only does the missing work.
+
+Sharded (``shard=(K, N)``, ``robench run --shard K/N``): the call does only the K-th of N disjoint
+slices of the (method, seed) jobs (:func:`shard_jobs`), so N scheduler jobs given the same command
+and the same runs folder cover the matrix exactly once. A sharded call writes no leaderboard (it
+holds part of the runs); ``robench leaderboard --results <runs>/<task>`` merges them afterwards.
+While a process trains and evaluates a run it holds ``<run>.lock`` (an ``fcntl`` lock beside the run
+folder), so two processes never work on the same run at once; the second waits, then skips it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +25,8 @@ from typing import Any
 from robench.errors import ConfigError
 from robench.progress import console, progress_enabled
 from robench.results import RUN_FILE, method_label, parse_method_label, result_path
+
+SHARD_FORMAT = "give K/N with 1 <= K <= N, e.g. --shard 2/6 (Slurm: --array=1-N with --shard ${SLURM_ARRAY_TASK_ID}/N)"
 
 
 @dataclass
@@ -27,6 +37,7 @@ class BenchResult:
     skipped_train: list[Path] = field(default_factory=list)
     leaderboard: dict[str, Path] = field(default_factory=dict)
     board: Any = None  # the robench.report.Board written (printed by the CLI without rebuilding it)
+    merge_command: str = ""  # the command that builds the leaderboard of the whole matrix (after sharded runs)
 
 
 def resolve_methods(methods: str | Sequence[str]) -> list[tuple[str, bool]]:
@@ -61,6 +72,65 @@ def parse_seeds(seeds: str | int | Sequence[int]) -> list[int]:
     return list(dict.fromkeys(parts))
 
 
+def parse_shard(value: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``"K/N"`` (1-based: 1 <= K <= N) -> ``(K, N)``; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        k, n = value
+    else:
+        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(value))
+        if not match:
+            raise ConfigError(f"bad --shard {value!r}: {SHARD_FORMAT}")
+        k, n = int(match.group(1)), int(match.group(2))
+    if n < 1:
+        raise ConfigError(f"bad --shard {k}/{n}: the number of shards N must be >= 1")
+    if not 1 <= k <= n:
+        raise ConfigError(f"bad --shard {k}/{n}: K counts from 1 to {n} (a 0-based array index needs "
+                          f"--shard $((SLURM_ARRAY_TASK_ID+1))/{n})")
+    return k, n
+
+
+def job_key(method: str, selective: bool, seed: int) -> tuple[str, int]:
+    return method_label(method, selective), seed
+
+
+def shard_jobs(jobs: Sequence[tuple[str, bool, int]], k: int, n: int) -> list[tuple[str, bool, int]]:
+    """The jobs (method, selective, seed) of shard ``k`` of ``n`` (1-based), in the order given.
+
+    Round-robin over the jobs sorted by (method label, seed): a function of the *set* of jobs only (not of
+    the order the methods or seeds were listed in); the N slices are disjoint, cover every job, and differ
+    in size by at most one."""
+    k, n = parse_shard((k, n))
+    canonical = sorted(dict.fromkeys(jobs), key=lambda j: job_key(*j))
+    mine = set(canonical[k - 1::n])
+    return [j for j in dict.fromkeys(jobs) if j in mine]
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``<run_dir>.lock`` (``fcntl.flock``, exclusive) while a run is trained and evaluated: a second
+    process on the same run waits, then finds it done. Where the file system has no locks (or there is no
+    ``fcntl``), it goes on unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    lock = run_dir.with_name(run_dir.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as fh:
+        try:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                console.print(f"[dim]{run_dir}: another process holds {lock.name}; waiting for it[/dim]")
+                fcntl.flock(fh, fcntl.LOCK_EX)
+        except OSError as exc:  # e.g. ENOLCK / ENOSYS on a file system mounted without locks
+            console.print(f"[yellow]warning: cannot lock {lock} ({exc.strerror}); going on without a lock[/yellow]")
+        yield  # closing the file releases the lock
+
+
 @contextmanager
 def _quiet_inner_bars(active: bool) -> Iterator[None]:
     """Rich allows one live display: hide the per-epoch bars while the overall bar is shown."""
@@ -83,49 +153,68 @@ def run_benchmark(task: str = "sentiment", methods: str | Sequence[str] = "all",
                   runs_dir: Path | str = "runs", results_dir: Path | str | None = "results", limit: int | None = None,
                   epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
                   device: str = "auto", precision: str = "fp32", eval_options: dict[str, dict[str, Any]] | None = None,
-                  train_options: dict[str, Any] | None = None, plots: bool = True, n_boot: int = 1000) -> BenchResult:
-    """Train (where missing) and evaluate every method x seed, then write the leaderboard to ``results_dir``."""
+                  train_options: dict[str, Any] | None = None, plots: bool = True, n_boot: int = 1000,
+                  shard: str | tuple[int, int] | None = None) -> BenchResult:
+    """Train (where missing) and evaluate every method x seed, then write the leaderboard to ``results_dir``.
+
+    With ``shard=(K, N)`` (or ``"K/N"``) only the K-th of N slices of the jobs is done and no leaderboard is
+    written: ``BenchResult.merge_command`` is the command that builds it once every shard has finished."""
+    from robench.distributed import requested_world_size
     from robench.evaluate import evaluate_run
     from robench.evaluators import resolve_suite
     from robench.train import TrainConfig, default_run_dir, train
 
     plan_methods = resolve_methods(methods)
     plan_seeds = parse_seeds(seeds)
+    shard = parse_shard(shard)
     evaluators = resolve_suite(suite)  # validate before any work
     overrides = {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)) if v is not None}
     overrides.update(train_options or {})
-    configs = []
-    for method, selective in plan_methods:
-        for seed in plan_seeds:
-            cfg = TrainConfig(task=task, model=model, method=method, selective=selective, seed=seed, profile=profile,
-                              limit=limit, device=device, precision=precision, **overrides)
-            cfg.out = str(default_run_dir(cfg, runs_dir))
+    jobs = [(method, selective, seed) for method, selective in plan_methods for seed in plan_seeds]
+    mine = shard_jobs(jobs, *shard) if shard else jobs
+    configs, all_dirs = [], []
+    for method, selective, seed in jobs:
+        cfg = TrainConfig(task=task, model=model, method=method, selective=selective, seed=seed, profile=profile,
+                          limit=limit, device=device, precision=precision, **overrides)
+        cfg.out = str(default_run_dir(cfg, runs_dir))
+        all_dirs.append(Path(cfg.out))
+        if (method, selective, seed) in mine:
             configs.append(cfg)
 
     result = BenchResult()
+    # the folder holding every run of the matrix (runs/<task>/<model>...): the leaderboard of all the shards
+    result.merge_command = f"robench leaderboard --results {_common_folder(all_dirs).as_posix()}" + (
+        f" --out {Path(results_dir).as_posix()}" if results_dir is not None else "")
     show = progress_enabled()
     total = 2 * len(configs)
+    of = f"shard {shard[0]}/{shard[1]}: {len(configs)} of " if shard else ""
     console.print(f"[bold]robench run[/bold]: task {task}, model {model}, {len(plan_methods)} method(s) x "
-                  f"{len(plan_seeds)} seed(s) = {len(configs)} runs, suite {suite} ({', '.join(evaluators)})")
+                  f"{len(plan_seeds)} seed(s) = {of}{len(jobs)} runs, suite {suite} ({', '.join(evaluators)})")
+    # one lock per run; a group of processes (torchrun) shares its runs, so its members never lock one another out
+    locking = requested_world_size() == 1
 
     def work(step) -> None:
         for i, cfg in enumerate(configs, 1):
             run_dir = Path(cfg.out)
-            name = f"{method_label(cfg.method, cfg.selective)} seed {cfg.seed}"
             result.run_dirs.append(run_dir)
-            if (run_dir / RUN_FILE).exists():
-                result.skipped_train.append(run_dir)
-                step(f"[{i}/{len(configs)}] {name}: trained already ({run_dir})")
-            else:
-                step(f"[{i}/{len(configs)}] {name}: training", advance=0)
-                train(cfg)
-                result.trained.append(run_dir)
-                step(f"[{i}/{len(configs)}] {name}: trained")
-            before = {n: _mtime(result_path(run_dir, n)) for n in evaluators}
-            step(f"[{i}/{len(configs)}] {name}: evaluating", advance=0)
-            written = evaluate_run(run_dir, suite, device=device, precision=precision, options=eval_options)
-            result.evaluated += [p for n, p in written.items() if _mtime(p) != before.get(n)]
-            step(f"[{i}/{len(configs)}] {name}: evaluated")
+            with run_lock(run_dir) if locking else nullcontext():
+                do_run(step, f"[{i}/{len(configs)}] {method_label(cfg.method, cfg.selective)} seed {cfg.seed}",
+                       cfg, run_dir)
+
+    def do_run(step, name: str, cfg, run_dir: Path) -> None:
+        if (run_dir / RUN_FILE).exists():
+            result.skipped_train.append(run_dir)
+            step(f"{name}: trained already ({run_dir})")
+        else:
+            step(f"{name}: training", advance=0)
+            train(cfg)
+            result.trained.append(run_dir)
+            step(f"{name}: trained")
+        before = {n: _mtime(result_path(run_dir, n)) for n in evaluators}
+        step(f"{name}: evaluating", advance=0)
+        written = evaluate_run(run_dir, suite, device=device, precision=precision, options=eval_options)
+        result.evaluated += [p for n, p in written.items() if _mtime(p) != before.get(n)]
+        step(f"{name}: evaluated")
 
     if show:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -140,12 +229,20 @@ def run_benchmark(task: str = "sentiment", methods: str | Sequence[str] = "all",
 
     console.print(f"trained {len(result.trained)} run(s), skipped {len(result.skipped_train)} finished; "
                   f"wrote {len(result.evaluated)} result file(s)")
-    if results_dir is not None:
+    if shard:
+        console.print(f"shard {shard[0]}/{shard[1]} done; no leaderboard (it holds part of the runs). When every "
+                      f"shard has finished, merge them: {result.merge_command}", highlight=False, soft_wrap=True)
+    elif results_dir is not None:
         from robench.report import write_leaderboard
 
         result.board, result.leaderboard = write_leaderboard(result.run_dirs, results_dir, plots=plots, n_boot=n_boot)
         console.print(f"leaderboard: {result.leaderboard['markdown']}")
     return result
+
+
+def _common_folder(dirs: Sequence[Path]) -> Path:
+    """The deepest folder holding all of ``dirs`` (a run's own folder when there is one)."""
+    return Path(os.path.commonpath([str(d) for d in dirs])) if dirs else Path(".")
 
 
 def _mtime(path: Path) -> int | None:

@@ -111,7 +111,11 @@ def eval_(
     attack_seed: int = typer.Option(None, "--seed", help="adversarial / perturb: sampling seed"),
     constraints: str = typer.Option(None, help="adversarial: constraint preset: recipe, filtered (default) or strict"),
 ) -> None:
-    """Evaluate a run with a suite of evaluators; writes one result JSON per evaluator."""
+    """Evaluate a run with a suite of evaluators; writes one result JSON per evaluator.
+
+    Under a launcher of several processes (``torchrun --nproc_per_node N -m robench.cli eval ...``) the
+    adversarial attacks are split across the processes; the result is the single-process one."""
+    from robench.distributed import is_main
     from robench.evaluate import evaluate_run
 
     _check_numbers(limit=(limit, 1), n=(n, 1), query_budget=(query_budget, 1), seed=(attack_seed, 0))
@@ -123,6 +127,8 @@ def eval_(
     if attack_seed is not None:
         options["perturb"] = {"seed": attack_seed}
     written = evaluate_run(run, suite, force=force, device=device, precision=precision, limit=limit, options=options)
+    if not is_main():  # several processes (torchrun): the first one reports
+        return
     table = Table(title=f"results for {run}")
     table.add_column("evaluator")
     table.add_column("headline metrics")
@@ -227,18 +233,24 @@ def run_bench(
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
     precision: str = typer.Option("fp32", help="fp32 or bf16"),
     plots: bool = typer.Option(True, help="draw the leaderboard figures"),
+    shard: str = typer.Option(None, help="K/N, 1 <= K <= N: run only the K-th of N disjoint slices of the "
+                                         "method x seed jobs (a cluster array job; no leaderboard, it prints the "
+                                         "command that merges the shards)"),
 ) -> None:
     """The whole benchmark in one command: train every method x seed, evaluate, render the leaderboard.
 
     Resumable: finished runs and existing results are skipped, so re-running only does what is missing.
+    On a cluster, N jobs with ``--shard 1/N`` .. ``--shard N/N`` and the same runs folder cover the matrix once.
     """
-    from robench.bench import run_benchmark
+    from robench.bench import parse_shard, run_benchmark
 
     _check_numbers(limit=(limit, 1), epochs=(epochs, 1), batch_size=(batch_size, 1), lr=(lr, 1e-12))
+    shard_kn = parse_shard(shard)
 
     res = run_benchmark(task, methods, seeds, suite, profile if profile != "default" else None, model=model,
                         runs_dir=runs_dir, results_dir=results_dir, limit=limit, epochs=epochs,
-                        batch_size=batch_size, lr=lr, device=device, precision=precision, plots=plots)
+                        batch_size=batch_size, lr=lr, device=device, precision=precision, plots=plots,
+                        shard=shard_kn)
     if res.board is not None:
         _print_board(res.board)
         out.print(f"[green]leaderboard written:[/green] {res.leaderboard.get('markdown')}")
@@ -363,6 +375,7 @@ def attack(
     import io
 
     from robench.attacks.recipes import recipe_settings
+    from robench.distributed import is_main
     from robench.evaluate import make_context
     from robench.evaluators.adversarial import DEFAULT_QUERY_BUDGET, attack_recipe
     from robench.results import atomic_write_text
@@ -379,6 +392,8 @@ def attack(
     settings = recipe_settings(recipe, constraints=constraints, label_preservation=label_preservation)  # checks both
     summary, records, log = attack_recipe(ctx, recipe, n=n, seed=seed, query_budget=query_budget,
                                           constraints=constraints, label_preservation=label_preservation)
+    if not is_main():  # several processes shared the attack: the first one writes the set
+        return
     rows = [{"text": r["perturbed"], "label": ctx.task.labels[r["label"]], "original": r["original"],
              "recipe": recipe, "index": r["index"]} for r in records if r["outcome"] == "successful"]
     if save.suffix == ".csv":

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from robench import distributed
 from robench.errors import ConfigError
 from robench.evaluators import EVALUATORS, EvalOutput, resolve_suite
 from robench.models import load_trained, resolve_device, resolve_precision
@@ -148,8 +149,8 @@ def make_context(run_dir: Path, device: str = "auto", precision: str = "fp32", l
     from robench import distributed
 
     run_dir = Path(run_dir)
-    if distributed.requested_world_size() > 1:  # under a launcher: join the group (or refuse a lone process)
-        distributed.state(resolve_device(device))
+    if distributed.requested_world_size() > 1:  # under a launcher: join its group (gloo on CPU) or refuse
+        distributed.state(resolve_device(device))  # a lone process; predictions and attacks shard over it
     run = load_run(run_dir)
     weights_file = run_dir / "model.safetensors"
     if not weights_file.exists():
@@ -165,8 +166,9 @@ def make_context(run_dir: Path, device: str = "auto", precision: str = "fp32", l
     task = load_task(task_info.get("source", task_info["name"]), task_info.get("profile"),
                      limit if limit is not None else task_info.get("limit"))
     own = task_info.get("limit")
+    device = str(resolve_device(device))
     return EvalContext(run_dir=run_dir, run=run, task=task, data=TaskData(task),
-                       device=str(resolve_device(device)), precision=resolve_precision(precision),
+                       device=device, precision=resolve_precision(precision),
                        batch_size=batch_size, weights=weights,
                        eval_limit=limit if limit is not None and limit != own else None)
 
@@ -188,7 +190,8 @@ def evaluate_run(run_dir: Path, suite: str = "quick", *, force: bool = False, de
         path = result_path(ctx.run_dir, name, limit)
         skip = path.exists() and not force and _same_settings(path, evaluator.settings_key(), limit)
         if distributed.broadcast_object(skip):  # rank 0 decides, so all ranks run the same evaluators
-            console.print(f"[dim]{name}: result exists ({path}); skipped (use --force to recompute)[/dim]")
+            if distributed.is_main():
+                console.print(f"[dim]{name}: result exists ({path}); skipped (use --force to recompute)[/dim]")
             written[name] = path
             continue
         start = time.perf_counter()
@@ -202,12 +205,12 @@ def evaluate_run(run_dir: Path, suite: str = "quick", *, force: bool = False, de
                                        "precision": ctx.precision, "device": ctx.device},
                              warnings=out.warnings, wall_time_s=time.perf_counter() - start, artifacts=out.artifacts,
                              specs=evaluator.metrics, evaluator_version=evaluator.version, eval_limit=limit)
-        if distributed.is_main():  # under several processes every rank has the result; one writes it
+        if distributed.is_main():  # one result file, written by the first of several processes
             atomic_write_json(path, result)
-        for warning in out.warnings:
-            console.print(f"[yellow]warning ({name}): {warning}[/yellow]")
+            for warning in out.warnings:
+                console.print(f"[yellow]warning ({name}): {warning}[/yellow]")
+        distributed.barrier()  # no process goes on (or exits) before the result is written
         written[name] = path
-    distributed.barrier()  # no rank reads (or returns) a result before it is written
     return written
 
 

@@ -118,6 +118,26 @@ def attack_one(attack, text: str, label: int, *, seed: int, index: int, checker=
     }
 
 
+def log_header(attack, header: dict[str, Any], *, seed: int, indices: list[int], checker=None) -> dict[str, Any]:
+    """The header line of a log of ``indices``: what a log must agree on to be resumed."""
+    return {"type": "header", "version": LOG_VERSION, **header,
+            "attack_constraints": getattr(attack, "robench_constraints", None),
+            "checker": checker.describe() if checker is not None else None, "seed": seed,
+            "indices_sha": hashlib.sha256(json.dumps(list(indices)).encode()).hexdigest()[:16]}
+
+
+def write_log(path: Path, header: dict[str, Any], records: list[dict]) -> None:
+    """Write a whole log at once (atomically): the header line, then the records."""
+    _rewrite(Path(path), header, records)
+
+
+def shard_log_path(path: Path, rank: int, count: int) -> Path:
+    """The log of process ``rank`` of ``count`` beside the single-process log ``path``:
+    ``attack-....jsonl`` -> ``attack-....rank0of2.jsonl``. Never the name of a whole-sample log."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.rank{rank}of{count}{path.suffix}")
+
+
 def run_attack(attack, texts: list[str], labels, *, indices: list[int], log_path: Path, header: dict[str, Any],
                seed: int, max_examples: int | None = None,
                on_example: Callable[[dict], None] | None = None, checker=None) -> list[dict]:
@@ -130,10 +150,7 @@ def run_attack(attack, texts: list[str], labels, *, indices: list[int], log_path
     """
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    header = {"type": "header", "version": LOG_VERSION, **header,
-              "attack_constraints": getattr(attack, "robench_constraints", None),
-              "checker": checker.describe() if checker is not None else None, "seed": seed,
-              "indices_sha": hashlib.sha256(json.dumps(indices).encode()).hexdigest()[:16]}
+    header = log_header(attack, header, seed=seed, indices=indices, checker=checker)
     old_header, records = read_log(log_path)
     if old_header is not None and old_header != json.loads(json.dumps(header)):
         log_path.replace(log_path.with_name(log_path.name + ".stale"))

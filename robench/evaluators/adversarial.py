@@ -17,6 +17,11 @@ each set was generated against is read from the set's ``<file>.source.json`` (wr
 ``robench attack --save``) and recorded in ``settings.transfer_sources``, so the board can drop a
 run that is the set's own source. Each recipe's per-example log is an artifact
 (``artifacts/attack-<recipe>-...jsonl``); an interrupted evaluation resumes from it.
+
+Under several processes (``torchrun``, a process group of N > 1) each process attacks a contiguous
+1/N of the sample into its own log (``attack-....rank<r>of<N>.jsonl``, resumed by that process), the
+records are gathered in rank order, and the result equals the single-process one; the first process
+then writes the whole-sample log, and only it writes the result file (``robench.evaluate``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from robench import distributed
 from robench.evaluators.base import EvalOutput, Evaluator, register_evaluator
 from robench.metrics import wilson_interval
 from robench.results import MetricSpec
@@ -84,9 +90,37 @@ def attack_recipe(ctx, recipe: str, *, n: int | None, seed: int, query_budget: i
               "precision": ctx.precision, "max_length": ctx.max_length,
               "settings": recipe_settings(recipe, constraints=constraints, label_preservation=label_preservation),
               "encoder_precision": encoder_precision(ctx.device)}
-    records = run_attack(attack, texts, labels, indices=indices, log_path=log_path, header=header, seed=seed,
-                         max_examples=max_examples, checker=checker)
+    if distributed.world_size() > 1:
+        records = _sharded_attack(attack, texts, labels, indices=indices, log_path=Path(log_path), header=header,
+                                  seed=seed, max_examples=max_examples, checker=checker)
+    else:
+        records = run_attack(attack, texts, labels, indices=indices, log_path=log_path, header=header, seed=seed,
+                             max_examples=max_examples, checker=checker)
     return summarize(records), records, log_path
+
+
+def _sharded_attack(attack, texts, labels, *, indices: list[int], log_path: Path, header: dict[str, Any], seed: int,
+                    max_examples: int | None, checker) -> list[dict]:
+    """Several processes: each attacks its contiguous slice of the sample into its own, resumable log
+    (``<log>.rank<r>of<N>.jsonl``, the header names the shard); the records are gathered in rank order, so
+    every process returns the single-process records (with ``i``, the position in the whole sample). Once
+    the sample is complete the first process also writes the whole log at ``log_path``, as one process
+    would have, so a later single-process run resumes from it (it never reads a shard's log: another
+    name, and the header would not match)."""
+    from robench.attacks.runner import log_header, run_attack, shard_log_path, write_log
+
+    r, count = distributed.rank(), distributed.world_size()
+    mine = distributed.shard(indices, r, count)
+    offset = sum(len(distributed.shard(indices, q, count)) for q in range(r))
+    own = run_attack(attack, texts, labels, indices=mine, log_path=shard_log_path(log_path, r, count),
+                     header={**header, "shard": {"rank": r, "world_size": count, "of_n": len(indices)}}, seed=seed,
+                     max_examples=max_examples, checker=checker)
+    own = [{**rec, "i": offset + rec["i"]} for rec in own]
+    records = [rec for part in distributed.gather_objects(own) for rec in part]
+    complete = [rec["index"] for rec in records] == list(indices)
+    if complete and distributed.is_main():
+        write_log(log_path, log_header(attack, header, seed=seed, indices=indices, checker=checker), records)
+    return records
 
 
 def robust_bits(records: list[dict]) -> np.ndarray:
