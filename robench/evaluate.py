@@ -146,8 +146,6 @@ def _write_cache(cache: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def make_context(run_dir: Path, device: str = "auto", precision: str = "fp32", limit: int | None = None,
                  batch_size: int = 128) -> EvalContext:
-    from robench import distributed
-
     run_dir = Path(run_dir)
     if distributed.requested_world_size() > 1:  # under a launcher: join its group (gloo on CPU) or refuse
         distributed.state(resolve_device(device))  # a lone process; predictions and attacks shard over it
@@ -177,8 +175,6 @@ def evaluate_run(run_dir: Path, suite: str = "quick", *, force: bool = False, de
                  precision: str = "fp32", limit: int | None = None, options: dict[str, dict[str, Any]] | None = None,
                  ctx: EvalContext | None = None) -> dict[str, Path]:
     """Evaluate one run with a suite; skips results already present unless ``force``. Returns written paths."""
-    from robench import distributed
-
     names = resolve_suite(suite)
     ctx = ctx or make_context(run_dir, device, precision, limit)
     limit = ctx.eval_limit  # None when it is the run's own data limit: the full result
