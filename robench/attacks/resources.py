@@ -18,6 +18,7 @@ import numpy as np
 
 from robench.attacks.offline import WORDNET_FIX, cache_root, prepare_wordnet
 from robench.errors import AssetMissingError
+from robench.hardware import native_bf16  # encoder_precision looks it up here (tests patch it)
 
 # Counter-fitted vectors (TextFooler's) hold 65,713 words; GloVe is ordered by frequency, so its
 # 65,713 most frequent alphabetic words give a vocabulary of the same size.
@@ -123,17 +124,6 @@ def require_wordnet() -> Path:
     except AssetMissingError as exc:
         msg = str(exc)
         raise AssetMissingError(msg if WORDNET_FIX in msg else f"WordNet is not installed; {WORDNET_FIX}") from None
-
-
-def native_bf16(device: str = "cpu") -> bool:
-    """Whether the device computes bf16 natively (CUDA with bf16, or a CPU with AVX512-BF16 or AMX)."""
-    import torch
-
-    if str(device).startswith("cuda"):
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False))
-    cpu = getattr(torch, "cpu", None)
-    checks = [getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    return any(bool(check()) for check in checks if callable(check))
 
 
 def encoder_precision(device: str = "cpu", precision: str | None = None) -> str:
