@@ -88,9 +88,12 @@ def clean_leftovers(target: Path, marker: str) -> None:
         if pid_alive(int(match[2])):
             continue
         if match[1] == "old" and not target.exists() and (path / marker).exists():
-            path.rename(target)
+            try:
+                path.rename(target)
+            except OSError:  # another process (a rank of the same launch) was first
+                continue
             console.print(f"restored {target} from {path.name}, left by a save killed between two renames",
-                          markup=False)
+                          markup=False, soft_wrap=True)
         else:
             shutil.rmtree(path, ignore_errors=True)
 

@@ -236,7 +236,7 @@ def train(cfg: TrainConfig) -> Path:
         generator.set_state(saved["epoch_generator"])
         loop.resumed.append({"epoch": loop.epoch, "step": loop.step, "global_step": loop.global_step})
         where = f"epoch {loop.epoch} step {loop.step}" if loop.epoch <= cfg.epochs else "the end of training"
-        console.print(f"resuming from {where} (checkpoint {ckpt_dir})", markup=False)
+        console.print(f"resuming from {where} (checkpoint {ckpt_dir})", markup=False, soft_wrap=True)
     wall_before = loop.wall_seconds
 
     def save_checkpoint(epoch_generator: torch.Tensor) -> None:
@@ -339,12 +339,15 @@ def resume_point(ckpt_dir: Path, key: str, force: bool) -> dict[str, Any] | None
     """This command's checkpoint, or None to start over (after one line saying why, if there is one)."""
     if not ckpt_dir.exists():
         return None
-    saved = None if force else checkpoint.load(ckpt_dir)
+    try:
+        saved = None if force else checkpoint.load(ckpt_dir)
+    except Exception:  # e.g. a truncated file: never worth a crash, the run can start over
+        saved = None
     if saved is not None and saved["key"] == key:
         return saved
     why = ("--force" if force else "it is unreadable" if saved is None else
            "it was made by a different command (settings, task or data differ)")
-    console.print(f"discarding checkpoint {ckpt_dir}: {why}; starting over", markup=False)
+    console.print(f"discarding checkpoint {ckpt_dir}: {why}; starting over", markup=False, soft_wrap=True)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return None
 

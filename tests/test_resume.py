@@ -126,10 +126,10 @@ def assert_same_run(resumed: Path, uninterrupted: Path) -> None:
 # ------------------------------------------------------------------ resumed == uninterrupted
 
 
-@pytest.mark.parametrize("method", ["vanilla", "ram", "smart", "freelb"])
+@pytest.mark.parametrize("method", ["vanilla", "ram", "smart", "freelb", "r3f", "alum"])
 def test_killed_twice_and_resumed_equals_uninterrupted(tmp_path, monkeypatch, capsys, method):
     """Killed mid-epoch 1 (checkpoint at step 2) and mid-epoch 2 (checkpoint at step 8): RAM's mask,
-    accumulator and generator, SMART's EMA teacher, FreeLB's and every method's diagnostics resume."""
+    accumulator and generator, SMART's EMA teacher, and every method's diagnostics resume."""
     a = train(tiny(tmp_path / "a", method=method))
     cfg = tiny(tmp_path / "b", method=method)
     killed(monkeypatch, cfg, steps=3)
@@ -250,6 +250,16 @@ def test_force_discards_the_checkpoint(tmp_path, monkeypatch, capsys):
     assert "--force" in capsys.readouterr().err
     assert load_run(run)["training"]["resumed"] == []
     assert not checkpoint.checkpoint_dir(run).exists()
+
+
+def test_unreadable_checkpoint_starts_over(tmp_path, capsys):
+    cfg = tiny(tmp_path, checkpoint_steps=0, epochs=1)
+    ckpt = checkpoint.checkpoint_dir(Path(cfg.out))
+    ckpt.mkdir()
+    (ckpt / checkpoint.STATE_FILE).write_text("{not json")
+    run = train(cfg)
+    assert "it is unreadable; starting over" in capsys.readouterr().err
+    assert load_run(run)["training"]["resumed"] == [] and not ckpt.exists()
 
 
 def test_checkpoint_round_trip_keeps_types_and_tensors(tmp_path):
