@@ -6,8 +6,8 @@ passes; multi-pass methods such as FreeLB do their own), then every hook's
 ``after_optimizer_step`` (SMART's EMA teacher). ``setup`` runs once before training (RAM's
 Fisher pass), ``on_epoch_end`` after each epoch, then ``epoch_diagnostics`` (recorded in the
 run's training history). Checkpoints save every hook's ``state_dict``; a resumed run calls
-``load_state_dict`` in place of ``setup``. A method may bring extra hooks (``extra_hooks``: RAM's selective
-mask); the trainer runs them beside it. Methods never read files.
+``load_state_dict`` in place of ``setup``. A method may bring extra hooks (``extra_hooks``:
+RAM's selective mask); the trainer runs them beside it. Methods never read files.
 """
 
 from __future__ import annotations
