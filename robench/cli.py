@@ -70,22 +70,27 @@ def train(
     precision: str = typer.Option("fp32", help="fp32 or bf16"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
     out_dir: str = typer.Option(None, "--out", help="run directory (default runs/<task>/<model>/<method>/seed<N>)"),
-    force: bool = typer.Option(False, help="overwrite an existing run directory"),
+    force: bool = typer.Option(False, help="overwrite an existing run directory and discard a checkpoint"),
+    checkpoint_steps: int = typer.Option(0, help="also checkpoint every N optimiser steps (0: at epoch ends "
+                                                   "only); re-running a killed command resumes"),
 ) -> None:
-    """Fine-tune a model with a method and write a run directory (weights, tokenizer, run.json)."""
+    """Fine-tune a model with a method and write a run directory (weights, tokenizer, run.json).
+
+    The same command after a kill resumes from its last checkpoint (kept beside the run directory)."""
     from robench.methods.base import parse_overrides
     from robench.train import TrainConfig
     from robench.train import train as run_train
 
     _check_numbers(seed=(seed, 0), epochs=(epochs, 1), batch_size=(batch_size, 1), lr=(lr, 1e-12),
                    max_length=(max_length, 1), limit=(limit, 1), selective_alpha=(selective_alpha, 0.0),
-                   selective_beta=(selective_beta, 0.0))
+                   selective_beta=(selective_beta, 0.0), checkpoint_steps=(checkpoint_steps, 0))
 
     selective_overrides = {k: v for k, v in (("alpha", selective_alpha), ("beta", selective_beta)) if v is not None}
     cfg = TrainConfig(task=task, model=model, method=method, method_overrides=parse_overrides(set_), preset=preset,
                       selective=selective, selective_overrides=selective_overrides, seed=seed, epochs=epochs,
                       batch_size=batch_size, lr=lr, max_length=max_length, precision=precision, device=device,
-                      profile=profile, limit=limit, out=out_dir, force=force)
+                      profile=profile, limit=limit, out=out_dir, force=force,
+                      checkpoint_steps=checkpoint_steps)
     run_dir = run_train(cfg)
     from robench import distributed
 
@@ -427,7 +432,8 @@ def main() -> None:
         err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        err.print("[bold red]interrupted[/bold red]: nothing half-written was kept")
+        err.print("[bold red]interrupted[/bold red]: nothing half-written was kept (the same 'robench train' "
+                  "command resumes from its last checkpoint)")
         sys.exit(130)
 
 

@@ -1,9 +1,18 @@
 """The one training loop for every method, on Hugging Face Accelerate.
 
-Read it top to bottom: seed -> data -> model -> optimiser -> per step (method's passes,
-clip, hooks, optimiser step) -> per epoch (hooks, validation, keep the best) -> write the run
-directory atomically (weights, tokenizer, run.json). Methods plug in through
-``robench.methods.base.TrainingHook``; the loop knows nothing about any one method.
+Read it top to bottom: clean up what killed saves left -> seed -> data -> model -> optimiser
+-> hooks' setup, or resume from a checkpoint -> per step (method's passes, clip, hooks,
+optimiser step; a checkpoint every ``checkpoint_steps``) -> per epoch (hooks, validation, keep
+the best, a checkpoint) -> write the run directory atomically (weights, tokenizer, run.json) ->
+remove the checkpoint. Methods plug in through ``robench.methods.base.TrainingHook``; the loop
+knows nothing about any one method.
+
+Resuming (``robench.checkpoint``): a checkpoint holds the weights, optimiser, scheduler, every
+hook's ``state_dict``, the RNG states and the loop's bookkeeping (``Loop``). The batch order of
+an epoch comes from the shuffling generator alone, so a checkpoint taken mid-epoch stores that
+generator's state from the start of the epoch: a resumed run replays the epoch's order and skips
+the batches already done. A run resumed after a kill ends with the same weights and run.json
+(timings aside) as a run never killed; ``training.resumed`` lists where it resumed.
 """
 
 from __future__ import annotations
@@ -13,12 +22,14 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from robench import checkpoint
 from robench.errors import ConfigError
 from robench.methods import build_method
 from robench.methods.base import TrainingHook, make_config
@@ -53,7 +64,31 @@ class TrainConfig:
     profile: str | None = None
     limit: int | None = None
     out: str | None = None
-    force: bool = False
+    force: bool = False  # overwrite a finished run and discard a checkpoint
+    checkpoint_steps: int = 0  # also checkpoint every N optimiser steps (0: at epoch ends only)
+
+
+# Not part of what a checkpoint must match: where the run goes, --force, how often to checkpoint.
+UNCHECKED = frozenset({"out", "force", "checkpoint_steps"})
+
+
+@dataclass
+class Loop:
+    """The loop's position (the next step to run) and bookkeeping: what a checkpoint saves beside
+    the weights, optimiser, scheduler, hooks and RNG states."""
+
+    epoch: int = 1  # the epoch in progress, 1-based; epochs + 1 once training is done
+    step: int = 0  # batches of that epoch already done
+    global_step: int = 0
+    losses: list[float] = field(default_factory=list)  # this epoch's step losses
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_acc: float = -1.0
+    best_epoch: int = 0
+    train_seconds: float = 0.0
+    train_examples: int = 0
+    setup_seconds: float = 0.0
+    wall_seconds: float = 0.0  # up to the last checkpoint
+    resumed: list[dict[str, int]] = field(default_factory=list)  # where each resume started
 
 
 def identity(cfg: TrainConfig) -> RunIdentity:
@@ -131,7 +166,7 @@ def accuracy(model: torch.nn.Module, loader, accelerator) -> float:
 
 
 def train(cfg: TrainConfig) -> Path:
-    """Fine-tune and write a run directory; returns its path."""
+    """Fine-tune and write a run directory; returns its path. Resumes from this command's checkpoint."""
     from accelerate import Accelerator
     from torch.utils.data import DataLoader
     from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
@@ -148,21 +183,29 @@ def train(cfg: TrainConfig) -> Path:
         raise ConfigError(f"--batch-size {cfg.batch_size} is the global batch and must be divisible by the "
                           f"{world} processes")
     out = Path(cfg.out) if cfg.out else default_run_dir(cfg)
+    ckpt_dir = checkpoint.checkpoint_dir(out)
+    checkpoint.clean_leftovers(out, RUN_FILE)
+    checkpoint.clean_leftovers(ckpt_dir, checkpoint.STATE_FILE)
     if (out / RUN_FILE).exists() and not cfg.force:
         raise ConfigError(f"run directory {out} already holds a finished run; pass --force to overwrite or --out elsewhere")
-    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
-        raise ConfigError("--epochs and --batch-size must be >= 1 and --lr > 0")
+    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.checkpoint_steps < 0:
+        raise ConfigError("--epochs and --batch-size must be >= 1, --lr > 0 and --checkpoint-steps >= 0")
     method, hooks = build_hooks(cfg)  # validate the method before any heavy work
 
     seed_everything(cfg.seed)
     task = load_task(cfg.task, cfg.profile, cfg.limit)
     data = TaskData(task)
     checks = data.train_checks(warn=lambda m: console.print(m, style="yellow", markup=False))  # one-class train / overlaps
+    fingerprints = {k: data.fingerprint(k) for k in ("train", "validation")}
+    key = checkpoint.config_key({"config": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in UNCHECKED},
+                                 "task": task.spec_hash, "data": fingerprints,
+                                 "hooks": [type(h).__name__ for h in hooks]})
+    saved = resume_point(ckpt_dir, key, cfg.force)
     tokenizer = load_tokenizer(cfg.model)
     train_ds = tokenize(data.get("train"), tokenizer, cfg.max_length)
     val_ds = tokenize(data.get("validation"), tokenizer, cfg.max_length)
     collate = DataCollatorWithPadding(tokenizer)  # pads each batch to its own longest sequence
-    generator = torch.Generator().manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)  # the batch order, and nothing else
     train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate, generator=generator)
     val_loader = DataLoader(val_ds, batch_size=cfg.eval_batch_size, collate_fn=collate)
 
@@ -186,22 +229,46 @@ def train(cfg: TrainConfig) -> Path:
     model, optimizer, train_loader, val_loader, setup_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, val_loader, setup_loader, scheduler)
 
-    t_setup = time.perf_counter()
-    for hook in hooks:
-        hook.setup(model, setup_loader, accelerator)
-    setup_s = time.perf_counter() - t_setup
-
-    history: list[dict[str, Any]] = []
-    best_acc, best_state, best_epoch = -1.0, None, 0
-    train_seconds, train_examples = 0.0, 0
     wall_start = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
+    loop, best_state = Loop(), None
+    if saved is None:
+        for hook in hooks:
+            hook.setup(model, setup_loader, accelerator)
+        loop.setup_seconds = time.perf_counter() - wall_start
+    else:  # everything setup would have built, and all that training changed since, from the checkpoint
+        accelerator.unwrap_model(model).load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        for hook, state in zip(hooks, saved["hooks"], strict=True):
+            hook.load_state_dict(state, model)
+        loop, best_state = Loop(**saved["loop"]), saved["best_state"]
+        checkpoint.set_rng_state(saved["rng"])
+        generator.set_state(saved["epoch_generator"])
+        loop.resumed.append({"epoch": loop.epoch, "step": loop.step, "global_step": loop.global_step})
+        where = f"epoch {loop.epoch} step {loop.step}" if loop.epoch <= cfg.epochs else "the end of training"
+        console.print(f"resuming from {where} (checkpoint {ckpt_dir})", markup=False, soft_wrap=True)
+    wall_before = loop.wall_seconds
+
+    def save_checkpoint(epoch_generator: torch.Tensor) -> None:
+        """Everything needed to go on from ``loop``'s position; ``epoch_generator``: the shuffling
+        generator's state at the start of the epoch in progress, from which its order replays."""
+        loop.wall_seconds = wall_before + time.perf_counter() - wall_start
+        if accelerator.is_main_process:
+            checkpoint.save(ckpt_dir, {
+                "key": key, "loop": dataclasses.asdict(loop), "best_state": best_state,
+                "model": accelerator.unwrap_model(model).state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "hooks": [h.state_dict() for h in hooks],
+                "rng": checkpoint.rng_state(), "epoch_generator": epoch_generator})
+
+    while loop.epoch <= cfg.epochs:
+        epoch = loop.epoch
         model.train()
-        losses = []
-        t_epoch = time.perf_counter()
+        epoch_generator = generator.get_state()  # before the loader draws this epoch's order
+        t_epoch = t_mark = time.perf_counter()
         desc = f"{cfg.method} epoch {epoch}/{cfg.epochs}"
         with progress_bar(desc, total=len(train_ds), extra="loss {task.fields[info]}") as bar:
-            for batch in train_loader:
+            bar.advance(min(loop.step * cfg.batch_size, len(train_ds)), info="")
+            for batch in islice(train_loader, loop.step, None):  # resumed mid-epoch: skip the batches done
                 loss = method.training_step(model, batch, accelerator)
                 for hook in hooks:
                     hook.after_backward(model)
@@ -214,22 +281,33 @@ def train(cfg: TrainConfig) -> Path:
                 optimizer.zero_grad(set_to_none=True)
                 for hook in hooks:
                     hook.after_optimizer_step(model)
-                losses.append(loss)
-                n = int(batch["labels"].shape[0])
-                train_examples += n
-                bar.advance(n, info=f"{np.mean(losses[-20:]):.4f}")
-        train_seconds += time.perf_counter() - t_epoch
+                loop.losses.append(loss)
+                loop.step += 1
+                loop.global_step += 1
+                n = int(batch["labels"].shape[0]) * world  # this process's share of the global batch
+                loop.train_examples += n
+                bar.advance(n, info=f"{np.mean(loop.losses[-20:]):.4f}")
+                # the epoch's last step is followed by the epoch-end checkpoint
+                if cfg.checkpoint_steps and loop.global_step % cfg.checkpoint_steps == 0 \
+                        and loop.step < len(train_loader):
+                    loop.train_seconds += time.perf_counter() - t_mark  # checkpoint writes are not training
+                    save_checkpoint(epoch_generator)
+                    t_mark = time.perf_counter()
+        loop.train_seconds += time.perf_counter() - t_mark
         for hook in hooks:
             hook.on_epoch_end(model, epoch)
         val_acc = accuracy(model, val_loader, accelerator)
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_accuracy": val_acc,
-                        "epoch_seconds": round(time.perf_counter() - t_epoch, 3),
-                        "diagnostics": {k: v for h in hooks for k, v in h.epoch_diagnostics().items()}})
-        console.print(f"epoch {epoch}: train loss {np.mean(losses):.4f}  val acc {val_acc:.4f}")
-        if val_acc > best_acc:
-            best_acc, best_epoch = val_acc, epoch
+        train_loss = float(np.mean(loop.losses))
+        loop.history.append({"epoch": epoch, "train_loss": train_loss, "val_accuracy": val_acc,
+                             "epoch_seconds": round(time.perf_counter() - t_epoch, 3),
+                             "diagnostics": {k: v for h in hooks for k, v in h.epoch_diagnostics().items()}})
+        console.print(f"epoch {epoch}: train loss {train_loss:.4f}  val acc {val_acc:.4f}")
+        if val_acc > loop.best_acc:
+            loop.best_acc, loop.best_epoch = val_acc, epoch
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in accelerator.unwrap_model(model).state_dict().items()}
-    wall = time.perf_counter() - wall_start + setup_s
+        loop.epoch, loop.step, loop.losses = epoch + 1, 0, []
+        save_checkpoint(generator.get_state())
+    wall = wall_before + time.perf_counter() - wall_start
 
     final = accelerator.unwrap_model(model)
     final.load_state_dict(best_state)
@@ -244,7 +322,7 @@ def train(cfg: TrainConfig) -> Path:
         "run_id": identity(cfg).run_id,
         "task": {"name": task.name, "source": str(cfg.task), "profile": cfg.profile or "default", "limit": cfg.limit,
                  "spec_hash": task.spec_hash,
-                 "labels": task.labels, "fingerprints": {k: data.fingerprint(k) for k in ("train", "validation")},
+                 "labels": task.labels, "fingerprints": fingerprints,
                  "sizes": {"train": len(train_ds), "validation": len(val_ds)}},
         "model": {"name": cfg.model, "num_parameters": sum(p.numel() for p in final.parameters())},
         "method": {"name": method.name, "config": dataclasses.asdict(method.config), "passes": method.passes,
@@ -255,10 +333,11 @@ def train(cfg: TrainConfig) -> Path:
         "seed": cfg.seed,
         "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in {"force"}},
         "training": {
-            "epochs": cfg.epochs, "best_epoch": best_epoch, "best_val_accuracy": best_acc, "history": history,
-            "train_seconds": round(train_seconds, 3), "setup_seconds": round(setup_s, 3),
-            "examples_per_second": round(train_examples / max(train_seconds, 1e-9), 2),
-            "seconds_per_example": train_seconds / max(train_examples, 1),
+            "epochs": cfg.epochs, "best_epoch": loop.best_epoch, "best_val_accuracy": loop.best_acc,
+            "history": loop.history, "resumed": loop.resumed,
+            "train_seconds": round(loop.train_seconds, 3), "setup_seconds": round(loop.setup_seconds, 3),
+            "examples_per_second": round(loop.train_examples / max(loop.train_seconds, 1e-9), 2),
+            "seconds_per_example": loop.train_seconds / max(loop.train_examples, 1),
             "wall_seconds": round(wall, 3), "device": str(accelerator.device), "precision": cfg.precision,
             "torch_threads": torch.get_num_threads(),
             "world_size": world, "distributed_type": str(accelerator.distributed_type).split(".")[-1],
@@ -270,6 +349,7 @@ def train(cfg: TrainConfig) -> Path:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:  # under several processes, one writes the run
         _write_run_dir(out, final, tokenizer, record)
+        shutil.rmtree(ckpt_dir, ignore_errors=True)  # only now: a kill before this resumes at the end
     accelerator.wait_for_everyone()  # no rank returns before the run directory is in place
     return out
 
@@ -286,23 +366,35 @@ def state_hash(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def resume_point(ckpt_dir: Path, key: str, force: bool) -> dict[str, Any] | None:
+    """This command's checkpoint, or None to start over (after one line saying why, if there is one)."""
+    if not ckpt_dir.exists():
+        return None
+    try:
+        saved = None if force else checkpoint.load(ckpt_dir)
+    except Exception:  # e.g. a truncated file: never worth a crash, the run can start over
+        saved = None
+    if saved is not None and saved["key"] == key:
+        return saved
+    why = ("--force" if force else "it is unreadable" if saved is None else
+           "it was made by a different command (settings, task or data differ)")
+    console.print(f"discarding checkpoint {ckpt_dir}: {why}; starting over", markup=False, soft_wrap=True)
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    return None
+
+
 def _write_run_dir(out: Path, model, tokenizer, record: dict[str, Any]) -> None:
     """Write everything into a temp folder beside ``out`` and rename it into place at the end."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    checkpoint.clean_leftovers(out, RUN_FILE)
+    tmp = checkpoint.sibling(out, "tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         record["weights_fingerprint"] = file_sha256(tmp / "model.safetensors")
         atomic_write_json(tmp / RUN_FILE, record)
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
+        checkpoint.replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

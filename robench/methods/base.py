@@ -5,8 +5,9 @@ passes; multi-pass methods such as FreeLB do their own), then every hook's
 ``before_optimizer_step`` (RAM's gradient mask lives there), the optimiser step, then
 ``after_optimizer_step`` (SMART's EMA teacher). ``setup`` runs once before training (RAM's
 Fisher pass), ``on_epoch_end`` after each epoch, then ``epoch_diagnostics`` (recorded in the
-run's training history). A method may bring extra hooks (``extra_hooks``: RAM's selective
-mask); the trainer runs them beside it. Methods never read files.
+run's training history). Checkpoints save every hook's ``state_dict``; a resumed run calls
+``load_state_dict`` in place of ``setup``. A method may bring extra hooks (``extra_hooks``:
+RAM's selective mask); the trainer runs them beside it. Methods never read files.
 """
 
 from __future__ import annotations
@@ -47,6 +48,16 @@ class TrainingHook:
     def state(self) -> dict[str, Any]:
         """Numbers worth recording in run.json (e.g. the kept fraction of a mask)."""
         return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint saves: everything that changes during training and matters to it or to
+        run.json (tensors, and JSON values in dicts, lists and tuples)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any], model: torch.nn.Module) -> None:
+        """Restore ``state_dict()`` on resume. Called instead of ``setup``, with the checkpoint's
+        weights already in ``model``: redoing setup (RAM's Fisher pass) would cost time and could
+        move the RNG, so a hook rebuilds here only what needs no data (e.g. its parameter list)."""
 
 
 @dataclass
@@ -96,6 +107,16 @@ class Method(TrainingHook):
     def epoch_diagnostics(self) -> dict[str, Any]:
         """Per-epoch means of the loss terms and the regulariser-alive ratio (see ``diagnostics``)."""
         return self.terms.flush()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The loss-term sums of the epoch in progress and the ``last_*`` numbers ``state()`` reports."""
+        last = {k: v for k, v in vars(self).items() if k.startswith("last_") and isinstance(v, int | float)}
+        return {"terms": self.terms.state_dict(), "last": last}
+
+    def load_state_dict(self, state: dict[str, Any], model: torch.nn.Module) -> None:
+        self.terms.load_state_dict(state["terms"])
+        for key, value in state["last"].items():
+            setattr(self, key, value)
 
 
 METHODS: Registry[type[Method]] = Registry("method")

@@ -74,6 +74,14 @@ class TermMeans:
         self.add(sampled_sym_kl=sym_kl(clean_logits.detach(), perturbed_logits.detach()),
                  dropout_sym_kl=sym_kl(clean_logits.detach(), dropout_logits))
 
+    def state_dict(self) -> dict[str, Any]:
+        """The step count (which steps sample) and the epoch's sums so far: a resumed run records
+        the same means."""
+        return {"steps": self.steps, "sums": dict(self.sums), "counts": dict(self.counts)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps, self.sums, self.counts = state["steps"], dict(state["sums"]), dict(state["counts"])
+
     def flush(self) -> dict[str, Any]:
         out: dict[str, Any] = {key: self.sums[key] / self.counts[key] for key in self.sums}
         if "dropout_sym_kl" in out:

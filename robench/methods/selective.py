@@ -164,6 +164,32 @@ class SelectiveTraining(TrainingHook):
                 "seconds": {k: round(v, 4) for k, v in self.seconds.items()},
                 "mask_seconds_per_step": per_step}
 
+    def state_dict(self) -> dict[str, Any]:
+        """The epoch's accumulated importance, the held mask (as its gradient scales), the sampling
+        generator and the counters ``state()`` reports."""
+        if not self.params:
+            return {}
+        return {"acc": dict(zip(self.names, self.acc, strict=True)),
+                "scales": dict(zip(self.names, self.scales, strict=True)) if self.scales else {},
+                "acc_steps": self.acc_steps, "generator": self.generator.get_state(), "refreshes": self.refreshes,
+                "kept_fraction": self.kept_fraction, "expected_fraction": self.expected_fraction,
+                "fisher_batches": self.fisher_batches, "seconds": dict(self.seconds), "steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any], model: torch.nn.Module) -> None:
+        """``setup`` without the Fisher pass: the mask and the accumulator come from the checkpoint."""
+        if not state:
+            return
+        named = [(n, p) for n, p in unwrap(model).named_parameters() if p.requires_grad and is_masked(n)]
+        self.names, self.params = [n for n, _ in named], [p for _, p in named]
+        self.masked_entries = sum(p.numel() for p in self.params)
+        self.acc = [state["acc"][n].to(p.device, torch.float32) for n, p in named]
+        self.scales = [state["scales"][n].to(p.device, p.dtype) for n, p in named] if state["scales"] else []
+        self.generator = torch.Generator(device=self.params[0].device)
+        self.generator.set_state(state["generator"])
+        self.acc_steps, self.refreshes, self.steps = state["acc_steps"], state["refreshes"], state["steps"]
+        self.kept_fraction, self.expected_fraction = state["kept_fraction"], state["expected_fraction"]
+        self.fisher_batches, self.seconds = state["fisher_batches"], dict(state["seconds"])
+
     # -- internals -----------------------------------------------------------------------------
 
     @torch.no_grad()

@@ -172,3 +172,13 @@ class SMART(VirtualAdversarial):
 
     def state(self) -> dict[str, Any]:
         return {**super().state(), "last_bregman_symkl": getattr(self, "last_bregman", None)}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Adds the EMA teacher's weights: it trails the model, so it cannot be rebuilt from it."""
+        teacher = self.teacher.state_dict() if self.teacher is not None else None
+        return {**super().state_dict(), "teacher": teacher}
+
+    def load_state_dict(self, state: dict[str, Any], model: torch.nn.Module) -> None:
+        super().load_state_dict(state, model)
+        if state["teacher"] is not None:
+            self._make_teacher(model).load_state_dict(state["teacher"])

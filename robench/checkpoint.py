@@ -1,0 +1,196 @@
+"""Resumable training: checkpoints beside the run directory, and the leftovers of killed saves.
+
+A checkpoint is the folder ``<parent>/.<run>.ckpt/`` beside the run directory ``<parent>/<run>``
+(never inside it: a run directory only ever holds a finished run). It holds two files:
+``tensors.safetensors`` (every tensor: weights, optimiser moments, hook state, RNG states) and
+``state.json`` (everything else, with ``{"__tensor__": key}`` where a tensor was; tuples and
+dicts with non-string keys, such as an optimiser's ``state``, are tagged so they come back as
+they were). Nothing is pickled, so reading a checkpoint never runs code.
+
+Folders are written like run directories: into ``.<name>.tmp-PID``, then renamed into place
+(``replace_dir``), so a kill at any moment leaves the previous version readable. A killed save
+leaves ``.<name>.tmp-PID`` (half written) or ``.<name>.old-PID`` (the previous version, moved
+aside for the swap); ``clean_leftovers`` removes those whose process is gone, and renames an
+``.old-PID`` back when the kill fell between the two renames and nothing else is in place.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from robench.progress import console
+from robench.results import atomic_write_json
+
+SCHEMA = "robench.checkpoint/1"
+STATE_FILE = "state.json"
+TENSORS_FILE = "tensors.safetensors"
+
+
+def checkpoint_dir(out: Path) -> Path:
+    """Where the checkpoint of the run directory ``out`` lives."""
+    return out.parent / f".{out.name}.ckpt"
+
+
+def sibling(target: Path, kind: str, pid: int | None = None) -> Path:
+    """``.<name>.<kind>-<pid>`` beside ``target`` (a hidden ``target`` keeps its one leading dot)."""
+    stem = target.name if target.name.startswith(".") else f".{target.name}"
+    return target.parent / f"{stem}.{kind}-{os.getpid() if pid is None else pid}"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (another user's process counts as alive)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def replace_dir(tmp: Path, dest: Path) -> None:
+    """Put the finished folder ``tmp`` at ``dest``: two renames, the old version moved aside first."""
+    if dest.exists():
+        old = sibling(dest, "old")
+        shutil.rmtree(old, ignore_errors=True)
+        dest.rename(old)
+        tmp.rename(dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(dest)
+
+
+def clean_leftovers(target: Path, marker: str) -> None:
+    """Remove the ``.tmp-PID`` / ``.old-PID`` siblings of ``target`` left by killed processes.
+
+    A folder whose process is alive is never touched (it may be mid-save). When ``target`` is
+    missing and a dead process's ``.old-PID`` is complete (holds ``marker``), the kill fell
+    between the two renames of ``replace_dir``: that folder is renamed back, not deleted.
+    """
+    stem = target.name if target.name.startswith(".") else f".{target.name}"
+    pattern = re.compile(re.escape(stem) + r"\.(tmp|old)-(\d+)")
+    found = [(p, m) for p in target.parent.glob(glob.escape(stem) + ".*-*") if (m := pattern.fullmatch(p.name))]
+    found.sort(key=lambda pm: pm[0].stat().st_mtime, reverse=True)  # the newest complete .old wins
+    for path, match in found:
+        if pid_alive(int(match[2])):
+            continue
+        if match[1] == "old" and not target.exists() and (path / marker).exists():
+            try:
+                path.rename(target)
+            except OSError:  # another process (a rank of the same launch) was first
+                continue
+            console.print(f"restored {target} from {path.name}, left by a save killed between two renames",
+                          markup=False, soft_wrap=True)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def config_key(payload: dict[str, Any]) -> str:
+    """A short hash of what must be equal for a checkpoint to belong to this command."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# -- RNG states ----------------------------------------------------------------------------------
+
+
+def rng_state() -> dict[str, Any]:
+    """Python's, NumPy's, torch's CPU and (if present) every CUDA device's random state."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"python": random.getstate(),
+            "numpy": {"kind": str(kind), "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss),
+                      "gauss": float(gauss)},
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], np.asarray(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# -- save / load ---------------------------------------------------------------------------------
+
+
+def save(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` (nested dicts, lists, tuples, JSON scalars and tensors) as the checkpoint ``path``."""
+    from safetensors.torch import save_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    meta = _flatten({"schema": SCHEMA, **state}, "", tensors, set())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = sibling(path, "tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        save_file(tensors, str(tmp / TENSORS_FILE))
+        atomic_write_json(tmp / STATE_FILE, meta)
+        replace_dir(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def load(path: Path) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` (tensors on the CPU), or None if there is none of this schema."""
+    from safetensors.torch import load_file
+
+    if not (path / STATE_FILE).exists():
+        return None
+    meta = json.loads((path / STATE_FILE).read_text())
+    if meta.get("schema") != SCHEMA:
+        return None
+    return _unflatten(meta, load_file(str(path / TENSORS_FILE)))
+
+
+def _flatten(obj: Any, key: str, tensors: dict[str, torch.Tensor], storages: set[int]) -> Any:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().to("cpu").contiguous()
+        ptr = t.untyped_storage().data_ptr()
+        if ptr in storages:  # safetensors refuses two tensors on one storage (views of one mask)
+            t = t.clone()
+        storages.add(t.untyped_storage().data_ptr())
+        tensors[key] = t
+        return {"__tensor__": key}
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) for k in obj):
+            return {k: _flatten(v, f"{key}/{k}", tensors, storages) for k, v in obj.items()}
+        return {"__items__": [[k, _flatten(v, f"{key}/{k}", tensors, storages)] for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_flatten(v, f"{key}/{i}", tensors, storages) for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [_flatten(v, f"{key}/{i}", tensors, storages) for i, v in enumerate(obj)]
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    raise TypeError(f"cannot checkpoint a {type(obj).__name__} at {key or '/'}")
+
+
+def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, list):
+        return [_unflatten(v, tensors) for v in obj]
+    if not isinstance(obj, dict):
+        return obj
+    if "__tensor__" in obj:
+        return tensors[obj["__tensor__"]]
+    if "__tuple__" in obj:
+        return tuple(_unflatten(v, tensors) for v in obj["__tuple__"])
+    if "__items__" in obj:
+        return {k: _unflatten(v, tensors) for k, v in obj["__items__"]}
+    return {k: _unflatten(v, tensors) for k, v in obj.items()}
