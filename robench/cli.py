@@ -238,6 +238,8 @@ def run_bench(
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
     precision: str = typer.Option("fp32", help="fp32 or bf16"),
     plots: bool = typer.Option(True, help="draw the leaderboard figures"),
+    checkpoint_steps: int = typer.Option(0, help="training also checkpoints every N optimiser steps (0: at epoch "
+                                                 "ends only); a killed run resumes from its last checkpoint"),
     shard: str = typer.Option(None, help="K/N, 1 <= K <= N: run only the K-th of N disjoint slices of the "
                                          "method x seed jobs (a cluster array job; no leaderboard, it prints the "
                                          "command that merges the shards)"),
@@ -249,13 +251,14 @@ def run_bench(
     """
     from robench.bench import parse_shard, run_benchmark
 
-    _check_numbers(limit=(limit, 1), epochs=(epochs, 1), batch_size=(batch_size, 1), lr=(lr, 1e-12))
+    _check_numbers(limit=(limit, 1), epochs=(epochs, 1), batch_size=(batch_size, 1), lr=(lr, 1e-12),
+                   checkpoint_steps=(checkpoint_steps, 0))
     shard_kn = parse_shard(shard)
 
     res = run_benchmark(task, methods, seeds, suite, profile if profile != "default" else None, model=model,
                         runs_dir=runs_dir, results_dir=results_dir, limit=limit, epochs=epochs,
                         batch_size=batch_size, lr=lr, device=device, precision=precision, plots=plots,
-                        shard=shard_kn)
+                        shard=shard_kn, train_options={"checkpoint_steps": checkpoint_steps} if checkpoint_steps else None)
     if res.board is not None:
         _print_board(res.board)
         out.print(f"[green]leaderboard written:[/green] {res.leaderboard.get('markdown')}")
