@@ -30,6 +30,31 @@ def main(out: Path, methods: list[str], eval_run: Path, suite: str) -> None:
                                      "per_process_batch_size": record["training"]["per_process_batch_size"],
                                      "gathered": distributed.gather_objects(record["training"]["replica_weights_sha256"])}
 
+    # killed mid-epoch on every rank (a lost job), then the same command again: resumes to the same weights
+    from robench.methods import METHODS
+
+    ram = METHODS.get("ram")
+    step, calls = ram.training_step, []
+
+    def dies_at_step_3(self, *args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return step(self, *args)
+
+    cfg = TrainConfig(model="tiny-bert", method="ram", limit=32, epochs=2, batch_size=8, device="cpu",
+                      checkpoint_steps=1, out=str(out / "runs" / "ram-resumed"))
+    ram.training_step = dies_at_step_3
+    try:
+        train(cfg)
+        report["killed"] = False
+    except KeyboardInterrupt:
+        report["killed"] = True
+    finally:
+        ram.training_step = step
+    resumed = json.loads((train(cfg) / "run.json").read_text())["training"]
+    report["resumed"] = {"points": resumed["resumed"], "hash": resumed["replica_weights_sha256"]}
+
     # drift must be caught: RAM's mask drawn from a different seed on each rank
     import robench.methods.selective as selective
 

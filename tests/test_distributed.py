@@ -67,6 +67,14 @@ def test_every_method_ends_with_identical_replicas_and_writes_rank0s_weights(two
     assert run["training"]["world_size"] == 2 and run["training"]["distributed_type"] == "MULTI_CPU"
 
 
+def test_a_killed_group_resumes_to_the_same_weights(two_ranks):
+    _, reports = two_ranks
+    for r in reports:
+        assert r["killed"]
+        assert [p["global_step"] for p in r["resumed"]["points"]] == [2]  # the last checkpoint before the kill
+        assert r["resumed"]["hash"] == r["methods"]["ram"]["run_hash"]  # as the uninterrupted 2-process run
+
+
 def test_drifting_replicas_are_an_error_and_nothing_is_written(two_ranks):
     out, reports = two_ranks
     for r in reports:
