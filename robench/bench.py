@@ -212,7 +212,8 @@ def run_benchmark(task: str = "sentiment", methods: str | Sequence[str] = "all",
             step(f"{name}: trained")
         before = {n: _mtime(result_path(run_dir, n)) for n in evaluators}
         step(f"{name}: evaluating", advance=0)
-        written = evaluate_run(run_dir, suite, device=device, precision=precision, options=eval_options)
+        written = evaluate_run(run_dir, suite, device=device, precision="fp32" if precision == "auto" else precision,
+                               options=eval_options)
         result.evaluated += [p for n, p in written.items() if _mtime(p) != before.get(n)]
         step(f"{name}: evaluated")
 

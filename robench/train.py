@@ -26,14 +26,14 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from robench import checkpoint
 from robench.errors import ConfigError
+from robench.hardware import make_adamw, native_bf16, size_threads, training_precision
 from robench.methods import build_method
 from robench.methods.base import TrainingHook, make_config
-from robench.models import load_model, load_tokenizer, resolve_device, resolve_precision
+from robench.models import load_model, load_tokenizer, resolve_device
 from robench.progress import console, progress_bar
 from robench.results import RUN_FILE, RUN_SCHEMA, RunIdentity, atomic_write_json, file_sha256, provenance
 from robench.tasks import TaskData, load_task
@@ -59,7 +59,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     max_length: int = 128
     eval_batch_size: int = 128
-    precision: str = "fp32"
+    precision: str = "fp32"  # auto (bf16 autocast where native bf16, else fp32), fp32 or bf16
     device: str = "auto"
     profile: str | None = None
     limit: int | None = None
@@ -80,7 +80,7 @@ class Loop:
     epoch: int = 1  # the epoch in progress, 1-based; epochs + 1 once training is done
     step: int = 0  # batches of that epoch already done
     global_step: int = 0
-    losses: list[float] = field(default_factory=list)  # this epoch's step losses
+    losses: list[Any] = field(default_factory=list)  # this epoch's step losses (float64 device scalars)
     history: list[dict[str, Any]] = field(default_factory=list)
     best_acc: float = -1.0
     best_epoch: int = 0
@@ -89,6 +89,9 @@ class Loop:
     setup_seconds: float = 0.0
     wall_seconds: float = 0.0  # up to the last checkpoint
     resumed: list[dict[str, int]] = field(default_factory=list)  # where each resume started
+
+
+LOG_EVERY = 10  # steps between progress-bar loss updates (each one reads the loss from the device)
 
 
 def identity(cfg: TrainConfig) -> RunIdentity:
@@ -173,8 +176,8 @@ def train(cfg: TrainConfig) -> Path:
 
     from robench import distributed
 
-    resolve_precision(cfg.precision)
     device = resolve_device(cfg.device)
+    precision = training_precision(cfg.precision, device)  # auto: bf16 autocast where native, else fp32
     # Under a launcher (torchrun, accelerate launch): form the process group now, and refuse a launch
     # that asked for N processes but runs alone. --batch-size is the global batch, split over the ranks,
     # so the number of steps, the schedule and every method's hyper-parameters mean the same at any N.
@@ -192,6 +195,8 @@ def train(cfg: TrainConfig) -> Path:
         raise ConfigError("--epochs and --batch-size must be >= 1, --lr > 0 and --checkpoint-steps >= 0")
     method, hooks = build_hooks(cfg)  # validate the method before any heavy work
 
+    if device.type == "cpu":
+        size_threads()  # never more compute threads than this process has cores
     seed_everything(cfg.seed)
     task = load_task(cfg.task, cfg.profile, cfg.limit)
     data = TaskData(task)
@@ -212,7 +217,8 @@ def train(cfg: TrainConfig) -> Path:
     model = load_model(cfg.model, num_labels=len(task.labels), seed=cfg.seed)
     model.config.id2label = dict(enumerate(task.labels))
     model.config.label2id = {name: i for i, name in enumerate(task.labels)}
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps)
+    optimizer, optimizer_impl = make_adamw(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.adam_betas,
+                                           eps=cfg.adam_eps, device=device)  # fused where the build has it
     total_steps = cfg.epochs * len(train_loader)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     from accelerate.state import AcceleratorState
@@ -221,7 +227,7 @@ def train(cfg: TrainConfig) -> Path:
     # run, tests) may differ in precision, so start each run from a fresh state (the distributed
     # process group, if any, is kept).
     AcceleratorState._reset_state()
-    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision="bf16" if cfg.precision == "bf16" else "no",
+    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision="bf16" if precision == "bf16" else "no",
                               split_batches=True)
     # Setup passes (RAM's Fisher importance) read the train set in a fixed order from their own
     # loader, so that they leave the shuffling generator, and so every method's batch order, alone.
@@ -253,6 +259,7 @@ def train(cfg: TrainConfig) -> Path:
         """Everything needed to go on from ``loop``'s position; ``epoch_generator``: the shuffling
         generator's state at the start of the epoch in progress, from which its order replays."""
         loop.wall_seconds = wall_before + time.perf_counter() - wall_start
+        loop.losses = [float(x) for x in loop.losses]  # the one host read of the step losses since the last
         if accelerator.is_main_process:
             checkpoint.save(ckpt_dir, {
                 "key": key, "loop": dataclasses.asdict(loop), "best_state": best_state,
@@ -281,12 +288,16 @@ def train(cfg: TrainConfig) -> Path:
                 optimizer.zero_grad(set_to_none=True)
                 for hook in hooks:
                     hook.after_optimizer_step(model)
-                loop.losses.append(loss)
+                loop.losses.append(loss.to(torch.float64))  # on the device: read only at log points
                 loop.step += 1
                 loop.global_step += 1
                 n = int(batch["labels"].shape[0]) * world  # this process's share of the global batch
                 loop.train_examples += n
-                bar.advance(n, info=f"{np.mean(loop.losses[-20:]):.4f}")
+                if loop.step % LOG_EVERY == 0 or loop.step == len(train_loader):
+                    recent = loop.losses[-LOG_EVERY:]
+                    bar.advance(n, info=f"{float(sum(recent)) / len(recent):.4f}")
+                else:
+                    bar.advance(n)
                 # the epoch's last step is followed by the epoch-end checkpoint
                 if cfg.checkpoint_steps and loop.global_step % cfg.checkpoint_steps == 0 \
                         and loop.step < len(train_loader):
@@ -297,7 +308,7 @@ def train(cfg: TrainConfig) -> Path:
         for hook in hooks:
             hook.on_epoch_end(model, epoch)
         val_acc = accuracy(model, val_loader, accelerator)
-        train_loss = float(np.mean(loop.losses))
+        train_loss = float(sum(loop.losses)) / max(len(loop.losses), 1)
         loop.history.append({"epoch": epoch, "train_loss": train_loss, "val_accuracy": val_acc,
                              "epoch_seconds": round(time.perf_counter() - t_epoch, 3),
                              "diagnostics": {k: v for h in hooks for k, v in h.epoch_diagnostics().items()}})
@@ -338,8 +349,9 @@ def train(cfg: TrainConfig) -> Path:
             "train_seconds": round(loop.train_seconds, 3), "setup_seconds": round(loop.setup_seconds, 3),
             "examples_per_second": round(loop.train_examples / max(loop.train_seconds, 1e-9), 2),
             "seconds_per_example": loop.train_seconds / max(loop.train_examples, 1),
-            "wall_seconds": round(wall, 3), "device": str(accelerator.device), "precision": cfg.precision,
-            "torch_threads": torch.get_num_threads(),
+            "wall_seconds": round(wall, 3), "device": str(accelerator.device), "precision": precision,
+            "precision_requested": cfg.precision, "native_bf16": native_bf16(device),
+            "optimizer": f"AdamW ({optimizer_impl})", "torch_threads": torch.get_num_threads(),
             "world_size": world, "distributed_type": str(accelerator.distributed_type).split(".")[-1],
             "per_process_batch_size": cfg.batch_size // world, "replica_weights_sha256": replica_hashes[0],
         },

@@ -98,7 +98,7 @@ class Method(TrainingHook):
         """Forward and backward passes of one step; returns the loss for logging."""
         loss = self.loss(model, batch)
         accelerator.backward(loss)
-        return float(loss.detach())
+        return loss.detach()  # stays on the device: the trainer reads it only at log points
 
     def extra_hooks(self) -> list[TrainingHook]:
         """Hooks the trainer runs beside this method (RAM: its selective-training mask)."""
@@ -110,13 +110,19 @@ class Method(TrainingHook):
 
     def state_dict(self) -> dict[str, Any]:
         """The loss-term sums of the epoch in progress and the ``last_*`` numbers ``state()`` reports."""
-        last = {k: v for k, v in vars(self).items() if k.startswith("last_") and isinstance(v, int | float)}
+        last = {k: float(v) if torch.is_tensor(v) else v for k, v in vars(self).items()
+                if k.startswith("last_") and (isinstance(v, int | float) or (torch.is_tensor(v) and v.dim() == 0))}
         return {"terms": self.terms.state_dict(), "last": last}
 
     def load_state_dict(self, state: dict[str, Any], model: torch.nn.Module) -> None:
         self.terms.load_state_dict(state["terms"])
         for key, value in state["last"].items():
             setattr(self, key, value)
+
+
+def _number(value: Any) -> float | None:
+    """A recorded scalar as a Python float (methods keep per-step scalars on the device)."""
+    return None if value is None else float(value)
 
 
 METHODS: Registry[type[Method]] = Registry("method")

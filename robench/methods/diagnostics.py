@@ -54,7 +54,9 @@ class TermMeans:
 
     def add(self, **terms: float | torch.Tensor) -> None:
         for key, value in terms.items():
-            self.sums[key] = self.sums.get(key, 0.0) + float(value)
+            # tensors stay on their device (float64 sums): no host synchronisation per step
+            value = value.detach().to(torch.float64) if torch.is_tensor(value) else float(value)
+            self.sums[key] = self.sums.get(key, 0.0) + value
             self.counts[key] = self.counts.get(key, 0) + 1
 
     def sample_step(self) -> bool:
@@ -77,13 +79,13 @@ class TermMeans:
     def state_dict(self) -> dict[str, Any]:
         """The step count (which steps sample) and the epoch's sums so far: a resumed run records
         the same means."""
-        return {"steps": self.steps, "sums": dict(self.sums), "counts": dict(self.counts)}
+        return {"steps": self.steps, "sums": {k: float(v) for k, v in self.sums.items()}, "counts": dict(self.counts)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.steps, self.sums, self.counts = state["steps"], dict(state["sums"]), dict(state["counts"])
 
     def flush(self) -> dict[str, Any]:
-        out: dict[str, Any] = {key: self.sums[key] / self.counts[key] for key in self.sums}
+        out: dict[str, Any] = {key: float(self.sums[key]) / self.counts[key] for key in self.sums}
         if "dropout_sym_kl" in out:
             out["sampled_steps"] = self.counts["dropout_sym_kl"]
             ref = out["dropout_sym_kl"]

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from robench.errors import ConfigError
-from robench.methods.base import Method, RegularisedConfig, register_method
+from robench.methods.base import Method, RegularisedConfig, _number, register_method
 from robench.methods.embeddings import sym_kl, with_embeds, word_embeddings
 
 
@@ -55,11 +55,11 @@ class R3F(Method):
         noise = r3f_noise(word, cfg.eps, cfg.noise)
         noised = model(**with_embeds(batch, word.detach() + noise.to(word.dtype), labels=False)).logits
         reg = sym_kl(out.logits, noised)
-        self.last_reg = float(reg.detach())
+        self.last_reg = reg.detach()  # a device scalar: no host sync per step
         self.terms.add(ce=out.loss.detach(), sym_kl=reg.detach())
         if sample:
             self.terms.reference(model, batch, out.logits, noised)
         return out.loss + cfg.r3f_lambda * reg
 
     def state(self) -> dict[str, Any]:
-        return {"last_symkl": getattr(self, "last_reg", None)}
+        return {"last_symkl": _number(getattr(self, "last_reg", None))}

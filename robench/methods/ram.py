@@ -30,7 +30,14 @@ from typing import Any
 
 import torch
 
-from robench.methods.base import Method, RegularisedConfig, TrainingHook, make_config, register_method
+from robench.methods.base import (
+    Method,
+    RegularisedConfig,
+    TrainingHook,
+    _number,
+    make_config,
+    register_method,
+)
 from robench.methods.embeddings import (
     capture_embeddings,
     linf_normalize,
@@ -92,7 +99,7 @@ class RAM(Method):
         with perturb_embeddings(model, torch.zeros((), dtype=adv.dtype, device=adv.device), base=adv):
             adv_out = model(**batch) if cfg.adv_ce else model(**without_labels(batch))
         reg = sym_kl(out.logits, adv_out.logits)
-        self.last_reg = float(reg.detach())
+        self.last_reg = reg.detach()  # a device scalar: no host sync per step
         total = out.loss + cfg.kl_weight * reg
         self.terms.add(ce=out.loss.detach(), sym_kl=reg.detach())
         if cfg.adv_ce:
@@ -103,4 +110,4 @@ class RAM(Method):
         return total
 
     def state(self) -> dict[str, Any]:
-        return {"last_adv_symkl": getattr(self, "last_reg", None)}
+        return {"last_adv_symkl": _number(getattr(self, "last_reg", None))}

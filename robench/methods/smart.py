@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from robench.errors import ConfigError
-from robench.methods.base import Method, RegularisedConfig, register_method
+from robench.methods.base import Method, RegularisedConfig, _number, register_method
 from robench.methods.embeddings import (
     capture_embeddings,
     kl,
@@ -110,7 +110,7 @@ class VirtualAdversarial(Method, ABC):
             model, batch, seen[0], out.logits, sigma=cfg.sigma, eta=cfg.eta, gamma=cfg.gamma,
             steps=cfg.steps, step_norm=cfg.step_norm)
         reg = sym_kl(out.logits, adv_logits, detach_targets=True)
-        self.last_reg = float(reg.detach())
+        self.last_reg = reg.detach()  # a device scalar: no host sync per step
         self.terms.add(ce=out.loss.detach(), sym_kl=reg.detach())
         if sample:
             self.terms.reference(model, batch, out.logits, adv_logits)
@@ -120,7 +120,7 @@ class VirtualAdversarial(Method, ABC):
         return self.adversarial_loss(model, batch)[1]
 
     def state(self) -> dict[str, Any]:
-        return {"last_adv_symkl": getattr(self, "last_reg", None)}
+        return {"last_adv_symkl": _number(getattr(self, "last_reg", None))}
 
 
 @register_method("smart")
@@ -155,7 +155,7 @@ class SMART(VirtualAdversarial):
             with torch.no_grad():
                 t_logits = teacher(**without_labels(batch)).logits
             breg = sym_kl(out.logits, t_logits)
-            self.last_bregman = float(breg.detach())
+            self.last_bregman = breg.detach()
             self.terms.add(bregman=breg.detach())
             total = total + self.config.mu * breg
         return total
@@ -171,7 +171,7 @@ class SMART(VirtualAdversarial):
         torch._foreach_add_(t_params, s_params, alpha=1.0 - beta)
 
     def state(self) -> dict[str, Any]:
-        return {**super().state(), "last_bregman_symkl": getattr(self, "last_bregman", None)}
+        return {**super().state(), "last_bregman_symkl": _number(getattr(self, "last_bregman", None))}
 
     def state_dict(self) -> dict[str, Any]:
         """Adds the EMA teacher's weights: it trails the model, so it cannot be rebuilt from it."""
