@@ -84,11 +84,54 @@ def accuracy(logits_or_probs: np.ndarray, labels: np.ndarray) -> float:
 
 def ece(probs: np.ndarray, labels: np.ndarray, bins: int = DEFAULT_BINS) -> float:
     """Top-label expected calibration error, ``bins`` equal-width bins (netcal)."""
+    probs, labels = _check_probs_labels(probs, labels)
+    return ece_from_confidence(*_top_label(probs, labels), bins)
+
+
+def ece_from_confidence(confidence: np.ndarray, correct: np.ndarray, bins: int = DEFAULT_BINS) -> float:
+    """ECE from (N,) top-label confidences and (N,) 0/1 correctness (netcal): what :func:`ece` computes,
+    so per-example confidences and correctness stored in a result reproduce its ECE exactly."""
     from netcal.metrics import ECE
 
-    probs, labels = _check_probs_labels(probs, labels)
-    conf, correct = _top_label(probs, labels)
-    return float(ECE(bins=bins).measure(conf, correct))
+    conf, hits = _check_confidence(confidence, correct)
+    return float(ECE(bins=bins).measure(conf, hits))
+
+
+def _check_confidence(confidence: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    conf = np.asarray(confidence, dtype=np.float64).ravel()
+    hits = np.asarray(correct).ravel()
+    if conf.size == 0:
+        raise ValueError("no examples: cannot compute a metric on an empty set")
+    if hits.shape != conf.shape:
+        raise ValueError(f"{hits.size} correctness values for {conf.size} confidences")
+    if not np.all(np.isfinite(conf)) or conf.min() < 0 or conf.max() > 1:
+        raise ValueError("confidences must be finite and in [0, 1]")
+    if not np.all((hits == 0) | (hits == 1)):
+        raise ValueError("correctness must be 0/1")
+    return conf, hits.astype(np.int64)
+
+
+def ece_weighted(confidence: np.ndarray, correct: np.ndarray, bins: int = DEFAULT_BINS,
+                 weights: np.ndarray | None = None) -> np.ndarray:
+    """ECE of many reweightings of one set at once (numpy): ``weights`` (B, N) example multiplicities,
+    e.g. the counts of a bootstrap resample; ``None`` = every example once. Returns (B,) ECEs.
+
+    The binning is netcal's (:func:`ece_from_confidence`): confidences clipped to [eps, 1 - eps],
+    ``bins`` equal-width bins, bin i = [i/bins, (i+1)/bins) with linspace edges; ECE = sum over bins of
+    |sum(confidence) - sum(correct)| / N, which is netcal's sum of (n_bin / N) |mean conf - accuracy|
+    (they agree to float rounding, a test checks).
+    """
+    conf, hits = _check_confidence(confidence, correct)
+    w = np.ones((1, conf.size)) if weights is None else np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    if w.shape[1] != conf.size:
+        raise ValueError(f"weights for {w.shape[1]} examples, the set has {conf.size}")
+    eps = np.finfo(np.float64).eps
+    conf = np.clip(conf, eps, 1.0 - eps)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, bins - 1)
+    gaps = np.zeros((conf.size, bins))
+    gaps[np.arange(conf.size), which] = conf - hits
+    return np.abs(w @ gaps).sum(axis=1) / w.sum(axis=1)
 
 
 def mce(probs: np.ndarray, labels: np.ndarray, bins: int = DEFAULT_BINS) -> float:
@@ -230,6 +273,26 @@ def auroc(scores_in: np.ndarray, scores_out: np.ndarray) -> float:
 
     y, s = ood_labels_scores(scores_in, scores_out)
     return float(roc_auc_score(y, s))
+
+
+def auroc_weighted(scores_in: np.ndarray, scores_out: np.ndarray, weights_in: np.ndarray | None = None,
+                   weights_out: np.ndarray | None = None) -> np.ndarray:
+    """AUROC of many reweightings at once (numpy): ``weights_in`` (B, N_in) and ``weights_out``
+    (B, N_out) example multiplicities, e.g. the counts of bootstrap resamples; ``None`` = each example
+    once. Returns (B,) AUROCs: the weighted share of (in, out) pairs with the OOD score higher, ties
+    counting one half (Mann-Whitney), which is what :func:`auroc` (scikit-learn) computes."""
+    s_in, s_out = _check_scores(scores_in, scores_out)
+    w_in = np.ones((1, s_in.size)) if weights_in is None else np.atleast_2d(np.asarray(weights_in, dtype=np.float64))
+    w_out = (np.ones((1, s_out.size)) if weights_out is None
+             else np.atleast_2d(np.asarray(weights_out, dtype=np.float64)))
+    if w_in.shape[1] != s_in.size or w_out.shape[1] != s_out.size:
+        raise ValueError("weights do not match the number of scores")
+    order = np.argsort(s_in, kind="stable")
+    ranked = s_in[order]
+    cum = np.concatenate([np.zeros((w_in.shape[0], 1)), np.cumsum(w_in[:, order], axis=1)], axis=1)
+    below = cum[:, np.searchsorted(ranked, s_out, side="left")]  # weight of in-scores lower than each out-score
+    ties = cum[:, np.searchsorted(ranked, s_out, side="right")] - below
+    return (w_out * (below + 0.5 * ties)).sum(axis=1) / (w_in.sum(axis=1) * w_out.sum(axis=1))
 
 
 def aupr(scores_in: np.ndarray, scores_out: np.ndarray) -> float:

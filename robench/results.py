@@ -229,6 +229,7 @@ def task_label(task: str, profile: str | None, limit: int | None, train_limit: i
 
 
 DIRECTIONS = ("higher", "lower", "none")
+STATISTICS = (None, "ece", "auroc")  # how a metric is recomputed from its per-example data (None: mean of 0/1)
 
 
 @dataclass(frozen=True)
@@ -238,8 +239,14 @@ class MetricSpec:
     ``direction``: "higher" / "lower" is better, "none" for informational numbers (counts,
     temperatures). ``column``/``label``/``short``: a headline metric's leaderboard column key,
     its header in files and its short header in the terminal. ``per_example``: the key in the
-    result's ``details`` that holds this metric's per-example 0/1 outcomes (a '0110' string or
-    {set: string}); only such metrics get a paired significance test.
+    result's ``details`` that holds this metric's per-example data; only such metrics get a paired
+    significance test. ``statistic``: what that data is and how the metric is recomputed from it:
+    ``None`` (default) per-example 0/1 outcomes (a '0110' string or {set: string}), the metric being
+    the mean over sets of the mean outcome (an accuracy); ``"ece"`` per-example top-label confidence
+    and correctness per set (``{"bins": B, "sets": {set: {"confidence": [...], "correct": "0110"}}}``),
+    the metric being the mean over sets of the ECE; ``"auroc"`` per-example anomaly scores
+    (``{"in": [...], "out": {set: [...]}}``), the metric being the mean over OOD sets of the AUROC
+    against the in-distribution scores.
     """
 
     name: str
@@ -250,10 +257,15 @@ class MetricSpec:
     label: str | None = None
     short: str | None = None
     per_example: str | None = None
+    statistic: str | None = None
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
             raise ValueError(f"metric {self.name!r}: direction must be one of {DIRECTIONS}")
+        if self.statistic not in STATISTICS:
+            raise ValueError(f"metric {self.name!r}: statistic must be one of {STATISTICS}")
+        if self.statistic is not None and self.per_example is None:
+            raise ValueError(f"metric {self.name!r}: a statistic needs the per_example key of its data")
         if self.headline and not (self.column and self.label):
             raise ValueError(f"headline metric {self.name!r} needs a column key and a label")
 
@@ -270,7 +282,7 @@ class MetricSpec:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MetricSpec:
         return cls(**{k: data[k] for k in ("name", "direction", "aspect", "headline", "column", "label", "short",
-                                           "per_example") if k in data})
+                                           "per_example", "statistic") if k in data})
 
 
 def find_spec(specs: Sequence[MetricSpec], metric: str) -> MetricSpec | None:
@@ -415,7 +427,7 @@ def _result_problem(data: Any) -> str | None:
         for key in ("name", "direction", "aspect"):
             if not isinstance(spec.get(key), str):
                 return f"a metric declaration's {key!r} is {spec.get(key)!r}, not text"
-        for key in ("column", "label", "short", "per_example"):
+        for key in ("column", "label", "short", "per_example", "statistic"):
             if spec.get(key) is not None and not isinstance(spec[key], str):
                 return f"a metric declaration's {key!r} is {spec[key]!r}, not text"
         if not isinstance(spec.get("headline", False), bool):

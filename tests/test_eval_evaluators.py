@@ -156,6 +156,50 @@ def test_anomaly_msp_matches_direct_computation(results, tiny_run, base_ctx):
     assert results["anomaly"]["metrics"]["scores"]["msp"]["trec"]["auroc"] == pytest.approx(M.auroc(s_in, s_out))
 
 
+def test_stored_per_example_data_reproduce_the_headlines(results, tiny_run):
+    """Calibration stores each scored example's confidence (after temperature scaling) and correctness, anomaly
+    the headline detector's score of every example; recomputed from them, ECE (the evaluator's own netcal
+    binning) and AUROC (scikit-learn) equal the headline numbers exactly, and the board tests on them."""
+    from sklearn.metrics import roc_auc_score
+
+    from robench.report.aspects import declared_columns
+    from robench.report.board import example_data
+    from robench.results import load_results
+
+    cal, ano = results["calibration"], results["anomaly"]
+    assert cal["evaluator_version"] == 2 and ano["evaluator_version"] == 2
+    ex = cal["details"]["examples"]
+    assert ex["bins"] == cal["settings"]["bins"] and ex["temperature"] == cal["metrics"]["temperature"]
+    assert list(ex["sets"]) == list(cal["metrics"]["sets"])  # exactly the sets the headline averages
+    eces = []
+    for name, block in [*ex["sets"].items(), ("id", ex["id"])]:
+        metrics = cal["metrics"]["id"] if name == "id" else cal["metrics"]["sets"][name]
+        conf, hits = np.array(block["confidence"]), np.array([int(c) for c in block["correct"]])
+        assert len(conf) == len(hits) == metrics["n"]
+        assert M.ece_from_confidence(conf, hits, ex["bins"]) == metrics["ece"]
+        assert hits.mean() == pytest.approx(metrics["accuracy"]) and conf.mean() == pytest.approx(metrics["confidence"])
+        if name != "id":
+            eces.append(M.ece_from_confidence(conf, hits, ex["bins"]))
+    assert float(np.mean(eces)) == cal["metrics"]["ece"]
+
+    ex = ano["details"]["examples"]
+    assert ex["score"] == "msp" and len(ex["in"]) == ano["details"]["n_in"]
+    aurocs = []
+    for name, scores in ex["out"].items():
+        assert len(scores) == ano["details"]["n_out"][name]
+        y = np.r_[np.zeros(len(ex["in"])), np.ones(len(scores))]
+        aurocs.append(roc_auc_score(y, np.r_[ex["in"], scores]))
+        assert aurocs[-1] == ano["metrics"]["scores"]["msp"][name]["auroc"]
+    assert float(np.mean(aurocs)) == ano["metrics"]["auroc"]
+
+    records = [r for r in load_results(tiny_run / "results") if r.evaluator in ("calibration", "anomaly")]
+    columns = declared_columns(records)
+    assert columns["ece"].statistic == "ece" and columns["auroc"].statistic == "auroc"
+    for rec in records:
+        aspect = columns["ece" if rec.evaluator == "calibration" else "auroc"]
+        assert example_data(rec, aspect) is not None
+
+
 def test_predictions_computed_once_and_cached(evaluated):
     _, first, second, second_ctx = evaluated
     # one pass per distinct set (test, validation, train, 2 shift, 2 OOD) although four evaluators
@@ -175,7 +219,7 @@ def test_overlapping_ood_texts_are_dropped_with_warning(tiny_run, base_ctx):
     res = json.loads(path.read_text())
     assert any("dropped 5 of 25" in w for w in res["warnings"])
     assert res["details"]["dropped_overlap"]["sms"] == 5
-    assert res["details"]["n_out"]["sms"] == 20
+    assert res["details"]["n_out"]["sms"] == 20 == len(res["details"]["examples"]["out"]["sms"])
     assert res["data"]["ood:sms"]["used"] == 20
 
 

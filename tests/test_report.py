@@ -39,6 +39,38 @@ def bits(acc: float, n: int = 200, seed: int = 0) -> str:
     return "".join("1" if x else "0" for x in rng.random(n) < acc)
 
 
+def exact_bits(k: int, n: int, seed: int) -> str:
+    """n outcomes with exactly k ones, in a seeded random order."""
+    order = np.random.default_rng(seed).permutation(n)
+    return "".join("1" if i < k else "0" for i in order)
+
+
+def ece_examples(ece: float, n: int = 200, acc: float = 0.6, pattern: int = 7) -> dict:
+    """Calibration per-example data whose headline ECE is exactly ``ece``: in each of two sets every
+    confidence is acc + ece and exactly acc * n examples are correct (the same examples for every method)."""
+    sets = {name: {"confidence": [acc + ece] * n, "correct": exact_bits(round(acc * n), n, pattern + i)}
+            for i, name in enumerate(("amazon", "tweets"))}
+    return {"bins": 10, "temperature": 1.0, "sets": sets}
+
+
+def scores_with_auroc(auroc: float, n: int, seed: int) -> tuple[list[float], list[float]]:
+    """In-distribution scores 0..n-1 and n OOD scores whose AUROC against them is exactly ``auroc``:
+    an OOD score c - 0.5 lies above exactly c in-scores, and the c sum to auroc * n * n."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, n + 1, size=n)
+    target = round(auroc * n * n)
+    while counts.sum() != target:  # step random counts towards the target, staying in [0, n]
+        j = rng.integers(n)
+        counts[j] = min(n, counts[j] + 1) if counts.sum() < target else max(0, counts[j] - 1)
+    return [float(i) for i in range(n)], [float(c) - 0.5 for c in counts]
+
+
+def auroc_examples(auroc: float, seed: int, n: int = 200) -> dict:
+    scores_in, trec = scores_with_auroc(auroc, n, seed)
+    _, sms = scores_with_auroc(auroc, n, seed + 1000)
+    return {"score": "msp", "in": scores_in, "out": {"trec": trec, "sms": sms}}
+
+
 def make_suite(root, method, seed, acc, *, shift=None, ece=0.1, auroc=0.8, attack=0.3, transfer=0.5, cost=1e-3,
                model="tiny", n=200):
     correct = bits(acc, n, seed)
@@ -51,11 +83,13 @@ def make_suite(root, method, seed, acc, *, shift=None, ece=0.1, auroc=0.8, attac
                                                "drop": real - float(np.mean(list(accs.values()))), "accuracy": accs},
                  {"correct": sets}, model=model, cost=cost)
     write_result(root, method, seed, "calibration", {"ece": ece, "ece_raw": ece * 2, "temperature": 1.0},
-                 model=model, cost=cost)
+                 {"examples": ece_examples(ece)}, model=model, cost=cost)
     write_result(root, method, seed, "anomaly", {"auroc": auroc, "aupr": auroc - 0.1, "fpr95": 1 - auroc},
-                 model=model, cost=cost)
+                 {"examples": auroc_examples(auroc, seed)}, model=model, cost=cost)
     write_result(root, method, seed, "adversarial", {"accuracy_under_attack": attack, "transfer_accuracy": transfer,
                                                      "recipes": {"textfooler": {"accuracy_under_attack": attack}}},
+                 {"robust": {"test:sample": exact_bits(round(attack * 100), 100, seed + 300)},
+                  "transfer_correct": {"tf": exact_bits(round(transfer * 100), 100, seed + 400)}},
                  model=model, cost=cost)
 
 
@@ -89,7 +123,16 @@ def test_load_and_board(synthetic):
     assert b.loc["ram", "cost_ratio"] == pytest.approx(3.0)
     assert b.loc["ram", "id_p"] < 0.01 and b.loc["ram", "shift_p"] < 0.05
     assert b.loc["r3f", "id_p"] > 0.05
-    assert np.isnan(b.loc["vanilla", "id_p"]) and np.isnan(b.loc["ram", "ece_p"])
+    assert np.isnan(b.loc["vanilla", "id_p"]) and np.isnan(b.loc["vanilla", "ece_p_holm"])
+    # ECE and AUROC are tested too (the metric bootstrapped from the stored per-example data)
+    assert b.loc["ram", "ece_p"] < 0.01 and b.loc["ram", "auroc_p"] < 0.05 and b.loc["r3f", "auroc_p"] > 0.05
+    # Holm over each row's six tested columns: never below the raw p, at most 1
+    for method in ("ram", "r3f"):
+        raw = np.array([b.loc[method, f"{k}_p"] for k in ("id", "shift", "attack", "transfer", "ece", "auroc")])
+        adj = np.array([b.loc[method, f"{k}_p_holm"] for k in ("id", "shift", "attack", "transfer", "ece", "auroc")])
+        assert np.all(np.isfinite(raw)) and np.all(adj >= raw) and np.all(adj <= 1)
+        assert adj[np.argmin(raw)] == pytest.approx(min(1.0, 6 * raw.min()))
+    assert not board.untested
 
 
 def test_missing_vanilla_and_aspect(tmp_path):

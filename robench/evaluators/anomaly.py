@@ -10,6 +10,12 @@ OOD is the positive class and every score is "higher = more anomalous":
 Per score and OOD set: AUROC, AUPR (OOD positive), FPR at 95% TPR; plus their means over sets.
 OOD texts that also occur in the test set (exact text) are dropped with a warning; an OOD set
 that lies entirely inside the test set is a ConfigError.
+
+Per-example data (version 2): ``details.examples`` holds the headline detector's score (MSP) of every
+example the headline AUROC is computed on, full float precision, in set order: ``{"score": "msp",
+"in": [test scores], "out": {ood set: [scores of the kept texts]}}``. The headline is the mean over
+OOD sets of the AUROC of ``out[set]`` against ``in``, so the board can bootstrap it, examples paired
+across methods by index within each set.
 """
 
 from __future__ import annotations
@@ -30,8 +36,11 @@ LOGIT_SCORES = {"msp": M.msp_score, "max_logit": M.max_logit_score, "energy": M.
 class Anomaly(Evaluator):
     description = "OOD detection vs the in-distribution test set: AUROC/AUPR/FPR95 of MSP, max logit, energy, Mahalanobis"
     aspect = "anomaly"
+    version = 2  # 2: per-example scores of the headline detector (details.examples)
+    headline_score = "msp"
     metrics = (
-        MetricSpec("auroc", "higher", aspect, headline=True, column="auroc", label="AUROC", short="AUROC"),
+        MetricSpec("auroc", "higher", aspect, headline=True, column="auroc", label="AUROC", short="AUROC",
+                   per_example="examples", statistic="auroc"),
         MetricSpec("aupr", "higher", aspect),
         MetricSpec("fpr95", "lower", aspect),
         MetricSpec("scores.*.auroc", "higher", aspect),
@@ -49,8 +58,8 @@ class Anomaly(Evaluator):
         unknown = [s for s in scores if s not in SCORES]
         if unknown or not scores:
             raise ConfigError(f"anomaly: unknown score {unknown[0] if unknown else '(none)'}; choose from {', '.join(SCORES)}")
-        if "msp" not in scores:
-            scores.insert(0, "msp")  # the headline
+        if self.headline_score not in scores:
+            scores.insert(0, self.headline_score)
         if not mahalanobis_ridge > 0:
             raise ConfigError(f"anomaly: mahalanobis_ridge must be positive, got {mahalanobis_ridge}")
         super().__init__(scores=scores, mahalanobis_ridge=float(mahalanobis_ridge))
@@ -115,11 +124,15 @@ class Anomaly(Evaluator):
         data = ctx.data_info(["test", *keys] + (["train"] if maha_info else []))
         for name, n in dropped.items():
             data[f"ood:{name}"]["used"] = data[f"ood:{name}"]["size"] - n
-        head = table["msp"]["mean"]
+        headline = self.headline_score
+        head = table[headline]["mean"]
+        examples = {"score": headline, "in": in_scores[headline].tolist(),
+                    "out": {n: s.tolist() for n, s in out_scores[headline].items()}}
         return EvalOutput(
             metrics={"auroc": head["auroc"], "aupr": head["aupr"], "fpr95": head["fpr95"], "scores": table},
             details={"dropped_overlap": dropped, "mahalanobis": maha_info,
-                     "n_in": int(len(test_preds.logits)), "n_out": {n: int(len(lg)) for n, (lg, _) in ood.items()}},
+                     "n_in": int(len(test_preds.logits)), "n_out": {n: int(len(lg)) for n, (lg, _) in ood.items()},
+                     "examples": examples},
             data=data,
             settings={"scores": list(in_scores), "headline": "mean MSP AUROC over OOD sets (OOD positive)",
                       "in_distribution": "test", "mahalanobis_fit_set": "train", "mahalanobis_ridge": self.ridge,

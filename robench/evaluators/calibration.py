@@ -6,6 +6,13 @@ temperature *value*, not its index as in the reference code) and a continuous NL
 The grid fit is used by default (``temperature="grid"``), so numbers follow the paper's
 protocol; ``temperature="continuous"`` uses the other fit. Headline ``ece`` = mean ECE after
 scaling over the shift sets and the task's labelled adversarial sets.
+
+Per-example data (version 2): ``details.examples`` holds, per scored set in its order, each example's
+top-label confidence after temperature scaling (full float precision) and whether the prediction is
+correct (a '0110' string): ``{"bins": B, "temperature": T, "sets": {set: {"confidence": [...],
+"correct": "..."}}, "id": {...}}``. ``sets`` are exactly the sets the headline averages (so the
+board can bootstrap the headline ECE itself, examples paired across methods by index within each
+set); ``id`` is the in-distribution test set (``metrics.id``), not part of the headline.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import numpy as np
 from robench import metrics as M
 from robench.errors import ConfigError
 from robench.evaluators.base import EvalOutput, Evaluator, register_evaluator
-from robench.evaluators.shift import group_keys, labelled_predictions
+from robench.evaluators.shift import correct_string, group_keys, labelled_predictions
 from robench.results import MetricSpec
 
 TEMPERATURE_METHODS = ("grid", "continuous")
@@ -31,12 +38,20 @@ def _set_metrics(logits: np.ndarray, labels: np.ndarray, temperature: float, bin
     return out
 
 
+def _examples(probs: np.ndarray, labels: np.ndarray) -> dict[str, object]:
+    """Per example, in set order: the top-label confidence and whether the top label is correct, as
+    :func:`robench.metrics.ece` reads them (so they reproduce the set's ECE exactly)."""
+    return {"confidence": probs.max(axis=1).tolist(), "correct": correct_string(probs.argmax(axis=1) == labels)}
+
+
 @register_evaluator("calibration", aliases=("ece",))
 class Calibration(Evaluator):
     description = "ECE (10 bins, top label) after temperature scaling fitted on validation, on shift/adversarial sets"
     aspect = "calibration"
+    version = 2  # 2: per-example confidence and correctness per scored set (details.examples)
     metrics = (
-        MetricSpec("ece", "lower", aspect, headline=True, column="ece", label="ECE", short="ECE"),
+        MetricSpec("ece", "lower", aspect, headline=True, column="ece", label="ECE", short="ECE",
+                   per_example="examples", statistic="ece"),
         *(MetricSpec(pattern, "lower", "calibration") for pattern in ("ece_*", "*.ece", "*.ece_raw", "*.mce", "*.mce_raw",
                                                                "*.brier", "*.brier_raw", "*.nll", "*.nll_raw")),
         MetricSpec("*.accuracy", "higher", aspect),
@@ -138,6 +153,9 @@ class Calibration(Evaluator):
                 },
                 "reliability": {"id": M.reliability_bins(M.softmax(test_preds.logits, t), test_labels, bins),
                                 **{n: M.reliability_bins(*curves_scaled[n], bins) for n in sets}},
+                "examples": {"bins": bins, "temperature": float(t),
+                             "sets": {n: _examples(*curves_scaled[n]) for n in sets},
+                             "id": _examples(*curves_scaled["test (id)"])},
             },
             data=ctx.data_info(["validation", "test", *scored]),
             settings={"temperature_method": self.method, "temperature_grid": list(M.PAPER_TEMPERATURES),

@@ -26,7 +26,8 @@ class Aspect:
     label: str  # header in files ("ID acc")
     short: str  # header in the terminal ("ID")
     higher_is_better: bool = True
-    per_example: str | None = None  # details key with per-example outcomes: the paired test runs on it
+    per_example: str | None = None  # details key with per-example data: the paired test runs on it
+    statistic: str | None = None  # how the metric is recomputed from that data (MetricSpec.statistic)
 
     @property
     def arrow(self) -> str:
@@ -34,7 +35,13 @@ class Aspect:
 
     @property
     def bootstrap(self) -> bool:
+        """Tested against the baseline (where both sides' results carry the per-example data)."""
         return self.per_example is not None
+
+    @property
+    def accuracy_like(self) -> bool:
+        """Per-example 0/1 outcomes whose mean is the metric: the column also gets a Wilson interval."""
+        return self.per_example is not None and self.statistic is None
 
 
 def declared_columns(records: Sequence[ResultRecord]) -> dict[str, Aspect]:
@@ -45,13 +52,17 @@ def declared_columns(records: Sequence[ResultRecord]) -> dict[str, Aspect]:
             if not spec.headline:
                 continue
             aspect = Aspect(spec.column, rec.evaluator, spec.name, spec.label, spec.short or spec.label,
-                            spec.direction != "lower", spec.per_example)
+                            spec.direction != "lower", spec.per_example, spec.statistic)
             old = out.get(aspect.key)
             if old is not None and (old.evaluator, old.metric, old.higher_is_better) != (
                     aspect.evaluator, aspect.metric, aspect.higher_is_better):
                 raise ConfigError(f"two results declare leaderboard column {aspect.key!r} differently "
                                   f"({old.evaluator}.{old.metric} and {aspect.evaluator}.{aspect.metric}; "
                                   f"see {rec.path}); re-evaluate the older runs with one robench version")
+            if old is not None and old.per_example is None and aspect.per_example is not None:
+                # an older evaluator version stored no per-example data: the column is tested where a
+                # result declares it, and each result is checked against this declaration (board.example_data)
+                out[aspect.key] = aspect
             out.setdefault(aspect.key, aspect)
     return out
 

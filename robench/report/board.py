@@ -1,9 +1,16 @@
 """The leaderboard as data: result records -> one row per (task, model, method).
 
 Per aspect: ``<key>_mean``, ``_std`` (sample std over seeds), ``_n``, ``_delta`` (relative
-improvement over the baseline method, direction-aware so positive is better) and ``_p`` (paired
-bootstrap against the baseline, only for aspects whose evaluator stores per-example outcomes).
-Aspects with per-example outcomes also get ``_low`` / ``_high``: the Wilson 95% interval of the
+improvement over the baseline method, direction-aware so positive is better), ``_p`` (raw two-sided
+paired bootstrap p-value against the baseline) and ``_p_holm`` (``_p`` after Holm's step-down
+correction over the tested columns of the method's row; the tables' ``*`` / ``**`` come from it).
+Tested are the aspects whose evaluator declares per-example data (``MetricSpec.per_example``):
+accuracies on their 0/1 outcomes (:func:`~robench.report.stats.paired_bootstrap`), ECE and AUROC by
+recomputing the metric on every resample (:func:`~robench.report.stats.metric_bootstrap`). A method
+is tested on an aspect only where every result of it and of the baseline that enters the means
+carries that data and reproduces its headline metric from it; elsewhere ``_p`` is NaN and the cell
+is listed in :attr:`Board.untested` (never a test on part of the seeds).
+Accuracy aspects also get ``_low`` / ``_high``: the Wilson 95% interval of the
 seed-mean accuracy with n = the size of the largest set one seed was scored on (conservative for
 several disjoint sets; perturbations are the same examples edited differently). It covers
 the sampling of test examples only, not the spread over training seeds (that is ``_std``).
@@ -31,7 +38,16 @@ import pandas as pd
 
 from robench.errors import ConfigError
 from robench.report.aspects import Aspect, resolve_aspects
-from robench.report.stats import outcome_sets, paired_bootstrap, relative_improvement, wilson_interval
+from robench.report.stats import (
+    example_metric,
+    holm,
+    metric_bootstrap,
+    outcome_sets,
+    paired_bootstrap,
+    parse_examples,
+    relative_improvement,
+    wilson_interval,
+)
 from robench.results import ResultRecord, load_results
 
 BASELINE_METHOD = "vanilla"
@@ -53,6 +69,9 @@ class Board:
     excluded: list[tuple[str, str, str, Any, str]] = field(default_factory=list)
     excluded_records: list[ResultRecord] = field(default_factory=list)
     boot_seed: int = 0  # the paired bootstrap's random seed
+    # (task, model, method, aspect key) of the cells that should carry a p-value but do not: the method's
+    # or the baseline's results lack usable per-example data (shown with a dagger)
+    untested: set[tuple[str, str, str, str]] = field(default_factory=set)
 
     def row(self, method: str, task: str | None = None) -> pd.Series:
         sub = self.frame[self.frame["method"] == method]
@@ -145,6 +164,24 @@ def check_threat_models(records: Sequence[ResultRecord]) -> None:
             "separately (--results)")
 
 
+REPRODUCE_TOL = 1e-9  # per-example data must give back the headline metric to this tolerance
+
+
+def example_data(rec: ResultRecord, aspect: Aspect) -> Any:
+    """One result's per-example data for an aspect's test, parsed; None where the result declares none
+    or declares it differently (an older evaluator version), its data are missing or malformed, or they
+    do not reproduce the result's headline metric (mean over sets of the accuracy, ECE or AUROC)."""
+    spec = rec.spec(aspect.metric)
+    if spec is None or (spec.per_example, spec.statistic) != (aspect.per_example, aspect.statistic):
+        return None
+    data = parse_examples(rec.details.get(aspect.per_example), aspect.statistic)
+    if not data:
+        return None
+    if not abs(example_metric(data, aspect.statistic) - rec.metrics.get(aspect.metric, float("nan"))) <= REPRODUCE_TOL:
+        return None
+    return data
+
+
 def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | None = None, *,
                 baseline: str = BASELINE_METHOD, n_boot: int = 1000, seed: int = 0) -> Board:
     records, dropped, excluded = transfer_exclusions(records)
@@ -154,21 +191,23 @@ def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | 
     for rec in records:
         groups.setdefault((rec.task, rec.model, rec.method), []).append(rec)
     rows = []
-    outcomes: dict[tuple[tuple[str, str, str], str], list[dict[str, np.ndarray]]] = {}
+    # per (group, aspect): each seed's per-example data, or None when some result entering the mean lacks it
+    samples: dict[tuple[tuple[str, str, str], str], list[Any] | None] = {}
     for key, recs in groups.items():
         row: dict[str, Any] = {"task": key[0], "model": key[1], "method": key[2],
                                "seeds": len({str(r.seed) for r in recs})}
         for aspect in chosen:
-            values = [r.metrics[aspect.metric] for r in recs
-                      if r.evaluator == aspect.evaluator and aspect.metric in r.metrics]
+            used = [r for r in recs if r.evaluator == aspect.evaluator and aspect.metric in r.metrics]
+            values = [r.metrics[aspect.metric] for r in used]
             mean = float(np.mean(values)) if values else float("nan")
             row[f"{aspect.key}_mean"] = mean
             row[f"{aspect.key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
             row[f"{aspect.key}_n"] = len(values)
             if aspect.bootstrap:
-                sets = [o for r in recs if r.evaluator == aspect.evaluator
-                        and (o := outcome_sets(r.details.get(aspect.per_example)))]
-                outcomes[(key, aspect.key)] = sets
+                data = [example_data(r, aspect) for r in used]
+                samples[(key, aspect.key)] = data if data and all(d is not None for d in data) else None
+            if aspect.accuracy_like:
+                sets = [o for r in used if (o := outcome_sets(r.details.get(aspect.per_example)))]
                 # n = the largest set one seed was scored on: sets may be the same examples edited differently
                 # (perturb), so summing them would overstate n; for disjoint sets (shift) this is conservative
                 per_seed = float(np.mean([max(len(v) for v in o.values()) for o in sets])) if sets else 0.0
@@ -178,14 +217,17 @@ def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | 
         rows.append(row)
     columns = ["task", "model", "method", "seeds"]
     for aspect in chosen:
-        stats = ("mean", "std", "n", "low", "high", "delta", "p") if aspect.bootstrap else ("mean", "std", "n", "delta", "p")
-        columns += [f"{aspect.key}_{s}" for s in stats]
+        interval = ("low", "high") if aspect.accuracy_like else ()
+        columns += [f"{aspect.key}_{s}" for s in ("mean", "std", "n", *interval, "delta", "p", "p_holm")]
     columns += ["avg_improvement", "rank", "mean_rank", "cost_s_per_example", "cost_ratio"]
     frame = pd.DataFrame(rows)
-    extras = {"excluded": excluded, "excluded_records": dropped, "boot_seed": seed}
+    untested: set[tuple[str, str, str, str]] = set()
+    extras = {"excluded": excluded, "excluded_records": dropped, "boot_seed": seed, "untested": untested}
     if frame.empty:
         return Board(pd.DataFrame(columns=columns), chosen, list(records), baseline, n_boot, **extras)
 
+    for aspect in chosen:
+        frame[f"{aspect.key}_p_holm"] = float("nan")
     for (task, model), idx in frame.groupby(["task", "model"]).groups.items():
         sub = frame.loc[idx]
         base_rows = sub[sub["method"] == baseline]
@@ -200,12 +242,23 @@ def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | 
                 deltas.append(relative_improvement(frame.at[i, f"{aspect.key}_mean"],
                                                    base[f"{aspect.key}_mean"], aspect.higher_is_better))
                 p = float("nan")
-                if aspect.bootstrap and frame.at[i, "method"] != baseline:
-                    p = paired_bootstrap(outcomes.get(((task, model, frame.at[i, "method"]), aspect.key), []),
-                                         outcomes.get(((task, model, baseline), aspect.key), []), n_boot, seed)
+                method = frame.at[i, "method"]
+                if aspect.bootstrap and method != baseline:
+                    mine = samples.get(((task, model, method), aspect.key))
+                    theirs = samples.get(((task, model, baseline), aspect.key))
+                    if mine is not None and theirs is not None:
+                        test = paired_bootstrap if aspect.statistic is None else metric_bootstrap
+                        p = test(mine, theirs, n_boot, seed)
+                    if not np.isfinite(p) and np.isfinite(frame.at[i, f"{aspect.key}_mean"]) and np.isfinite(
+                            base[f"{aspect.key}_mean"]):
+                        untested.add((task, model, method, aspect.key))
                 pvals.append(p)
             frame.loc[idx, f"{aspect.key}_delta"] = deltas
             frame.loc[idx, f"{aspect.key}_p"] = pvals
+        # Holm over the tested columns of each method's row (the family: that row's finite p-values)
+        p_cols = [f"{a.key}_p" for a in chosen]
+        for i in idx if p_cols else ():
+            frame.loc[i, [f"{c}_holm" for c in p_cols]] = holm(frame.loc[i, p_cols].to_numpy(dtype=float))
         delta_cols = [f"{a.key}_delta" for a in chosen]
         if delta_cols:
             frame.loc[idx, "avg_improvement"] = frame.loc[idx, delta_cols].mean(axis=1, skipna=True).round(12) + 0.0

@@ -1,13 +1,21 @@
-"""The statistics of the board: Wilson intervals, paired bootstrap against vanilla, relative improvement."""
+"""The statistics of the board: Wilson intervals, paired bootstrap against vanilla (on per-example
+outcomes for accuracies, on the metric itself for ECE and AUROC), Holm's correction, relative improvement.
+
+Every test here is two-sided with the same convention: B resampled differences d (method - base) of
+the statistic; p = min(1, 2 min((#{d <= 0} + 1) / (B + 1), (#{d >= 0} + 1) / (B + 1))).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from robench import metrics as M
 from robench.metrics import wilson_interval  # noqa: F401  (re-exported: the board's intervals)
+
+ZERO = 1e-12  # resampled metric differences this small are float noise (summation order), counted as 0
 
 
 def outcome_sets(value: Any) -> dict[str, np.ndarray]:
@@ -56,12 +64,161 @@ def paired_bootstrap(method: Sequence[dict[str, np.ndarray]], base: Sequence[dic
             size = min(chunk, n_boot - start)
             stats[start:start + size] += d[rng.integers(0, n, size=(size, n))].mean(axis=1)
     stats /= len(diffs)
+    return two_sided_p(stats)
+
+
+def two_sided_p(stats: np.ndarray) -> float:
+    """The two-sided bootstrap p-value of "no difference" from B resampled differences (see the module)."""
+    n_boot = len(stats)
     low = (np.sum(stats <= 0) + 1) / (n_boot + 1)
     high = (np.sum(stats >= 0) + 1) / (n_boot + 1)
     return float(min(1.0, 2 * min(low, high)))
 
 
+# ----------------------------------------------------------------- metric bootstrap (ECE, AUROC)
+#
+# Per-example data parsed for the metric bootstrap: {"statistic": "ece" | "auroc", "bins": int | None,
+# "units": {unit: arrays}}; a unit is one set resampled on its own: ("set", name) for ECE (arrays:
+# confidence, correctness), ("in",) and ("out", name) for AUROC (arrays: scores). Two results pair
+# when they have the same statistic, bins, units and unit sizes.
+
+
+def _floats(value: Any) -> np.ndarray | None:
+    if not isinstance(value, list) or not value or not all(isinstance(v, int | float) and not isinstance(v, bool)
+                                                            for v in value):
+        return None
+    out = np.asarray(value, dtype=np.float64)
+    return out if np.all(np.isfinite(out)) else None
+
+
+def _bits(value: Any) -> np.ndarray | None:
+    if not isinstance(value, str) or not value or not set(value) <= {"0", "1"}:
+        return None
+    return (np.frombuffer(value.encode(), dtype=np.uint8) - ord("0")).astype(np.int64)
+
+
+def ece_examples(value: Any) -> dict[str, Any] | None:
+    """``details.examples`` of a calibration result (``{"bins": B, "sets": {set: {"confidence": [...],
+    "correct": "0110"}}}``) -> parsed data, or None where it is missing or malformed."""
+    if not isinstance(value, dict) or not isinstance(value.get("sets"), dict) or not value["sets"]:
+        return None
+    bins = value.get("bins")
+    if not isinstance(bins, int) or isinstance(bins, bool) or bins < 1:
+        return None
+    units = {}
+    for name, block in value["sets"].items():
+        if not isinstance(block, dict):
+            return None
+        conf, hits = _floats(block.get("confidence")), _bits(block.get("correct"))
+        if conf is None or hits is None or len(conf) != len(hits) or conf.min() < 0 or conf.max() > 1:
+            return None
+        units[("set", str(name))] = (conf, hits)
+    return {"statistic": "ece", "bins": bins, "units": units}
+
+
+def auroc_examples(value: Any) -> dict[str, Any] | None:
+    """``details.examples`` of an anomaly result (``{"in": [scores], "out": {set: [scores]}}``) -> parsed
+    data, or None where it is missing or malformed."""
+    if not isinstance(value, dict) or not isinstance(value.get("out"), dict) or not value["out"]:
+        return None
+    units = {("in",): _floats(value.get("in"))}
+    units.update({("out", str(name)): _floats(scores) for name, scores in value["out"].items()})
+    if any(v is None for v in units.values()):
+        return None
+    return {"statistic": "auroc", "bins": None, "units": units}
+
+
+def parse_examples(value: Any, statistic: str | None) -> Any:
+    """Per-example data as a result stores it -> what the tests read: {set: 0/1 array} for accuracies
+    (``statistic`` None), parsed ECE / AUROC data otherwise; empty / None where there is none."""
+    if statistic is None:
+        return outcome_sets(value)
+    if statistic == "ece":
+        return ece_examples(value)
+    if statistic == "auroc":
+        return auroc_examples(value)
+    raise ValueError(f"unknown per-example statistic {statistic!r}")
+
+
+def _ece(data: dict[str, Any], weights: dict[tuple, np.ndarray]) -> np.ndarray:
+    """Mean over sets of the ECE, per row of the weights (as the calibration evaluator averages)."""
+    return np.mean([M.ece_weighted(conf, hits, data["bins"], weights.get(unit))
+                    for unit, (conf, hits) in data["units"].items()], axis=0)
+
+
+def _auroc(data: dict[str, Any], weights: dict[tuple, np.ndarray]) -> np.ndarray:
+    """Mean over OOD sets of the AUROC against the in-distribution scores (as the anomaly evaluator averages)."""
+    scores_in = data["units"][("in",)]
+    return np.mean([M.auroc_weighted(scores_in, scores, weights.get(("in",)), weights.get(unit))
+                    for unit, scores in data["units"].items() if unit[0] == "out"], axis=0)
+
+
+STATISTICS: dict[str, Callable[[dict[str, Any], dict[tuple, np.ndarray]], np.ndarray]] = {"ece": _ece, "auroc": _auroc}
+
+
+def example_metric(data: Any, statistic: str | None) -> float:
+    """The metric recomputed from one result's parsed per-example data (every example once): the mean
+    over sets of the accuracy, ECE or AUROC. The board tests a result only where this equals its headline."""
+    if statistic is None:
+        return float(np.mean([v.mean() for v in data.values()])) if data else float("nan")
+    return float(STATISTICS[statistic](data, {})[0])
+
+
+def _signature(data: dict[str, Any]) -> tuple:
+    return data["statistic"], data["bins"], tuple(sorted((unit, len(arrays[0]) if isinstance(arrays, tuple)
+                                                          else len(arrays)) for unit, arrays in data["units"].items()))
+
+
+def metric_bootstrap(method: Sequence[dict[str, Any]], base: Sequence[dict[str, Any]], n_boot: int = 1000,
+                     seed: int = 0) -> float:
+    """Two-sided paired bootstrap p-value of "method and base have the same (seed-mean) metric", the
+    metric (ECE, AUROC) itself recomputed on every resample.
+
+    ``method`` / ``base``: parsed per-example data (:func:`ece_examples`, :func:`auroc_examples`), one per
+    seed. Resample b draws one set of example indices per set (each set on its own: the scored sets for
+    ECE; the in-distribution set and each OOD set for AUROC), shared by both sides and all their seeds,
+    so examples pair by index within each set. On it each seed's metric is computed as its evaluator
+    averages it (mean over sets), then averaged over that side's seeds; the statistic is the difference
+    of the two sides. NaN where the two sides' results do not all pair (other sets or set sizes)."""
+    if not method or not base or n_boot < 1:
+        return float("nan")
+    signatures = {_signature(d) for d in [*method, *base]}
+    if len(signatures) != 1:
+        return float("nan")
+    statistic, _bins, units = signatures.pop()
+    stat = STATISTICS[statistic]
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(n_boot, 2_000_000 // max(n for _, n in units)))
+    diffs = np.zeros(n_boot)
+    for start in range(0, n_boot, chunk):
+        size = min(chunk, n_boot - start)
+        weights = {}
+        for unit, n in units:  # sorted: the draws depend only on the sets and their sizes, not on the sides
+            idx = rng.integers(0, n, size=(size, n)) + n * np.arange(size)[:, None]
+            weights[unit] = np.bincount(idx.ravel(), minlength=size * n).reshape(size, n).astype(np.float64)
+        mine = np.mean([stat(d, weights) for d in method], axis=0)
+        theirs = np.mean([stat(d, weights) for d in base], axis=0)
+        diffs[start:start + size] = mine - theirs
+    diffs[np.abs(diffs) <= ZERO] = 0.0
+    return two_sided_p(diffs)
+
+
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm-Bonferroni step-down adjusted p-values, in the input order. The family is the finite
+    p-values (NaN: not tested, stays NaN): sorted ascending p_(1) <= ... <= p_(m), the adjusted
+    p_(i) = min(1, max_{j <= i} (m - j + 1) p_(j)), monotone in p and capped at 1."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    tested = np.flatnonzero(np.isfinite(p))
+    m = len(tested)
+    if m:
+        order = tested[np.argsort(p[tested], kind="stable")]
+        out[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    return out
+
+
 def significance_marker(p: float) -> str:
+    """``**`` p < 0.01, ``*`` p < 0.05 (the board passes Holm-adjusted p-values)."""
     if p is None or not np.isfinite(p):
         return ""
     return "**" if p < 0.01 else "*" if p < 0.05 else ""

@@ -2,7 +2,9 @@
 the attack table (per recipe and worst case, with Wilson intervals); the excluded-runs note.
 
 Conventions. Headline metrics lie in [0, 1] and are shown in percent. Best value per column in
-bold (none where all tie); ``*`` p < 0.05, ``**`` p < 0.01 against the baseline method.
+bold (none where all tie); ``*`` p < 0.05, ``**`` p < 0.01 against the baseline method, Holm-adjusted
+over the tested columns of the method's row (``<key>_p_holm``); ``†`` a column tested for other
+methods but not for this one (its or the baseline's results lack per-example data).
 """
 
 from __future__ import annotations
@@ -31,18 +33,28 @@ def _is_best(frame: pd.DataFrame, i, aspect: Aspect) -> bool:
     return bool(np.isclose(frame.at[i, f"{aspect.key}_mean"], best, rtol=0, atol=1e-12))
 
 
-def _cell(frame: pd.DataFrame, i, aspect: Aspect, fmt: str, digits: int, std: bool = True) -> str:
+UNTESTED = "†"
+
+
+def untested(board: Board, row: pd.Series, aspect: Aspect) -> bool:
+    """A cell that should carry a test against the baseline and does not (see :attr:`Board.untested`)."""
+    return (row["task"], row["model"], row["method"], aspect.key) in board.untested
+
+
+def _cell(frame: pd.DataFrame, i, aspect: Aspect, fmt: str, digits: int, std: bool = True,
+          dagger: bool = False) -> str:
     mean = frame.at[i, f"{aspect.key}_mean"]
     if not np.isfinite(mean):
         return "–" if fmt != "latex" else "--"
     spread = frame.at[i, f"{aspect.key}_std"]
-    mark = significance_marker(frame.at[i, f"{aspect.key}_p"])
+    mark = UNTESTED if dagger else significance_marker(frame.at[i, f"{aspect.key}_p_holm"])
     best = _is_best(frame, i, aspect)
     value = f"{mean * 100:.{digits}f}"
     spread = f"{spread * 100:.{digits}f}" if std and np.isfinite(spread) else None
     if fmt == "latex":
         value = rf"\textbf{{{value}}}" if best else value
         text = value + (rf" {{\scriptsize $\pm$ {spread}}}" if spread else "")
+        mark = r"\dagger" if dagger else mark
         return text + (f"$^{{{mark}}}$" if mark else "")
     text = value + (f" ± {spread}" if spread else "")
     if fmt == "markdown":
@@ -87,7 +99,8 @@ def table_rows(board: Board, fmt: str = "text", *, digits: int = 1, std: bool = 
         rows = []
         for i, row in sub.iterrows():
             cells = [_row_label(row, show_model), str(int(row["seeds"])),
-                     *[_cell(sub, i, a, fmt, digits, std) for a in chosen], *_extra_cells(row, board.baseline, short)]
+                     *[_cell(sub, i, a, fmt, digits, std, untested(board, row, a)) for a in chosen],
+                     *_extra_cells(row, board.baseline, short)]
             if fmt == "latex":
                 cells = [_latex_escape(cells[0]), *cells[1:-3],
                          *[c.replace("%", r"\%").replace("×", r"$\times$").replace("–", "--") for c in cells[-3:]]]
@@ -113,7 +126,8 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
 def latex_table(task: str, headers: list[str], rows: list[list[str]]) -> str:
     spec = "l" + "r" * (len(headers) - 1)
     lines = [f"% robench leaderboard: {task}. Mean over seeds (percent), {{\\scriptsize $\\pm$ std}}; best per",
-             "% column in bold; $^{*}$ p<0.05, $^{**}$ p<0.01 (paired bootstrap vs vanilla). Needs \\usepackage{booktabs}.",
+             "% column in bold; $^{*}$ p<0.05, $^{**}$ p<0.01 (paired bootstrap vs vanilla, Holm-adjusted over each",
+             "% method's tested columns); $^{\\dagger}$ not tested for that method. Needs \\usepackage{booktabs}.",
              f"\\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(headers) + r" \\", r"\midrule"]
     lines += [" & ".join(cells) + r" \\" for cells in rows]
     lines += [r"\bottomrule", r"\end{tabular}"]
@@ -213,8 +227,10 @@ def attack_table(board: Board) -> pd.DataFrame:
         row["worst_acc"] = worst
         row["worst_acc_low"], row["worst_acc_high"] = wilson_interval(worst * n, n)
         base = (task, model, board.baseline)
+        # as on the board: tested only where every seed of both sides stored its outcomes
+        complete = all(len(robust[k]) == len(groups[k]) for k in (key, base) if k in groups)
         row["worst_p"] = (paired_bootstrap(robust[key], robust.get(base, []), board.n_boot, board.boot_seed)
-                          if method != board.baseline and base in groups else float("nan"))
+                          if method != board.baseline and base in groups and complete else float("nan"))
         rows.append(row)
     frame = pd.DataFrame(rows).reindex(columns=columns)
     if frame.empty:
@@ -255,7 +271,8 @@ def attack_markdown(board: Board, frame: pd.DataFrame | None = None) -> str | No
              "rate and the share of attacked examples whose successful adversarial example also passes the strict "
              "validity check (percent). Worst case: an example counts as robust only if every recipe failed to flip "
              f"it; this is the leaderboard's Attack column. p: paired bootstrap ({board.n_boot} resamples) of the "
-             f"worst-case per-example outcomes against {board.baseline}, examples paired by sample id.", ""]
+             f"worst-case per-example outcomes against {board.baseline}, examples paired by sample id; raw, not "
+             "adjusted (the leaderboard's markers are Holm-adjusted over each method's tested columns).", ""]
     for task, sub in frame.groupby("task", sort=True):
         show_model = sub["model"].nunique() > 1
         headers = ["method", "seeds", "n"]
@@ -311,7 +328,8 @@ def terminal_tables(board: Board, width: int) -> list:
 
     def build(task: str, headers: list[str], rows: list[list[str]], compact: bool) -> Table:
         note = "; std over seeds: LEADERBOARD.md" if compact else ""
-        table = Table(title=f"leaderboard: {task}", caption=f"* p<.05, ** p<.01 vs {board.baseline}{note}",
+        table = Table(title=f"leaderboard: {task}",
+                      caption=f"* p<.05, ** p<.01 vs {board.baseline} (Holm-adjusted); † untested{note}",
                       box=box.SIMPLE_HEAD if compact else box.HEAVY_HEAD, padding=(0, 1) if not compact else (0, 0),
                       pad_edge=not compact, collapse_padding=compact)
         for i, h in enumerate(headers):

@@ -31,22 +31,51 @@ from robench.results import atomic_write_text
 
 
 def legend(board: Board) -> str:
-    tested = [a.label for a in board.aspects if a.bootstrap]
+    """The board's header text: what each number is, and exactly what is tested and how."""
+    base = board.baseline
+    accuracies = [a.label for a in board.aspects if a.accuracy_like]
+    by_metric = {s: [a.label for a in board.aspects if a.statistic == s] for s in ("ece", "auroc")}
     untested = [a.label for a in board.aspects if not a.bootstrap]
+    daggers = [a.label for a in board.aspects if any(cell[3] == a.key for cell in board.untested)]
+    tests = []
+    if accuracies:
+        tests.append(f"{', '.join(accuracies)}: the statistic is the mean over sets of the per-example difference in "
+                     "correctness, each example's correctness averaged over seeds")
+    if by_metric["ece"]:
+        tests.append(f"{', '.join(by_metric['ece'])}: the metric itself, recomputed on every resample from the stored "
+                     "per-example confidences (after temperature scaling; the temperature fitted on validation is held "
+                     "fixed) and correctness with the evaluator's binning, per set, averaged over sets as the evaluator "
+                     f"does, then over seeds; the statistic is the method's value minus {base}'s")
+    if by_metric["auroc"]:
+        tests.append(f"{', '.join(by_metric['auroc'])}: likewise the metric itself, from the stored per-example scores "
+                     "of the headline OOD detector (the in-distribution test set and each OOD set resampled on their "
+                     "own), averaged over OOD sets, then over seeds")
+    tested = bool(tests)
     return (
         "Mean over seeds in percent, ± the sample standard deviation over seeds (blank with one seed). "
         "↑ higher is better, ↓ lower is better (as each evaluator declares); the best value per column is bold. "
-        f"`*` p < 0.05, `**` p < 0.01: paired bootstrap ({board.n_boot} resamples) over test examples against "
-        f"{board.baseline} (same task and model), examples paired by index within each set (attacked examples by sample id), correctness averaged over seeds; "
-        f"tested: {', '.join(tested) or 'none'}"
-        + (f"; not tested (no per-example outcomes stored): {', '.join(untested)}" if untested else "") + ". "
-        + ("For the tested columns leaderboard.csv also gives `<key>_low` / `<key>_high`: the Wilson 95% interval "
+        + (f"Significance against {base} (same task and model): paired bootstrap over test examples "
+           f"({board.n_boot} resamples, seed {board.boot_seed}); each resample draws one set of example indices per "
+           f"evaluated set, shared by the method and {base} and by all their seeds (examples paired by index within "
+           "each set, attacked examples by sample id). " + ". ".join(tests) + ". "
+           "p is two-sided: twice the smaller of the shares (count + 1) / (resamples + 1) of resampled differences "
+           "at or below and at or above 0, at most 1. `*` p < 0.05, `**` p < 0.01 after Holm's step-down "
+           "correction over the tested columns of the method's row (the family: that row's columns with a p-value "
+           "on this board); leaderboard.csv gives `<key>_p` (raw) and `<key>_p_holm` (adjusted). "
+           + (f"`†` (on this board: {', '.join(daggers)}): not tested for that method, because its results or "
+              f"{base}'s for that column carry no per-example data (written by an older evaluator version: re-run "
+              f"`robench eval --force` on those runs), data that do not give back the result's headline metric, or "
+              f"examples that do not pair with {base}'s; never tested on part of the seeds, and left out of the "
+              "row's Holm family. " if daggers else "")
+           if tested else "No column is tested for significance. ")
+        + (f"Not tested (no result on this board carries per-example data for them, e.g. written by an older "
+           f"evaluator version, or the evaluator stores none): {', '.join(untested)}. " if untested else "")
+        + ("For the accuracy columns leaderboard.csv also gives `<key>_low` / `<key>_high`: the Wilson 95% interval "
            "of the seed mean with n = the size of the largest set one seed was scored on (conservative for several "
-           "disjoint sets); it covers the sampling of examples, not the spread over seeds. " if tested else "")
-        +
-        f"Δ vs {board.baseline}: mean over aspects of the relative improvement (direction-aware, so positive is "
+           "disjoint sets); it covers the sampling of examples, not the spread over seeds. " if accuracies else "")
+        + f"Δ vs {base}: mean over aspects of the relative improvement (direction-aware, so positive is "
         "better for ECE too); rank orders it. cost ×: training seconds per example relative to "
-        f"{board.baseline}."
+        f"{base}."
     )
 
 
