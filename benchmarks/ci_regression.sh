@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # CI regression gate: a small deterministic benchmark (the packaged MiniLM, vanilla and RAM, seed 0,
-# 128 examples per set, two epochs, CPU) checked against the committed baseline baselines/ci-minilm.json.
+# 128 examples per set, two epochs, CPU, fp32: the same numbers on any CPU, with or without native
+# bf16) checked against the committed baseline baselines/ci-minilm.json.
 #
 #   benchmarks/ci_regression.sh            # run the benchmark, then 'robench check' (exit 1 on a regression)
 #   benchmarks/ci_regression.sh record     # run it twice, require identical scores, (re)write the baseline
@@ -28,7 +29,7 @@ export ROBENCH_PROGRESS=0 TOKENIZERS_PARALLELISM=false
 
 bench() {  # $1: output folder
     "$ROBENCH" run --task sentiment --model "$MODEL" --methods "$METHODS" --seeds "$SEEDS" --suite "$SUITE" \
-        --profile default --limit "$LIMIT" --epochs "$EPOCHS" --device cpu \
+        --profile default --limit "$LIMIT" --epochs "$EPOCHS" --device cpu --precision fp32 \
         --runs-dir "$1/runs" --results-dir "$1/results" --no-plots
 }
 

@@ -152,7 +152,7 @@ def run_benchmark(task: str = "sentiment", methods: str | Sequence[str] = "all",
                   suite: str = "all", profile: str | None = "quick", *, model: str = "minilm",
                   runs_dir: Path | str = "runs", results_dir: Path | str | None = "results", limit: int | None = None,
                   epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
-                  device: str = "auto", precision: str = "fp32", eval_options: dict[str, dict[str, Any]] | None = None,
+                  device: str = "auto", precision: str = "auto", eval_options: dict[str, dict[str, Any]] | None = None,
                   train_options: dict[str, Any] | None = None, plots: bool = True, n_boot: int = 1000,
                   shard: str | tuple[int, int] | None = None) -> BenchResult:
     """Train (where missing) and evaluate every method x seed, then write the leaderboard to ``results_dir``.

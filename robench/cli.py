@@ -67,7 +67,7 @@ def train(
     selective_beta: float = typer.Option(None, help="selective training: sharpness beta"),
     profile: str = typer.Option(None, help="task size profile (e.g. quick, full)"),
     limit: int = typer.Option(None, help="cap every data set at this many examples"),
-    precision: str = typer.Option("fp32", help="training precision: auto (bf16 autocast where the hardware has native bf16, else fp32), fp32 or bf16"),
+    precision: str = typer.Option("auto", help="training precision: auto (bf16 autocast where the hardware has native bf16, else fp32), fp32 or bf16"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
     out_dir: str = typer.Option(None, "--out", help="run directory (default runs/<task>/<model>/<method>/seed<N>)"),
     force: bool = typer.Option(False, help="overwrite an existing run directory and discard a checkpoint"),
@@ -236,7 +236,7 @@ def run_bench(
     batch_size: int = typer.Option(None, help="training batch size (default: the trainer's)"),
     lr: float = typer.Option(None, help="peak learning rate (default: the trainer's)"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
-    precision: str = typer.Option("fp32", help="training precision: auto (bf16 autocast where the hardware has native bf16, else fp32), fp32 or bf16"),
+    precision: str = typer.Option("auto", help="training precision: auto (bf16 autocast where the hardware has native bf16, else fp32), fp32 or bf16"),
     plots: bool = typer.Option(True, help="draw the leaderboard figures"),
     checkpoint_steps: int = typer.Option(0, help="training also checkpoints every N optimiser steps (0: at epoch "
                                                  "ends only); a killed run resumes from its last checkpoint"),

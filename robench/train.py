@@ -59,7 +59,9 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     max_length: int = 128
     eval_batch_size: int = 128
-    precision: str = "fp32"  # auto (bf16 autocast where native bf16, else fp32), fp32 or bf16
+    # auto: bf16 autocast where the hardware has native bf16 (accuracy, shift, attacks, ECE and AUROC
+    # unchanged within seed noise over 3 seeds of vanilla and RAM; README), else fp32
+    precision: str = "auto"
     device: str = "auto"
     profile: str | None = None
     limit: int | None = None
