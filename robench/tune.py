@@ -417,10 +417,11 @@ def tune(task: str = "sentiment", methods: str | Sequence[str] = "vanilla", *, m
         console.print(f"{label}: chose {setting_label(chosen['setting'])} (mean val acc "
                       f"{chosen['mean_val_accuracy']:.4f} over {len(seed_list)} seed(s))", highlight=False,
                       soft_wrap=True)
-        existing = load_tuned(path) if path.exists() else {"methods": {}}
-        data = {"schema": TUNED_SCHEMA, "task": task_block, "model": model, "selection": SELECTION,
-                "methods": {**existing["methods"], label: entry}, **provenance()}
-        atomic_write_json(path, data)  # after every method: a later kill keeps the methods already chosen
+        with run_lock(path):  # tune calls for other methods may merge into the same file at the same time
+            existing = load_tuned(path) if path.exists() else {"methods": {}}
+            data = {"schema": TUNED_SCHEMA, "task": task_block, "model": model, "selection": SELECTION,
+                    "methods": {**existing["methods"], label: entry}, **provenance()}
+            atomic_write_json(path, data)  # after every method: a later kill keeps the methods already chosen
         result.data = data
         result.methods.append(label)
     return result
