@@ -293,7 +293,8 @@ def tune(
     out_file: Path = typer.Option(None, "--out", help="tuned file to write or update "
                                                       "(default <runs-dir>/tune/<task>/<model>/tuned.json)"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
-    precision: str = typer.Option("fp32", help="fp32 or bf16"),
+    precision: str = typer.Option("fp32", help="training precision of every trial: auto (bf16 autocast where the "
+                                               "hardware has native bf16, else fp32), fp32 or bf16"),
     force: bool = typer.Option(False, help="retrain trials that are finished already"),
     checkpoint_steps: int = typer.Option(0, help="trials also checkpoint every N optimiser steps (0: at epoch ends "
                                                  "only); a killed trial resumes"),
