@@ -154,11 +154,15 @@ def run_benchmark(task: str = "sentiment", methods: str | Sequence[str] = "all",
                   epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
                   device: str = "auto", precision: str = "auto", eval_options: dict[str, dict[str, Any]] | None = None,
                   train_options: dict[str, Any] | None = None, plots: bool = True, n_boot: int = 1000,
-                  shard: str | tuple[int, int] | None = None) -> BenchResult:
+                  shard: str | tuple[int, int] | None = None, tuned: Path | str | None = None) -> BenchResult:
     """Train (where missing) and evaluate every method x seed, then write the leaderboard to ``results_dir``.
 
     With ``shard=(K, N)`` (or ``"K/N"``) only the K-th of N slices of the jobs is done and no leaderboard is
-    written: ``BenchResult.merge_command`` is the command that builds it once every shard has finished."""
+    written: ``BenchResult.merge_command`` is the command that builds it once every shard has finished.
+
+    With ``tuned`` (a tuned.json from ``robench tune``) every run trains with its method's chosen lr and
+    hyper-parameter (an explicit ``lr`` wins) and records it in run.json; a finished run trained with
+    other tuned settings (or none) is an error, never reused."""
     from robench.distributed import requested_world_size
     from robench.evaluate import evaluate_run
     from robench.evaluators import resolve_suite
@@ -172,13 +176,23 @@ def run_benchmark(task: str = "sentiment", methods: str | Sequence[str] = "all",
     overrides.update(train_options or {})
     jobs = [(method, selective, seed) for method, selective in plan_methods for seed in plan_seeds]
     mine = shard_jobs(jobs, *shard) if shard else jobs
+    tuned_data = None
+    if tuned is not None:
+        from robench.tune import load_tuned
+
+        tuned_data = load_tuned(tuned)
     configs, all_dirs = [], []
     for method, selective, seed in jobs:
         cfg = TrainConfig(task=task, model=model, method=method, selective=selective, seed=seed, profile=profile,
                           limit=limit, device=device, precision=precision, **overrides)
+        if tuned is not None:
+            from robench.tune import apply_tuned
+
+            apply_tuned(cfg, tuned, tuned_data, explicit_lr=lr)
         cfg.out = str(default_run_dir(cfg, runs_dir))
         all_dirs.append(Path(cfg.out))
         if (method, selective, seed) in mine:
+            _check_tuned_matches(cfg)
             configs.append(cfg)
 
     result = BenchResult()
@@ -239,6 +253,27 @@ def run_benchmark(task: str = "sentiment", methods: str | Sequence[str] = "all",
         result.board, result.leaderboard = write_leaderboard(result.run_dirs, results_dir, plots=plots, n_boot=n_boot)
         console.print(f"leaderboard: {result.leaderboard['markdown']}")
     return result
+
+
+def _check_tuned_matches(cfg) -> None:
+    """A finished run is reused only if it was trained with the same tuned setting as planned (or, both,
+    with none): a run trained before ``--tuned`` (or with another tuned file) must not pass for a tuned one."""
+    import json
+
+    from robench.tune import setting_label, tuned_signature
+
+    path = Path(cfg.out) / RUN_FILE
+    if not path.exists():
+        return
+    try:
+        had = (json.loads(path.read_text(encoding="utf-8")).get("config") or {}).get("tuned")
+    except (OSError, ValueError, AttributeError):
+        return  # a damaged record is reported where the run is read
+    if tuned_signature(had) == tuned_signature(cfg.tuned):
+        return
+    was, now = (f"the tuned setting {setting_label(t['setting'])}" if t else "no tuned settings" for t in (had, cfg.tuned))
+    raise ConfigError(f"run {cfg.out} was trained with {was}, but this command asks for {now}; pass --runs-dir for "
+                      "a separate folder of runs, or delete that run to retrain it")
 
 
 def _common_folder(dirs: Sequence[Path]) -> Path:

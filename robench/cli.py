@@ -57,7 +57,8 @@ def train(
     seed: int = typer.Option(0, help="random seed (data order, head init, dropout, perturbations)"),
     epochs: int = typer.Option(2, help="training epochs"),
     batch_size: int = typer.Option(16, help="training batch size"),
-    lr: float = typer.Option(1e-4, help="peak learning rate (linear decay, 6% warm-up); the paper used 1e-5 for RoBERTa-large"),
+    lr: float = typer.Option(None, help="peak learning rate (default 1e-4; linear decay, 6% warm-up); the paper used 1e-5 "
+                                        "for RoBERTa-large"),
     max_length: int = typer.Option(128, help="truncate inputs to this many tokens"),
     set_: list[str] = typer.Option(None, "--set", help="method hyper-parameter, key=value (repeatable)"),
     preset: str = typer.Option(None, help="method preset, e.g. 'paper' for the RoBERTa-large settings "
@@ -73,6 +74,8 @@ def train(
     force: bool = typer.Option(False, help="overwrite an existing run directory and discard a checkpoint"),
     checkpoint_steps: int = typer.Option(0, help="also checkpoint every N optimiser steps (0: at epoch ends "
                                                    "only); re-running a killed command resumes"),
+    tuned: Path = typer.Option(None, "--tuned", help="tuned.json from 'robench tune': train with the method's chosen lr "
+                                                     "and hyper-parameter (--lr and --set win; run.json records both)"),
 ) -> None:
     """Fine-tune a model with a method and write a run directory (weights, tokenizer, run.json).
 
@@ -86,11 +89,16 @@ def train(
                    selective_beta=(selective_beta, 0.0), checkpoint_steps=(checkpoint_steps, 0))
 
     selective_overrides = {k: v for k, v in (("alpha", selective_alpha), ("beta", selective_beta)) if v is not None}
-    cfg = TrainConfig(task=task, model=model, method=method, method_overrides=parse_overrides(set_), preset=preset,
+    overrides = parse_overrides(set_)
+    cfg = TrainConfig(task=task, model=model, method=method, method_overrides=overrides, preset=preset,
                       selective=selective, selective_overrides=selective_overrides, seed=seed, epochs=epochs,
-                      batch_size=batch_size, lr=lr, max_length=max_length, precision=precision, device=device,
-                      profile=profile, limit=limit, out=out_dir, force=force,
+                      batch_size=batch_size, lr=lr if lr is not None else TrainConfig.lr, max_length=max_length,
+                      precision=precision, device=device, profile=profile, limit=limit, out=out_dir, force=force,
                       checkpoint_steps=checkpoint_steps)
+    if tuned is not None:
+        from robench.tune import apply_tuned
+
+        apply_tuned(cfg, tuned, explicit_lr=lr, explicit_overrides=overrides)
     run_dir = run_train(cfg)
     from robench import distributed
 
@@ -243,6 +251,8 @@ def run_bench(
     shard: str = typer.Option(None, help="K/N, 1 <= K <= N: run only the K-th of N disjoint slices of the "
                                          "method x seed jobs (a cluster array job; no leaderboard, it prints the "
                                          "command that merges the shards)"),
+    tuned: Path = typer.Option(None, "--tuned", help="tuned.json from 'robench tune': each method trains with its "
+                                                     "chosen lr and hyper-parameter (--lr wins; run.json records it)"),
 ) -> None:
     """The whole benchmark in one command: train every method x seed, evaluate, render the leaderboard.
 
@@ -258,10 +268,66 @@ def run_bench(
     res = run_benchmark(task, methods, seeds, suite, profile if profile != "default" else None, model=model,
                         runs_dir=runs_dir, results_dir=results_dir, limit=limit, epochs=epochs,
                         batch_size=batch_size, lr=lr, device=device, precision=precision, plots=plots,
-                        shard=shard_kn, train_options={"checkpoint_steps": checkpoint_steps} if checkpoint_steps else None)
+                        shard=shard_kn, train_options={"checkpoint_steps": checkpoint_steps} if checkpoint_steps else None,
+                        tuned=tuned)
     if res.board is not None:
         _print_board(res.board)
         out.print(f"[green]leaderboard written:[/green] {res.leaderboard.get('markdown')}")
+
+
+@app.command()
+def tune(
+    method: str = typer.Option(..., "--method", "--methods", help="method(s) to tune: a name, names separated by "
+                                                                   "commas (name+selective for RAM's mask) or 'all'"),
+    task: str = typer.Option("sentiment", help="task name in tasks/ or a path to a task YAML"),
+    model: str = typer.Option("minilm", help="'minilm' (packaged), 'tiny-bert' (tests), an HF id or a folder"),
+    grid: list[str] = typer.Option(None, "--grid", help="replace a hyper-parameter's values, name=v1,v2 (every tuned "
+                                                        "method that has it) or method.name=v1,v2 (repeatable)"),
+    seeds: str = typer.Option(None, help="tuning seeds separated by commas (default: the task's tuning.seeds, else 0)"),
+    profile: str = typer.Option("default", help="task size profile: default, quick or full"),
+    limit: int = typer.Option(None, help="cap every data set at this many examples"),
+    epochs: int = typer.Option(None, help="training epochs of every trial (default: the trainer's, 2)"),
+    batch_size: int = typer.Option(None, help="training batch size of every trial (default: the trainer's, 16)"),
+    max_length: int = typer.Option(None, help="truncate inputs to this many tokens (default: the trainer's, 128)"),
+    runs_dir: str = typer.Option("runs", help="trials go to <runs-dir>/tune/<task>/<model>/<method>/<trial>/seed<N>"),
+    out_file: Path = typer.Option(None, "--out", help="tuned file to write or update "
+                                                      "(default <runs-dir>/tune/<task>/<model>/tuned.json)"),
+    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    precision: str = typer.Option("fp32", help="training precision of every trial: auto (bf16 autocast where the "
+                                               "hardware has native bf16, else fp32), fp32 or bf16"),
+    force: bool = typer.Option(False, help="retrain trials that are finished already"),
+    checkpoint_steps: int = typer.Option(0, help="trials also checkpoint every N optimiser steps (0: at epoch ends "
+                                                 "only); a killed trial resumes"),
+) -> None:
+    """Tune each method's lr and one hyper-parameter on the validation split; writes tuned.json.
+
+    Every setting x seed of the grid is an ordinary training run; the setting with the best mean
+    validation accuracy wins (ties: the smaller lr, then grid order). Resumable: finished trials are
+    read, not retrained. Apply the choice with 'robench run --tuned FILE' (or 'robench train --tuned')."""
+    from robench.tune import setting_label
+    from robench.tune import tune as run_tune
+
+    _check_numbers(limit=(limit, 1), epochs=(epochs, 1), batch_size=(batch_size, 1), max_length=(max_length, 1),
+                   checkpoint_steps=(checkpoint_steps, 0))
+    res = run_tune(task, method, model=model, seeds=seeds, grid=grid, profile=profile if profile != "default" else None,
+                   limit=limit, epochs=epochs, batch_size=batch_size, max_length=max_length, device=device,
+                   precision=precision, runs_dir=runs_dir, out=out_file, force=force, checkpoint_steps=checkpoint_steps)
+    seeds_shown = list(dict.fromkeys(s for m in res.methods for s in res.data["methods"][m]["seeds"]))
+    table = Table(title=f"tuning on validation: task {res.data['task']['name']}, model {res.data['model']}")
+    for col in ("method", "setting", *(f"seed {s}" for s in seeds_shown), "mean", "chosen"):
+        table.add_column(col)
+    for label in res.methods:
+        entry = res.data["methods"][label]
+        for trial in entry["trials"]:
+            accs = [f"{trial['val_accuracy'][str(s)]:.4f}" if str(s) in trial["val_accuracy"] else "-"
+                    for s in seeds_shown]
+            chosen = trial["id"] == entry["chosen"]["id"]
+            table.add_row(label, setting_label(trial["setting"]), *accs, f"{trial['mean_val_accuracy']:.4f}",
+                          "[green]yes[/green]" if chosen else "")
+    out.print(table)
+    out.print(f"[green]tuned settings written:[/green] {res.path}  ({len(res.trained)} trial run(s) trained, "
+              f"{len(res.skipped)} finished already); apply them with: robench run --tuned {res.path}",
+              highlight=False, soft_wrap=True)
 
 
 def _print_board(board) -> None:

@@ -331,6 +331,8 @@ def run_block(run: dict[str, Any], eval_limit: int | None = None) -> dict[str, A
         "data_files": task.get("files"),
         "train_cost_s_per_example": training.get("seconds_per_example"),
         "precision": training.get("precision"),
+        # robench run/train --tuned: {file, sha256, method, setting, overridden} (robench.tune), else None
+        "tuned": (run.get("config") or {}).get("tuned"),
         # per epoch: each loss term's mean and the regulariser-alive ratio (methods/diagnostics.py)
         "training_diagnostics": [h.get("diagnostics") or {} for h in training.get("history", []) or []
                                  if isinstance(h, dict)],
@@ -459,6 +461,7 @@ class ResultRecord:
     diagnostics: list[dict[str, Any]] = field(default_factory=list)  # per training epoch
     settings: dict[str, Any] = field(default_factory=dict)  # the evaluator's settings (threat model card...)
     weights: str | None = None  # run.weights_fingerprint: which trained weights were evaluated
+    tuned: dict[str, Any] | None = None  # run.tuned: the tuned setting the run trained with (robench.tune)
 
     @property
     def run_dir(self) -> Path:
@@ -516,7 +519,8 @@ def load_results(roots: Path | str | Iterable[Path | str]) -> list[ResultRecord]
                                cost=float(cost) if _is_number(cost) else None, created=str(data.get("created", "")),
                                diagnostics=[d for d in run.get("training_diagnostics") or [] if isinstance(d, dict)],
                                settings=data.get("settings", {}) or {},
-                               weights=weights if isinstance(weights, str) and weights else None)
+                               weights=weights if isinstance(weights, str) and weights else None,
+                               tuned=run.get("tuned") if isinstance(run.get("tuned"), dict) else None)
             key = (rec.task, rec.model, rec.method, str(rec.seed), rec.evaluator)
             if key not in seen or rec.created >= seen[key].created:
                 seen[key] = rec

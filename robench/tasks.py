@@ -37,8 +37,10 @@ SOURCE_KEYS = {
 SET_KEYS = {"source", "part", "limit"}
 TOP_KEYS = {
     "name", "description", "labels", "sources", "train", "validation", "test", "shift", "ood",
-    "adversarial", "attack_split", "profiles", "evaluators", "method_presets", "allow_outside_paths",
+    "adversarial", "attack_split", "profiles", "evaluators", "method_presets", "allow_outside_paths", "tuning",
 }
+# Not part of a task's spec hash: keys that change no run (the tuning grid is read by robench tune only).
+UNHASHED_KEYS = {"tuning"}
 ROLES = ("train", "validation", "test")
 GROUPS = ("shift", "ood", "adversarial")
 # `file:` and `asset:` paths must stay inside the task's folder (the asset's folder) unless the task
@@ -88,6 +90,8 @@ class TaskSpec:
     # The preset each method trains with on this task ({"ram": "sentiment"}; "selective" names the mask of
     # --selective); --preset replaces it, --set changes single values on top of it.
     method_presets: dict[str, str] = field(default_factory=dict)
+    # robench tune's overrides: {"seeds": [0] or None, "grids": {method: {name: [values]}}} (robench.tune)
+    tuning: dict[str, Any] = field(default_factory=lambda: {"seeds": None, "grids": {}})
     path: Path | None = None
     allow_outside_paths: bool = False
     spec_hash: str = ""  # hash of the task file's content: which definition a run and its results used
@@ -127,7 +131,8 @@ def load_task(name_or_path: str, profile: str | None = None, limit: int | None =
         first = str(exc).splitlines()[0] if str(exc) else "syntax error"
         raise ConfigError(f"{path}: malformed YAML ({first}); fix the syntax of the file") from None
     spec = parse_task(raw, path)
-    spec.spec_hash = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    hashed = {k: v for k, v in raw.items() if k not in UNHASHED_KEYS}
+    spec.spec_hash = hashlib.sha256(json.dumps(hashed, sort_keys=True, default=str).encode()).hexdigest()[:16]
     if profile:
         spec = apply_profile(spec, profile)
     if limit is not None:
@@ -212,10 +217,11 @@ def parse_task(raw: Any, path: Path | str = "<task>") -> TaskSpec:
             if lim is not None and not _is_int(lim, minimum=1):
                 raise _fail(path, f"profiles.{pname}.{role}", "must be a positive integer or null", "e.g. train: 500")
     method_presets = _parse_method_presets(raw.get("method_presets"), path)
+    tuning = _parse_tuning(raw.get("tuning"), path)
     return TaskSpec(
         name=str(raw["name"]), labels=labels, sources=sources, sets=sets, attack_split=attack_split,
         description=str(raw.get("description", "")), profiles=profiles,
-        evaluator_options=evaluator_options, method_presets=method_presets,
+        evaluator_options=evaluator_options, method_presets=method_presets, tuning=tuning,
         path=Path(path) if not isinstance(path, Path) else path, allow_outside_paths=allow_outside,
     )
 
@@ -241,6 +247,15 @@ def _parse_method_presets(raw: Any, path: Path | str) -> dict[str, str]:
             raise _fail(path, where, f"method {cls.name!r} has no preset {preset!r}", f"use one of: {', '.join(known)}")
         out[cls.name] = preset
     return out
+
+
+def _parse_tuning(raw: Any, path: Path | str) -> dict[str, Any]:
+    """``tuning: {<method>: {lr: [..], <hyper-parameter>: [..]}, seeds: [0]}``, checked against the methods."""
+    if raw is None:
+        return {"seeds": None, "grids": {}}
+    from robench.tune import parse_task_tuning  # only tasks with a tuning key pay for importing the methods
+
+    return parse_task_tuning(raw, path)
 
 
 def outside_paths_allowed_by_env() -> bool:

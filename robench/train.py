@@ -68,10 +68,12 @@ class TrainConfig:
     out: str | None = None
     force: bool = False  # overwrite a finished run and discard a checkpoint
     checkpoint_steps: int = 0  # also checkpoint every N optimiser steps (0: at epoch ends only)
+    tuned: dict[str, Any] | None = None  # --tuned: {file, sha256, method, setting, overridden} (robench.tune)
 
 
-# Not part of what a checkpoint must match: where the run goes, --force, how often to checkpoint.
-UNCHECKED = frozenset({"out", "force", "checkpoint_steps"})
+# Not part of what a checkpoint must match: where the run goes, --force, how often to checkpoint,
+# where a --tuned setting came from (the lr and method values it set are checked).
+UNCHECKED = frozenset({"out", "force", "checkpoint_steps", "tuned"})
 
 
 @dataclass

@@ -39,6 +39,9 @@ class ALUMConfig(RegularisedConfig):
 class ALUM(VirtualAdversarial):
     Config = ALUMConfig
     passes = "3F+2B"
+    # robench tune: lr x the adversarial weight `alpha` (1 for fine-tuning, 10 in pre-training), 2 x 2 = 4
+    # trials per seed
+    tune_grid = {"lr": [1e-4, 2e-4], "alpha": [1.0, 10.0]}
     presets = {"pretraining": {"alpha": 10.0}, "paper-step": {"step_norm": "paper"}}
 
     def reg_weight(self) -> float:

@@ -71,6 +71,9 @@ def ascend(delta: torch.Tensor, grad: torch.Tensor, adv_lr: float, max_norm: flo
 class FreeLB(Method):
     Config = FreeLBConfig
     passes = "3F+3B"  # (1 + adv_steps) F + (1 + adv_steps) B with adv_steps = 2
+    # robench tune: lr x the ascent step size `adv_lr` (fairseq --adv-lr; 0.1 in the SST-2/MNLI scripts),
+    # 2 x 2 = 4 trials per seed
+    tune_grid = {"lr": [1e-4, 2e-4], "adv_lr": [0.1, 0.3]}
     presets = {"sentiment": {"init_mag": 1.0, "max_norm": 0.6}, "entailment": {"init_mag": 0.1, "max_norm": 0.3}}
 
     def __init__(self, config: FreeLBConfig | None = None) -> None:

@@ -46,6 +46,9 @@ def r3f_noise(emb: torch.Tensor, eps: float, kind: str) -> torch.Tensor:
 class R3F(Method):
     Config = R3FConfig
     passes = "2F+2B"
+    # robench tune: lr x the symKL weight `r3f_lambda` (fairseq --r3f-lambda, the paper's lambda; its
+    # search includes 1 and 5), 2 x 2 = 4 trials per seed
+    tune_grid = {"lr": [1e-4, 2e-4], "r3f_lambda": [1.0, 5.0]}
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         cfg = self.config

@@ -76,6 +76,9 @@ def ram_adversarial_embeddings(model: torch.nn.Module, batch: dict[str, torch.Te
 class RAM(Method):
     Config = RAMConfig
     passes = "3F+2B"
+    # robench tune: lr x RAM's alpha, the selective-training rank threshold `selective_alpha` (RoAST's
+    # alpha; its two presets: 0.9 sentiment, 0.6 entailment), 2 x 2 = 4 trials per seed
+    tune_grid = {"lr": [1e-4, 2e-4], "selective_alpha": [0.6, 0.9]}
     presets = {"sentiment": {"selective_alpha": 0.9, "selective_beta": 10.0},
                "entailment": {"selective_alpha": 0.6, "selective_beta": 1.0}}
 

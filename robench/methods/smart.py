@@ -127,6 +127,9 @@ class VirtualAdversarial(Method, ABC):
 class SMART(VirtualAdversarial):
     Config = SMARTConfig
     passes = "3F+2B+1F(teacher)"
+    # robench tune: lr x the regulariser weight `lambda_s` (the paper searches {1, 3, 5}), 2 x 2 = 4 trials
+    # per seed
+    tune_grid = {"lr": [1e-4, 2e-4], "lambda_s": [1.0, 3.0]}
     presets = {"no-bregman": {"bregman": False}, "paper-step": {"step_norm": "paper"}}
 
     def __init__(self, config: SMARTConfig | None = None) -> None:

@@ -18,6 +18,8 @@ class VanillaConfig(MethodConfig):
 class Vanilla(Method):
     Config = VanillaConfig
     passes = "1F+1B"
+    # robench tune: the learning rate only (2 trials per seed); the same rates as every other method
+    tune_grid = {"lr": [1e-4, 2e-4]}
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return model(**batch).loss

@@ -49,6 +49,7 @@ from robench.report.stats import (
     wilson_interval,
 )
 from robench.results import ResultRecord, load_results
+from robench.tune import tuned_label
 
 BASELINE_METHOD = "vanilla"
 ADVERSARIAL = "adversarial"
@@ -212,6 +213,7 @@ def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | 
                 # (perturb), so summing them would overstate n; for disjoint sets (shift) this is conservative
                 per_seed = float(np.mean([max(len(v) for v in o.values()) for o in sets])) if sets else 0.0
                 row[f"{aspect.key}_low"], row[f"{aspect.key}_high"] = wilson_interval(mean * per_seed, per_seed)
+        row["tuned"] = row_tuned(key, recs)
         costs = {str(r.seed): r.cost for r in recs if r.cost is not None}
         row["cost_s_per_example"] = float(np.mean(list(costs.values()))) if costs else float("nan")
         rows.append(row)
@@ -220,6 +222,7 @@ def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | 
         interval = ("low", "high") if aspect.accuracy_like else ()
         columns += [f"{aspect.key}_{s}" for s in ("mean", "std", "n", *interval, "delta", "p", "p_holm")]
     columns += ["avg_improvement", "rank", "mean_rank", "cost_s_per_example", "cost_ratio"]
+    columns += ["tuned"] if any(r["tuned"] for r in rows) else []  # robench run --tuned: the setting used
     frame = pd.DataFrame(rows)
     untested: set[tuple[str, str, str, str]] = set()
     extras = {"excluded": excluded, "excluded_records": dropped, "boot_seed": seed, "untested": untested}
@@ -273,6 +276,17 @@ def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | 
     order = frame["method"].map(lambda m: (0 if m == baseline else 1, m))
     frame = frame.assign(_o=order).sort_values(["task", "model", "_o"]).drop(columns="_o").reset_index(drop=True)
     return Board(frame, chosen, list(records), baseline, n_boot, **extras)
+
+
+def row_tuned(key: tuple[str, str, str], recs: Sequence[ResultRecord]) -> str | None:
+    """The tuned setting (``robench run --tuned``) every run of a board row trained with, or None; a
+    ConfigError naming the runs where they differ (tuned and untuned, or tuned differently)."""
+    runs = {(str(r.run_dir), tuned_label(r.tuned)) for r in recs}
+    if len({label for _, label in runs}) < 2:
+        return next(iter(runs))[1] if runs else None
+    shown = "; ".join(f"{run}: {label or 'untuned'}" for run, label in sorted(runs, key=str)[:4])
+    raise ConfigError(f"{' / '.join(key)}: the runs of one row trained with different tuned settings ({shown}); "
+                      "train every seed with the same --tuned file (or none), or build the boards separately (--results)")
 
 
 def regulariser_table(board: Board) -> pd.DataFrame:

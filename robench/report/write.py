@@ -125,6 +125,16 @@ def _regulariser_lines(board: Board, task: str) -> list[str]:
             markdown_table(["method", "symKL perturbed", "symKL dropout-only", "ratio", "loss terms (mean)"], rows), ""]
 
 
+def _tuned_lines(board: Board, task: str) -> list[str]:
+    """The settings chosen by ``robench tune`` that rows of this task trained with (none: no line)."""
+    if "tuned" not in board.frame:
+        return []
+    sub = board.frame[(board.frame["task"] == task) & board.frame["tuned"].notna()]
+    show_model = sub["model"].nunique() > 1
+    shown = [f"{r['method']}" + (f" ({r['model']})" if show_model else "") + f": {r['tuned']}" for _, r in sub.iterrows()]
+    return [f"Tuned on validation (`robench tune`, best mean validation accuracy): {'; '.join(shown)}.", ""] if shown else []
+
+
 def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | str = "results", *,
                       aspects: str | Sequence[str] | None = None, plots: bool = True, n_boot: int = 1000,
                       baseline: str = BASELINE_METHOD) -> tuple[Board, dict[str, Path]]:
@@ -168,6 +178,7 @@ def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | st
     gains = improvement_table(board)
     for task, (headers, rows) in tables.items():
         lines += [f"## {task}", "", markdown_table(headers, rows), ""]
+        lines += _tuned_lines(board, task)
         attack = next((a for a in board.aspects if a.evaluator == ADVERSARIAL and a.metric == "accuracy_under_attack"),
                       None)
         if task in attack_tasks and attack is not None:
