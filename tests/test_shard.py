@@ -4,27 +4,14 @@ leaderboard over the shared runs folder equals the unsharded run's board."""
 from __future__ import annotations
 
 import random
-import sys
 import threading
 import time
 
 import pytest
+from cli_helpers import run_cli
 
 from robench.bench import parse_shard, run_benchmark, run_lock, shard_jobs
-from robench.cli import main
 from robench.errors import ConfigError
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["robench", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
 
 JOBS = [(m, sel, s) for m, sel in [("vanilla", False), ("r3f", False), ("r3f", True), ("ram", False), ("alum", False)]
         for s in (0, 1, 2)]

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from cli_helpers import assert_one_line_error, run_cli
 
-from robench.cli import main
 from robench.errors import ConfigError
 from robench.methods import METHODS
 from robench.tasks import TASKS_DIR, load_task
@@ -28,24 +27,8 @@ from robench.tune import (
 TINY = ["--model", "tiny-bert", "--limit", "48", "--epochs", "1", "--device", "cpu"]
 
 
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["robench", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
-def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
-    assert code == 2
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error:") and "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def task_file(folder: Path, tuning: str = "", name: str = "sent.yaml") -> Path:
