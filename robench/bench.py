@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from robench.errors import ConfigError
+from robench.metrics import N_BOOT
 from robench.progress import console, progress_enabled
 from robench.results import RUN_FILE, method_label, parse_method_label, result_path
 
@@ -153,7 +154,7 @@ def run_benchmark(task: str = "sentiment", methods: str | Sequence[str] = "all",
                   runs_dir: Path | str = "runs", results_dir: Path | str | None = "results", limit: int | None = None,
                   epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
                   device: str = "auto", precision: str = "auto", eval_options: dict[str, dict[str, Any]] | None = None,
-                  train_options: dict[str, Any] | None = None, plots: bool = True, n_boot: int = 1000,
+                  train_options: dict[str, Any] | None = None, plots: bool = True, n_boot: int = N_BOOT,
                   shard: str | tuple[int, int] | None = None, tuned: Path | str | None = None) -> BenchResult:
     """Train (where missing) and evaluate every method x seed, then write the leaderboard to ``results_dir``.
 

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from robench.errors import RobenchError
+from robench.metrics import N_BOOT
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -349,7 +350,7 @@ def leaderboard(
     out_dir: str = typer.Option("results", "--out", help="where LEADERBOARD.md, leaderboard.csv/.tex and plots go"),
     aspects: str = typer.Option(None, help="columns, e.g. id,shift,attack,transfer,ece,auroc (default) or 'all'"),
     plots: bool = typer.Option(True, help="draw the leaderboard figures"),
-    bootstrap: int = typer.Option(1000, help="bootstrap resamples for the significance test vs vanilla"),
+    bootstrap: int = typer.Option(N_BOOT, help="bootstrap resamples for the significance test vs vanilla"),
 ) -> None:
     """Aggregate result files into the leaderboard (Markdown, CSV, LaTeX, figures)."""
     from robench.report import write_leaderboard
@@ -368,7 +369,7 @@ def table(
     aspects: str = typer.Option(None, help="columns, e.g. id,shift,ece (default: the six leaderboard aspects)"),
     digits: int = typer.Option(1, help="decimals (values are in percent)"),
     out_file: str = typer.Option(None, "--out", help="write to this file instead of printing"),
-    bootstrap: int = typer.Option(1000, help="bootstrap resamples for the significance test vs vanilla"),
+    bootstrap: int = typer.Option(N_BOOT, help="bootstrap resamples for the significance test vs vanilla"),
 ) -> None:
     """Print the leaderboard as a LaTeX (booktabs), Markdown or CSV table."""
     from robench.report import build_leaderboard, format_table

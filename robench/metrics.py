@@ -28,6 +28,11 @@ DEFAULT_BINS = 10
 # ---------------------------------------------------------------- validation helpers
 
 
+# Default bootstrap resamples for significance tests: Holm over a row's ~6 tested columns needs a
+# raw p < 0.01/6 for `**`, and B resamples cannot give a p below 2/(B+1): 1,000 could never mark `**`.
+N_BOOT = 10_000
+
+
 def _check_probs_labels(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels)

@@ -39,6 +39,7 @@ import pandas as pd
 from robench.errors import ConfigError
 from robench.report.aspects import Aspect, resolve_aspects
 from robench.report.stats import (
+    N_BOOT,
     example_metric,
     holm,
     metric_bootstrap,
@@ -64,7 +65,7 @@ class Board:
     aspects: list[Aspect]
     records: list[ResultRecord]
     baseline: str = BASELINE_METHOD
-    n_boot: int = 1000
+    n_boot: int = N_BOOT
     source: str = ""
     # runs left off the board: (task, model, method, seed, reason), and their result records
     excluded: list[tuple[str, str, str, Any, str]] = field(default_factory=list)
@@ -184,7 +185,7 @@ def example_data(rec: ResultRecord, aspect: Aspect) -> Any:
 
 
 def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | None = None, *,
-                baseline: str = BASELINE_METHOD, n_boot: int = 1000, seed: int = 0) -> Board:
+                baseline: str = BASELINE_METHOD, n_boot: int = N_BOOT, seed: int = 0) -> Board:
     records, dropped, excluded = transfer_exclusions(records)
     check_threat_models(records)
     chosen = resolve_aspects(aspects, records)

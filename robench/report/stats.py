@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from robench import metrics as M
-from robench.metrics import wilson_interval  # noqa: F401  (re-exported: the board's intervals)
+from robench.metrics import N_BOOT, wilson_interval  # noqa: F401  (re-exported: the board's defaults)
 
 ZERO = 1e-12  # resampled metric differences this small are float noise (summation order), counted as 0
 
@@ -32,7 +32,7 @@ def outcome_sets(value: Any) -> dict[str, np.ndarray]:
 
 
 def paired_bootstrap(method: Sequence[dict[str, np.ndarray]], base: Sequence[dict[str, np.ndarray]],
-                     n_boot: int = 1000, seed: int = 0) -> float:
+                     n_boot: int = N_BOOT, seed: int = 0) -> float:
     """Two-sided paired bootstrap p-value of "method and base have equal (mean-over-sets) accuracy".
 
     ``method`` / ``base``: one {set: 0/1 correctness} per seed. Each example's correctness is
@@ -169,7 +169,7 @@ def _signature(data: dict[str, Any]) -> tuple:
                                                           else len(arrays)) for unit, arrays in data["units"].items()))
 
 
-def metric_bootstrap(method: Sequence[dict[str, Any]], base: Sequence[dict[str, Any]], n_boot: int = 1000,
+def metric_bootstrap(method: Sequence[dict[str, Any]], base: Sequence[dict[str, Any]], n_boot: int = N_BOOT,
                      seed: int = 0) -> float:
     """Two-sided paired bootstrap p-value of "method and base have the same (seed-mean) metric", the
     metric (ECE, AUROC) itself recomputed on every resample.

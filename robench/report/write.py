@@ -18,6 +18,7 @@ from robench.report.board import (
     regulariser_table,
     threat_card,
 )
+from robench.report.stats import N_BOOT
 from robench.report.tables import (
     attack_markdown,
     attack_table,
@@ -136,7 +137,7 @@ def _tuned_lines(board: Board, task: str) -> list[str]:
 
 
 def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | str = "results", *,
-                      aspects: str | Sequence[str] | None = None, plots: bool = True, n_boot: int = 1000,
+                      aspects: str | Sequence[str] | None = None, plots: bool = True, n_boot: int = N_BOOT,
                       baseline: str = BASELINE_METHOD) -> tuple[Board, dict[str, Path]]:
     """Build the board once from result files and write it into ``out``; returns (board, written paths)."""
     board = build_leaderboard(results, aspects, baseline=baseline, n_boot=n_boot)
