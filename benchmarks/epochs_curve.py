@@ -8,7 +8,8 @@ to zero at the end of each, as a real run would; reading epoch k of one long run
 mix in a learning rate that has not decayed). Runs are resumable: finished ones are read back.
 Reported per number of epochs: validation accuracy of the selected (best) epoch, mean and std
 over seeds, and the training wall time. The plateau is the fewest epochs whose mean is within
-``--tolerance`` (points) of the best mean. Writes ``<out>/epochs.png`` and ``<out>/epochs.json``.
+``--tolerance`` points of the best mean (default: the seed std of the best point, i.e. more
+epochs buy less than the noise between seeds). Writes ``<out>/epochs.png`` and ``<out>/epochs.json``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--runs-dir", default="runs-epochs")
     parser.add_argument("--out", default="results/epochs")
-    parser.add_argument("--tolerance", type=float, default=0.5, help="points of accuracy counted as a plateau")
+    parser.add_argument("--tolerance", type=float, default=None,
+                        help="points of accuracy counted as a plateau (default: the best point's seed std)")
     args = parser.parse_args()
     epochs = [int(e) for e in args.epochs.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -50,14 +52,16 @@ def main() -> None:
             walls.append(tr["wall_seconds"])
         rows.append({"epochs": e, "val_acc": accs, "mean": float(np.mean(accs)),
                      "std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0, "wall_s": float(np.mean(walls))})
-    best = max(r["mean"] for r in rows)
-    plateau = next(r["epochs"] for r in rows if r["mean"] >= best - args.tolerance)
+    top = max(rows, key=lambda r: r["mean"])
+    best = top["mean"]
+    tolerance = top["std"] if args.tolerance is None else args.tolerance
+    plateau = next(r["epochs"] for r in rows if r["mean"] >= best - tolerance)
     print(f"{args.method} on {args.model}, seeds {seeds}, precision {args.precision}: validation accuracy (%)")
     print(f"{'epochs':>6} {'mean':>6} {'std':>5} {'per seed':<24} {'train s':>8}")
     for r in rows:
         print(f"{r['epochs']:>6} {r['mean']:>6.1f} {r['std']:>5.1f} {', '.join(f'{a:.1f}' for a in r['val_acc']):<24} "
               f"{r['wall_s']:>8.0f}")
-    print(f"plateau (fewest epochs within {args.tolerance} points of the best mean {best:.1f}): {plateau}")
+    print(f"plateau (fewest epochs within {tolerance:.2f} points of the best mean {best:.1f}): {plateau}")
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -81,7 +85,7 @@ def main() -> None:
     fig.savefig(out / "epochs.png", dpi=120)
     atomic_write_json(out / "epochs.json", {"method": args.method, "model": args.model, "seeds": seeds,
                                             "precision": args.precision, "limit": args.limit, "rows": rows,
-                                            "tolerance": args.tolerance, "plateau": plateau})
+                                            "tolerance": tolerance, "plateau": plateau})
     print(f"written: {out / 'epochs.png'}, {out / 'epochs.json'}")
 
 

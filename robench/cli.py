@@ -56,7 +56,7 @@ def train(
     task: str = typer.Option("sentiment", help="task name in tasks/ or a path to a task YAML"),
     model: str = typer.Option("minilm", help="'minilm' (packaged), 'tiny-bert' (random, tests), an HF id or a folder"),
     seed: int = typer.Option(0, help="random seed (data order, head init, dropout, perturbations)"),
-    epochs: int = typer.Option(2, help="training epochs"),
+    epochs: int = typer.Option(4, help="training epochs (4: where vanilla's validation accuracy plateaus on the default task)"),
     batch_size: int = typer.Option(16, help="training batch size"),
     lr: float = typer.Option(None, help="peak learning rate (default 1e-4; linear decay, 6% warm-up); the paper used 1e-5 "
                                         "for RoBERTa-large"),
