@@ -287,14 +287,14 @@ def tune(
     seeds: str = typer.Option(None, help="tuning seeds separated by commas (default: the task's tuning.seeds, else 0)"),
     profile: str = typer.Option("default", help="task size profile: default, quick or full"),
     limit: int = typer.Option(None, help="cap every data set at this many examples"),
-    epochs: int = typer.Option(None, help="training epochs of every trial (default: the trainer's, 2)"),
+    epochs: int = typer.Option(None, help="training epochs of every trial (default: the trainer's, 4)"),
     batch_size: int = typer.Option(None, help="training batch size of every trial (default: the trainer's, 16)"),
     max_length: int = typer.Option(None, help="truncate inputs to this many tokens (default: the trainer's, 128)"),
     runs_dir: str = typer.Option("runs", help="trials go to <runs-dir>/tune/<task>/<model>/<method>/<trial>/seed<N>"),
     out_file: Path = typer.Option(None, "--out", help="tuned file to write or update "
                                                       "(default <runs-dir>/tune/<task>/<model>/tuned.json)"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
-    precision: str = typer.Option("fp32", help="training precision of every trial: auto (bf16 autocast where the "
+    precision: str = typer.Option("auto", help="training precision of every trial: auto (bf16 autocast where the "
                                                "hardware has native bf16, else fp32), fp32 or bf16"),
     force: bool = typer.Option(False, help="retrain trials that are finished already"),
     checkpoint_steps: int = typer.Option(0, help="trials also checkpoint every N optimiser steps (0: at epoch ends "

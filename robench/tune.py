@@ -330,7 +330,7 @@ def _check_merge(existing: dict[str, Any], path: Path, task_block: dict[str, Any
 def tune(task: str = "sentiment", methods: str | Sequence[str] = "vanilla", *, model: str = "minilm",
          seeds: str | Sequence[int] | None = None, grid: Sequence[str] | None = None, profile: str | None = None,
          limit: int | None = None, epochs: int | None = None, batch_size: int | None = None,
-         max_length: int | None = None, device: str = "auto", precision: str = "fp32",
+         max_length: int | None = None, device: str = "auto", precision: str = "auto",
          runs_dir: Path | str = "runs", out: Path | str | None = None, force: bool = False,
          checkpoint_steps: int = 0) -> TuneResult:
     """Train every setting x seed of each method's grid (where not done yet), choose by validation
