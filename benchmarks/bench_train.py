@@ -34,7 +34,7 @@ from robench.methods import METHODS as METHOD_REGISTRY
 from robench.methods import build_method
 from robench.models import load_model, load_tokenizer, resolve_device
 from robench.tasks import TaskData, load_task
-from robench.train import param_groups
+from robench.train import param_groups, train_step
 
 METHODS = ["vanilla", "r3f", "freelb", "alum", "smart", "ram"]
 
@@ -133,16 +133,7 @@ def trainer_step(name: str, args, batches, device, precision: str, fused: bool):
         hook.setup(model, batches, accelerator)
 
     def step(batch):
-        method.training_step(model, batch, accelerator)
-        for hook in hooks:
-            hook.after_backward(model)
-        accelerator.clip_grad_norm_(model.parameters(), 1.0)
-        for hook in hooks:
-            hook.before_optimizer_step(model)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        for hook in hooks:
-            hook.after_optimizer_step(model)
+        train_step(method, hooks, model, batch, accelerator, optimizer, max_grad_norm=1.0)
 
     return step, impl
 

@@ -174,6 +174,27 @@ def accuracy(model: torch.nn.Module, loader, accelerator) -> float:
     return correct / max(total, 1)
 
 
+def train_step(method, hooks: list[TrainingHook], model, batch, accelerator, optimizer, scheduler=None,
+               max_grad_norm: float = 1.0) -> torch.Tensor:
+    """One optimiser step as every method takes it: the method's passes, hooks after backward, clipping,
+    hooks before the step (RAM's mask), AdamW (and the schedule), hooks after it (SMART's teacher).
+    Returns the step loss on the device. ``benchmarks/bench_train.py`` times exactly this."""
+    loss = method.training_step(model, batch, accelerator)
+    for hook in hooks:
+        hook.after_backward(model)
+    if max_grad_norm:
+        accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+    for hook in hooks:
+        hook.before_optimizer_step(model)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    for hook in hooks:
+        hook.after_optimizer_step(model)
+    return loss
+
+
 def train(cfg: TrainConfig) -> Path:
     """Fine-tune and write a run directory; returns its path. Resumes from this command's checkpoint."""
     from accelerate import Accelerator
@@ -282,18 +303,7 @@ def train(cfg: TrainConfig) -> Path:
         with progress_bar(desc, total=len(train_ds), extra="loss {task.fields[info]}") as bar:
             bar.advance(min(loop.step * cfg.batch_size, len(train_ds)), info="")
             for batch in islice(train_loader, loop.step, None):  # resumed mid-epoch: skip the batches done
-                loss = method.training_step(model, batch, accelerator)
-                for hook in hooks:
-                    hook.after_backward(model)
-                if cfg.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                for hook in hooks:
-                    hook.before_optimizer_step(model)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                for hook in hooks:
-                    hook.after_optimizer_step(model)
+                loss = train_step(method, hooks, model, batch, accelerator, optimizer, scheduler, cfg.max_grad_norm)
                 loop.losses.append(loss.to(torch.float64))  # on the device: read only at log points
                 loop.step += 1
                 loop.global_step += 1
