@@ -195,9 +195,9 @@ def test_write_leaderboard_and_artifacts(synthetic, tmp_path):
     plt.close(fig)
     _board, written = write_leaderboard(synthetic, tmp_path / "out", n_boot=200)
     md = written["markdown"].read_text()
-    assert "| ram" in md and "plots/sentiment-aspects.png" in md and "reliability" in md
-    assert (tmp_path / "out" / "plots" / "sentiment-radar.png").exists()
-    assert (tmp_path / "out" / "plots" / "sentiment-attack.png").exists()
+    assert "| ram" in md and "plots/sentiment-tiny-aspects.png" in md and "reliability" in md
+    assert (tmp_path / "out" / "plots" / "sentiment-tiny-radar.png").exists()
+    assert (tmp_path / "out" / "plots" / "sentiment-tiny-attack.png").exists()
     assert (tmp_path / "out" / "artifacts" / "sentiment" / "tiny" / "vanilla" / "seed0" / "reliability.png").exists()
     assert written["csv"].exists() and written["latex"].exists()
 
@@ -298,7 +298,7 @@ def test_report_package_has_no_import_cycle():
     import robench
 
     root = Path(robench.__file__).parent
-    order = ["aspects", "stats", "board", "tables", "figures", "write"]
+    order = ["aspects", "stats", "board", "tables", "cross", "figures", "write"]
 
     def imports(path):
         tree = ast.parse(path.read_text())

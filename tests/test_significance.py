@@ -287,7 +287,7 @@ def test_markers_come_from_the_holm_adjusted_p(suite):
     board.frame.loc[i, ["id_p", "id_p_holm"]] = [0.001, 0.2]  # significant raw, not after correction
     board.frame.loc[i, ["shift_p", "shift_p_holm"]] = [0.03, 0.03]
     board.frame.loc[i, ["ece_p", "ece_p_holm"]] = [0.004, 0.004]
-    _headers, rows = table_rows(board, "text")["sentiment"]
+    _headers, rows = table_rows(board, "text")[("sentiment", "tiny")]
     ram = next(r for r in rows if r[0] == "ram")
     assert not ram[2].endswith("*") and ram[3].endswith("*") and not ram[3].endswith("**")
     assert ram[6].endswith("**")

@@ -4,13 +4,15 @@ Modules, in data-flow order (no cycles; each imports only those before it):
 ``aspects`` (columns, from the metric declarations in result files) -> ``stats`` (Wilson
 intervals, paired bootstrap on per-example outcomes and on the ECE / AUROC metric itself, Holm's
 correction, relative improvement) -> ``board`` (records -> :class:`Board`) ->
-``tables`` (Markdown, LaTeX, CSV, terminal, the attack table) -> ``figures`` (matplotlib) ->
-``write`` (the files).
+``tables`` (Markdown, LaTeX, CSV, terminal, the attack table; one table per (task, model)) -> ``cross``
+(the cross-model summary: does a method's change keep its sign across models) -> ``figures``
+(matplotlib) -> ``write`` (the files).
 Result loading lives with the result schema in :mod:`robench.results`.
 """
 
 from robench.report.aspects import DEFAULT_ASPECTS, Aspect, declared_columns, resolve_aspects
 from robench.report.board import BASELINE_METHOD, Board, build_leaderboard, leaderboard
+from robench.report.cross import cross_model_table, sign_agreement
 from robench.report.stats import (
     holm,
     metric_bootstrap,
@@ -23,6 +25,7 @@ from robench.report.tables import (
     attack_table,
     excluded_note,
     format_table,
+    group_title,
     improvement_table,
     table_rows,
     terminal_tables,
@@ -32,7 +35,8 @@ from robench.results import ResultRecord, load_results
 
 __all__ = [
     "BASELINE_METHOD", "DEFAULT_ASPECTS", "Aspect", "Board", "ResultRecord", "attack_table", "build_leaderboard",
-    "declared_columns", "excluded_note", "format_table", "holm", "improvement_table", "leaderboard", "load_results",
-    "metric_bootstrap", "paired_bootstrap", "relative_improvement", "resolve_aspects", "significance_marker", "table_rows",
-    "terminal_tables", "wilson_interval", "write_leaderboard",
+    "cross_model_table", "declared_columns", "excluded_note", "format_table", "group_title", "holm",
+    "improvement_table", "leaderboard", "load_results", "metric_bootstrap", "paired_bootstrap", "relative_improvement",
+    "resolve_aspects", "sign_agreement", "significance_marker", "table_rows", "terminal_tables", "wilson_interval",
+    "write_leaderboard",
 ]

@@ -17,9 +17,13 @@ the sampling of test examples only, not the spread over training seeds (that is 
 Further: ``seeds``, ``avg_improvement`` (the paper's headline: mean of the deltas), ``rank``,
 ``mean_rank``, ``cost_s_per_example`` and ``cost_ratio``. A pure function of result records.
 
-Two guards before anything is aggregated. Threat models: the adversarial results of one task
+Every comparison (delta, p-values, Holm, ranks, cost ratio) is made within one (task, model) group:
+the baseline of a row is the baseline method on the same task and model, never another model's.
+
+Two guards before anything is aggregated. Threat models: the adversarial results of one (task, model)
 table must share one threat-model card (``settings.threat_model.card_id``; a result without one
-is card "none"), else a ConfigError names the differing fields. Transfer sources: a run whose
+is card "none"), else a ConfigError names the differing fields; two models' tables of one task may
+carry different cards (the card records e.g. the attack encoder's precision, which follows the device). Transfer sources: a run whose
 weights generated a static transfer set (``settings.transfer_sources[*].weights_fingerprint`` of
 any adversarial result) is left off the board with all its results, and listed in
 :attr:`Board.excluded`.
@@ -75,10 +79,12 @@ class Board:
     # or the baseline's results lack usable per-example data (shown with a dagger)
     untested: set[tuple[str, str, str, str]] = field(default_factory=set)
 
-    def row(self, method: str, task: str | None = None) -> pd.Series:
+    def row(self, method: str, task: str | None = None, model: str | None = None) -> pd.Series:
         sub = self.frame[self.frame["method"] == method]
         if task is not None:
             sub = sub[sub["task"] == task]
+        if model is not None:
+            sub = sub[sub["model"] == model]
         return sub.iloc[0]
 
 
@@ -147,23 +153,24 @@ def card_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 
 
 def check_threat_models(records: Sequence[ResultRecord]) -> None:
-    """ConfigError when the adversarial results of one task table carry different threat-model cards
-    (attack accuracies under two threat models must never share a column)."""
-    by_task: dict[str, dict[str, tuple[dict[str, Any], ResultRecord]]] = {}
+    """ConfigError when the adversarial results of one (task, model) table carry different threat-model cards
+    (attack accuracies under two threat models must never share a column). Two models of one task get two
+    tables, so their cards may differ."""
+    by_table: dict[tuple[str, str], dict[str, tuple[dict[str, Any], ResultRecord]]] = {}
     for rec in records:
         if rec.evaluator == ADVERSARIAL:
             card_id, card = threat_card(rec)
-            by_task.setdefault(rec.task, {}).setdefault(card_id, (card, rec))
-    for task, cards in by_task.items():
+            by_table.setdefault((rec.task, rec.model), {}).setdefault(card_id, (card, rec))
+    for (task, model), cards in by_table.items():
         if len(cards) < 2:
             continue
         (card_a, rec_a), (card_b, rec_b) = list(cards.values())[:2]
         runs = " vs ".join(f"{r.model}/{r.method}/seed{r.seed}" for r in (rec_a, rec_b))
         raise ConfigError(
-            f"task {task!r}: the adversarial results use {len(cards)} different threat models ({runs}: "
-            f"{'; '.join(card_differences(card_a, card_b))}), so their attack accuracies cannot share a column; "
-            "re-run 'robench eval --suite adversarial --force' on these runs with one setting, or build the boards "
-            "separately (--results)")
+            f"task {task!r}, model {model!r}: the adversarial results use {len(cards)} different threat models "
+            f"({runs}: {'; '.join(card_differences(card_a, card_b))}), so their attack accuracies cannot share a "
+            "column; re-run 'robench eval --suite adversarial --force' on these runs with one setting, or build the "
+            "boards separately (--results)")
 
 
 REPRODUCE_TOL = 1e-9  # per-example data must give back the headline metric to this tolerance

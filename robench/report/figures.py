@@ -1,4 +1,5 @@
-"""Leaderboard figures (matplotlib, Agg): aspect bars, a radar, attack bars, gains over vanilla.
+"""Leaderboard figures (matplotlib, Agg): aspect bars, a radar, attack bars, gains over vanilla; one set
+per (task, model) table, named ``<task>-<model>-<kind>.png``.
 
 Per-run figures (reliability diagrams, ROC curves) are drawn by the evaluators into each run's
 ``artifacts/*.png``; :func:`collect_artifacts` copies them next to the leaderboard, grouped so
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from robench.report.board import BASELINE_METHOD, Board
-from robench.report.tables import _row_label
+from robench.report.tables import group_title, table_groups
 from robench.results import ResultRecord
 
 
@@ -33,17 +34,12 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "-", str(text)).strip("-.") or "x"
 
 
-def _label(row: pd.Series, show_model: bool) -> str:
-    return _row_label(row, show_model)
-
-
 def plot_aspect_bars(sub: pd.DataFrame, aspects, path: Path, title: str) -> Path | None:
     """Grouped bars: one group per aspect, one bar per method, error bars = std over seeds."""
     chosen = [a for a in aspects if sub[f"{a.key}_mean"].notna().any()]
     if not chosen:
         return None
     plt = _plt()
-    show_model = sub["model"].nunique() > 1
     n = len(sub)
     width = 0.8 / max(n, 1)
     x = np.arange(len(chosen))
@@ -51,7 +47,7 @@ def plot_aspect_bars(sub: pd.DataFrame, aspects, path: Path, title: str) -> Path
     for j, (_, row) in enumerate(sub.iterrows()):
         means = [row[f"{a.key}_mean"] * 100 for a in chosen]
         stds = [np.nan_to_num(row[f"{a.key}_std"] * 100) for a in chosen]
-        ax.bar(x + (j - (n - 1) / 2) * width, means, width, yerr=stds, capsize=2, label=_label(row, show_model))
+        ax.bar(x + (j - (n - 1) / 2) * width, means, width, yerr=stds, capsize=2, label=str(row["method"]))
     ax.set_xticks(x, [f"{a.label} {a.arrow}" for a in chosen])
     ax.set_ylabel("percent")
     ax.set_title(title)
@@ -69,13 +65,12 @@ def plot_radar(sub: pd.DataFrame, aspects, path: Path, title: str) -> Path | Non
     if len(chosen) < 3:
         return None
     plt = _plt()
-    show_model = sub["model"].nunique() > 1
     angles = np.linspace(0, 2 * np.pi, len(chosen), endpoint=False).tolist()
     fig, ax = plt.subplots(figsize=(5.5, 5.5), subplot_kw={"polar": True})
     for _, row in sub.iterrows():
         vals = [row[f"{a.key}_mean"] if a.higher_is_better else 1 - row[f"{a.key}_mean"] for a in chosen]
         vals = [float(np.nan_to_num(v)) for v in vals]
-        ax.plot(angles + angles[:1], vals + vals[:1], label=_label(row, show_model))
+        ax.plot(angles + angles[:1], vals + vals[:1], label=str(row["method"]))
         ax.fill(angles + angles[:1], vals + vals[:1], alpha=0.08)
     ax.set_xticks(angles, [a.label if a.higher_is_better else f"1 - {a.label}" for a in chosen])
     ax.set_ylim(0, 1)
@@ -95,8 +90,7 @@ def plot_attack_bars(sub: pd.DataFrame, path: Path, title: str) -> Path | None:
     if not cols:
         return None
     plt = _plt()
-    show_model = sub["model"].nunique() > 1
-    labels = [_label(r, show_model) for _, r in sub.iterrows()]
+    labels = [str(m) for m in sub["method"]]
     x = np.arange(len(sub))
     width = 0.8 / len(cols)
     fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(sub) + 2), 3.8))
@@ -120,10 +114,9 @@ def plot_improvement(sub: pd.DataFrame, path: Path, title: str, baseline: str = 
     if rows.empty:
         return None
     plt = _plt()
-    show_model = sub["model"].nunique() > 1
     vals = rows["avg_improvement"].to_numpy() * 100
     fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(rows) + 2), 3.5))
-    ax.bar([_label(r, show_model) for _, r in rows.iterrows()], vals,
+    ax.bar([str(m) for m in rows["method"]], vals,
            color=["tab:green" if v >= 0 else "tab:red" for v in vals])
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_ylabel("mean relative improvement over vanilla (%)")
@@ -135,30 +128,38 @@ def plot_improvement(sub: pd.DataFrame, path: Path, title: str, baseline: str = 
     return path
 
 
-def plot_leaderboard(board: Board, out_dir: Path) -> dict[str, list[Path]]:
-    """Every leaderboard figure, per task: {task: [png paths]}."""
+FIGURE_KINDS = ("aspects", "radar", "attack", "gain")
+
+
+def plot_leaderboard(board: Board, out_dir: Path) -> dict[tuple[str, str], list[Path]]:
+    """Every leaderboard figure, per (task, model): {(task, model): [png paths]}. A figure that no longer
+    applies to a table is removed, and so are the per-task figures of earlier versions (``<task>-<kind>.png``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     chosen = board.aspects
-    figures: dict[str, list[Path]] = {}
-    for task, sub in board.frame.groupby("task", sort=True):
-        stem = slug(task)
+    tables = table_groups(board.frame)
+    stems = {key: f"{slug(key[0])}-{slug(key[1])}" for key, _ in tables}
+    current = {f"{stem}-{kind}.png" for stem in stems.values() for kind in FIGURE_KINDS}
+    for name in {f"{slug(task)}-{kind}.png" for (task, _), _ in tables for kind in FIGURE_KINDS} | current:
+        (out_dir / name).unlink(missing_ok=True)  # what this board draws again, or an earlier version's per-task name
+    figures: dict[tuple[str, str], list[Path]] = {}
+    for key, sub in tables:
+        title, path = group_title(*key), {kind: out_dir / f"{stems[key]}-{kind}.png" for kind in FIGURE_KINDS}
         made = [
-            plot_aspect_bars(sub, chosen, out_dir / f"{stem}-aspects.png", f"{task}: aspects per method"),
-            plot_radar(sub, chosen, out_dir / f"{stem}-radar.png", f"{task}: outward is better"),
-            plot_attack_bars(sub, out_dir / f"{stem}-attack.png", f"{task}: adversarial accuracy"),
-            plot_improvement(sub, out_dir / f"{stem}-gain.png", f"{task}: improvement over {board.baseline}",
-                             board.baseline),
+            plot_aspect_bars(sub, chosen, path["aspects"], f"{title}: aspects per method"),
+            plot_radar(sub, chosen, path["radar"], f"{title}: outward is better"),
+            plot_attack_bars(sub, path["attack"], f"{title}: adversarial accuracy"),
+            plot_improvement(sub, path["gain"], f"{title}: improvement over {board.baseline}", board.baseline),
         ]
-        figures[str(task)] = [p for p in made if p is not None]
+        figures[key] = [p for p in made if p is not None]
     return figures
 
 
 def collect_artifacts(records: list[ResultRecord], dest: Path
-                      ) -> tuple[dict[str, list[tuple[str, list[Path]]]], list[str]]:
+                      ) -> tuple[dict[tuple[str, str], list[tuple[str, list[Path]]]], list[str]]:
     """Copy every run's ``artifacts/*.png`` under ``dest``; group the same figure across methods.
 
-    Returns ({task: [(label, [copied pngs])]}, notes). A note says when no run has figures.
+    Returns ({(task, model): [(label, [copied pngs])]}, notes). A note says when no run has figures.
     Figures are found beside the result file (its ``artifacts`` list is relative to the run
     folder that holds ``results/``); results copied elsewhere simply come without figures.
     """
@@ -175,7 +176,7 @@ def collect_artifacts(records: list[ResultRecord], dest: Path
                       *(run_dir / a for a in rec.artifacts if str(a).endswith(".png"))]
         # only figures inside the run's own folder (links followed): ../../etc/x.png copies nothing
         found.update(p for c in candidates if (p := c.resolve()).is_relative_to(run_dir) and p.is_file())
-    groups: dict[str, dict[tuple[str, str, str], list[Path]]] = {}
+    groups: dict[tuple[str, str], dict[tuple[str, str, str], list[Path]]] = {}
     for run_dir, rec in sorted(runs.items(), key=lambda kv: (kv[1].task, kv[1].model, kv[1].method != BASELINE_METHOD,
                                                             kv[1].method, str(kv[1].seed))):
         for src in sorted(p for p in pngs[run_dir] if p.is_file()):
@@ -184,13 +185,13 @@ def collect_artifacts(records: list[ResultRecord], dest: Path
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, target)
             key = (rec.model, src.stem, str(rec.seed))
-            groups.setdefault(rec.task, {}).setdefault(key, []).append(target)
-    out: dict[str, list[tuple[str, list[Path]]]] = {}
-    for task, by_key in groups.items():
-        out[task] = []
+            groups.setdefault((rec.task, rec.model), {}).setdefault(key, []).append(target)
+    out: dict[tuple[str, str], list[tuple[str, list[Path]]]] = {}
+    for table, by_key in groups.items():
+        out[table] = []
         for (model, stem, seed), paths in sorted(by_key.items()):
             methods = ", ".join(p.parent.parent.name for p in paths)
-            out[task].append((f"{stem} ({model}, seed {seed}; left to right: {methods})", paths))
+            out[table].append((f"{stem} ({model}, seed {seed}; left to right: {methods})", paths))
     notes = []
     if not groups:
         notes.append("no per-run figures (reliability diagrams, ROC curves) found in the runs' artifacts/ "

@@ -1,6 +1,9 @@
 """The board as text: Markdown, LaTeX (booktabs), CSV, and a terminal table that fits its width;
 the attack table (per recipe and worst case, with Wilson intervals); the excluded-runs note.
 
+One table per (task, model): every comparison on the board is within such a group
+(:mod:`robench.report.board`), and each table's heading names both (:func:`group_title`).
+
 Conventions. Headline metrics lie in [0, 1] and are shown in percent. Best value per column in
 bold (none where all tie); ``*`` p < 0.05, ``**`` p < 0.01 against the baseline method, Holm-adjusted
 over the tested columns of the method's row (``<key>_p_holm``); ``†`` a column tested for other
@@ -73,8 +76,14 @@ def _extra_cells(row: pd.Series, baseline: str, short: bool = False) -> list[str
     ]
 
 
-def _row_label(row: pd.Series, show_model: bool) -> str:
-    return f"{row['method']} ({row['model']})" if show_model else str(row["method"])
+def group_title(task: str, model: str) -> str:
+    """The heading of one (task, model) table, the same in every file and in the terminal."""
+    return f"{task} (model {model})"
+
+
+def table_groups(frame: pd.DataFrame) -> list[tuple[tuple[str, str], pd.DataFrame]]:
+    """The frame's (task, model) groups, sorted by task then model, each in the frame's row order."""
+    return [((str(task), str(model)), sub) for (task, model), sub in frame.groupby(["task", "model"], sort=True)]
 
 
 def _shown(board: Board) -> list[Aspect]:
@@ -83,12 +92,12 @@ def _shown(board: Board) -> list[Aspect]:
 
 
 def table_rows(board: Board, fmt: str = "text", *, digits: int = 1, std: bool = True, short: bool = False
-               ) -> dict[str, tuple[list[str], list[list[str]]]]:
-    """{task: (headers, rows)} of display strings, one table per task."""
+               ) -> dict[tuple[str, str], tuple[list[str], list[list[str]]]]:
+    """{(task, model): (headers, rows)} of display strings, one table per task and model (the best value
+    of a column is the best within that table)."""
     chosen = _shown(board)
     out = {}
-    for task, sub in board.frame.groupby("task", sort=True):
-        show_model = sub["model"].nunique() > 1
+    for key, sub in table_groups(board.frame):
         arrow = {True: r"$\uparrow$", False: r"$\downarrow$"} if fmt == "latex" else {True: "↑", False: "↓"}
         headers = ["method", "seeds", *[f"{a.short if short else a.label} {arrow[a.higher_is_better]}" for a in chosen],
                    *(EXTRA_SHORT if short else EXTRA_HEADERS)]
@@ -98,14 +107,14 @@ def table_rows(board: Board, fmt: str = "text", *, digits: int = 1, std: bool = 
             headers = [h.replace("Δ", r"$\Delta$").replace("×", r"$\times$") for h in headers]
         rows = []
         for i, row in sub.iterrows():
-            cells = [_row_label(row, show_model), str(int(row["seeds"])),
+            cells = [str(row["method"]), str(int(row["seeds"])),
                      *[_cell(sub, i, a, fmt, digits, std, untested(board, row, a)) for a in chosen],
                      *_extra_cells(row, board.baseline, short)]
             if fmt == "latex":
                 cells = [_latex_escape(cells[0]), *cells[1:-3],
                          *[c.replace("%", r"\%").replace("×", r"$\times$").replace("–", "--") for c in cells[-3:]]]
             rows.append(cells)
-        out[str(task)] = (headers, rows)
+        out[key] = (headers, rows)
     return out
 
 
@@ -123,9 +132,9 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def latex_table(task: str, headers: list[str], rows: list[list[str]]) -> str:
+def latex_table(title: str, headers: list[str], rows: list[list[str]]) -> str:
     spec = "l" + "r" * (len(headers) - 1)
-    lines = [f"% robench leaderboard: {task}. Mean over seeds (percent), {{\\scriptsize $\\pm$ std}}; best per",
+    lines = [f"% robench leaderboard: {title}. Mean over seeds (percent), {{\\scriptsize $\\pm$ std}}; best per",
              "% column in bold; $^{*}$ p<0.05, $^{**}$ p<0.01 (paired bootstrap vs vanilla, Holm-adjusted over each",
              "% method's tested columns); $^{\\dagger}$ not tested for that method. Needs \\usepackage{booktabs}.",
              f"\\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(headers) + r" \\", r"\midrule"]
@@ -143,8 +152,9 @@ def format_table(board: Board, fmt: str = "markdown", *, digits: int = 1) -> str
         raise ConfigError(f"unknown table format {fmt!r}; choose one of: latex, markdown, csv")
     fmt = {"md": "markdown", "tex": "latex"}.get(fmt, fmt)
     parts = []
-    for task, (headers, rows) in table_rows(board, fmt, digits=digits).items():
-        parts.append(latex_table(task, headers, rows) if fmt == "latex" else f"### {task}\n\n" + markdown_table(headers, rows))
+    for (task, model), (headers, rows) in table_rows(board, fmt, digits=digits).items():
+        title = group_title(task, model)
+        parts.append(latex_table(title, headers, rows) if fmt == "latex" else f"### {title}\n\n" + markdown_table(headers, rows))
     note = excluded_note(board)
     if note:
         parts.append(f"% {note}" if fmt == "latex" else note)
@@ -251,7 +261,8 @@ def _with_interval(row: pd.Series, key: str) -> str:
 
 
 def attack_markdown(board: Board, frame: pd.DataFrame | None = None) -> str | None:
-    """The attack table as Markdown, one section per task with its threat model; None without adversarial results."""
+    """The attack table as Markdown, one section per (task, model) with its threat model; None without
+    adversarial results."""
     frame = attack_table(board) if frame is None else frame
     if frame.empty:
         return None
@@ -259,12 +270,12 @@ def attack_markdown(board: Board, frame: pd.DataFrame | None = None) -> str | No
     cards = {}
     for rec in board.records:
         if rec.evaluator == ADVERSARIAL:
-            cards.setdefault(rec.task, threat_card(rec)[1])
-    sources = {}
+            cards.setdefault((rec.task, rec.model), threat_card(rec)[1])
+    sources: dict[tuple[str, str], dict] = {}
     for rec in [*board.records, *board.excluded_records]:
         declared = rec.settings.get("transfer_sources") if rec.evaluator == ADVERSARIAL else None
         if isinstance(declared, dict):
-            sources.setdefault(rec.task, {}).update(declared)
+            sources.setdefault((rec.task, rec.model), {}).update(declared)
     lines = ["# robench attacks", "",
              "Accuracy under attack in percent, mean over seeds, with the Wilson 95% interval over the attacked "
              "examples (n per seed; it covers the sampling of examples, not of seeds). succ / valid: attack success "
@@ -273,15 +284,14 @@ def attack_markdown(board: Board, frame: pd.DataFrame | None = None) -> str | No
              f"it; this is the leaderboard's Attack column. p: paired bootstrap ({board.n_boot} resamples) of the "
              f"worst-case per-example outcomes against {board.baseline}, examples paired by sample id; raw, not "
              "adjusted (the leaderboard's markers are Holm-adjusted over each method's tested columns).", ""]
-    for task, sub in frame.groupby("task", sort=True):
-        show_model = sub["model"].nunique() > 1
+    for key, sub in table_groups(frame):
         headers = ["method", "seeds", "n"]
         for recipe in recipes:
             headers += [f"{recipe} acc [95% CI]", f"{recipe} succ / valid"]
         headers += ["worst case [95% CI]", f"p vs {board.baseline}"]
         rows = []
         for _, row in sub.iterrows():
-            cells = [_row_label(row, show_model), str(int(row["seeds"])),
+            cells = [str(row["method"]), str(int(row["seeds"])),
                      f"{row['n_examples']:.0f}" if np.isfinite(row["n_examples"]) else "–"]
             for recipe in recipes:
                 cells += [_with_interval(row, f"{recipe}_acc"),
@@ -290,11 +300,11 @@ def attack_markdown(board: Board, frame: pd.DataFrame | None = None) -> str | No
             cells += [_with_interval(row, "worst_acc"),
                       "ref" if row["method"] == board.baseline else (f"{p:.3g}" if np.isfinite(p) else "–")]
             rows.append(cells)
-        lines += [f"## {task}", "", markdown_table(headers, rows), ""]
-        card = cards.get(task) or {}
+        lines += [f"## {group_title(*key)}", "", markdown_table(headers, rows), ""]
+        card = cards.get(key) or {}
         lines += ["Threat model: " + (f"`{json.dumps(card, sort_keys=True, default=str)}`" if card else
                                       "none recorded (result files written before threat-model cards)"), ""]
-        for name, source in sorted(sources.get(task, {}).items()):
+        for name, source in sorted(sources.get(key, {}).items()):
             if isinstance(source, dict):
                 lines += [f"Transfer set `{name}`: generated against weights `{source.get('weights_fingerprint')}`"
                           + (f" ({source['description']})" if source.get("description") else ""), ""]
@@ -304,31 +314,31 @@ def attack_markdown(board: Board, frame: pd.DataFrame | None = None) -> str | No
     return "\n".join(lines)
 
 
-def improvement_table(board: Board) -> dict[str, tuple[list[str], list[list[str]]]]:
-    """{task: (headers, rows)}: each method's relative improvement over the baseline per aspect (percent)."""
+def improvement_table(board: Board) -> dict[tuple[str, str], tuple[list[str], list[list[str]]]]:
+    """{(task, model): (headers, rows)}: each method's relative improvement over the baseline (on the same
+    task and model) per aspect (percent)."""
     chosen = _shown(board)
     out = {}
-    for task, sub in board.frame.groupby("task", sort=True):
-        show_model = sub["model"].nunique() > 1
+    for key, sub in table_groups(board.frame):
         headers = ["method", *[a.label for a in chosen], "average"]
         rows = []
         for _, row in sub[sub["method"] != board.baseline].iterrows():
             vals = [row[f"{a.key}_delta"] for a in chosen] + [row["avg_improvement"]]
-            rows.append([_row_label(row, show_model), *[f"{v * 100:+.1f}%" if np.isfinite(v) else "–" for v in vals]])
-        out[str(task)] = (headers, rows)
+            rows.append([str(row["method"]), *[f"{v * 100:+.1f}%" if np.isfinite(v) else "–" for v in vals]])
+        out[key] = (headers, rows)
     return out
 
 
 def terminal_tables(board: Board, width: int) -> list:
-    """Rich tables, one per task, that fit ``width`` columns: with ± std where it fits, else means
+    """Rich tables, one per (task, model), that fit ``width`` columns: with ± std where it fits, else means
     only with short headers (method names are never cut)."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    def build(task: str, headers: list[str], rows: list[list[str]], compact: bool) -> Table:
+    def build(title: str, headers: list[str], rows: list[list[str]], compact: bool) -> Table:
         note = "; std over seeds: LEADERBOARD.md" if compact else ""
-        table = Table(title=f"leaderboard: {task}",
+        table = Table(title=f"leaderboard: {title}",
                       caption=f"* p<.05, ** p<.01 vs {board.baseline} (Holm-adjusted); † untested{note}",
                       box=box.SIMPLE_HEAD if compact else box.HEAVY_HEAD, padding=(0, 1) if not compact else (0, 0),
                       pad_edge=not compact, collapse_padding=compact)
@@ -346,14 +356,14 @@ def terminal_tables(board: Board, width: int) -> list:
     tables = []
     full = table_rows(board, "text")
     compact = table_rows(board, "text", std=False, short=True)
-    for task in full:
-        table = build(task, *full[task], compact=False)
+    for key in full:
+        table = build(group_title(*key), *full[key], compact=False)
         if not fits(table):
-            headers, rows = compact[task]
+            headers, rows = compact[key]
             # "seeds" moves into the title to save a column
             seeds = sorted({r[1] for r in rows}, key=int)
             plural = "" if seeds == ["1"] else "s"
-            table = build(f"{task} ({'/'.join(seeds)} seed{plural})", [headers[0], *headers[2:]],
+            table = build(f"{group_title(*key)} ({'/'.join(seeds)} seed{plural})", [headers[0], *headers[2:]],
                           [[r[0], *r[2:]] for r in rows], compact=True)
         tables.append(table)
     return tables

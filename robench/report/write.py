@@ -1,5 +1,6 @@
 """Writing the leaderboard files: LEADERBOARD.md, leaderboard.csv, leaderboard.tex, plots/, artifacts/,
-and attacks.csv / attacks.md where there are adversarial results."""
+attacks.csv / attacks.md where there are adversarial results, and cross_model.csv (with its section in
+LEADERBOARD.md) where a task was run on two or more models."""
 
 from __future__ import annotations
 
@@ -18,12 +19,14 @@ from robench.report.board import (
     regulariser_table,
     threat_card,
 )
+from robench.report.cross import cross_model_lines, cross_model_table
 from robench.report.stats import N_BOOT
 from robench.report.tables import (
     attack_markdown,
     attack_table,
     excluded_note,
     format_table,
+    group_title,
     improvement_table,
     markdown_table,
     table_rows,
@@ -106,19 +109,18 @@ def collect_results(board: Board, dest: Path) -> list[Path]:
     return copied
 
 
-def _regulariser_lines(board: Board, task: str) -> list[str]:
+def _regulariser_lines(board: Board, task: str, model: str) -> list[str]:
     """The regulariser-alive check from training diagnostics, as Markdown lines (none if absent)."""
     table = regulariser_table(board)
     if table.empty or "alive_ratio" not in table:
         return []
-    sub = table[(table["task"] == task) & table["alive_ratio"].notna()]
+    sub = table[(table["task"] == task) & (table["model"] == model) & table["alive_ratio"].notna()]
     if sub.empty:
         return []
-    show_model = sub["model"].nunique() > 1
     rows = []
     for _, r in sub.iterrows():
         terms = ", ".join(f"{k} {r[k]:.3g}" for k in ("ce", "sym_kl", "bregman", "adv_ce") if k in r and pd.notna(r[k]))
-        rows.append([f"{r['method']} ({r['model']})" if show_model else r["method"], f"{r['sampled_sym_kl']:.3g}",
+        rows.append([r["method"], f"{r['sampled_sym_kl']:.3g}",
                      f"{r['dropout_sym_kl']:.3g}", f"{r['alive_ratio']:.2f}", terms])
     return ["Regulariser check (from training, mean over epochs and seeds): symKL between the clean and the "
             "perturbed pass, against the symKL of a second clean pass with fresh dropout on the same sampled "
@@ -126,13 +128,13 @@ def _regulariser_lines(board: Board, task: str) -> list[str]:
             markdown_table(["method", "symKL perturbed", "symKL dropout-only", "ratio", "loss terms (mean)"], rows), ""]
 
 
-def _tuned_lines(board: Board, task: str) -> list[str]:
-    """The settings chosen by ``robench tune`` that rows of this task trained with (none: no line)."""
+def _tuned_lines(board: Board, task: str, model: str) -> list[str]:
+    """The settings chosen by ``robench tune`` that rows of this table trained with (none: no line)."""
     if "tuned" not in board.frame:
         return []
-    sub = board.frame[(board.frame["task"] == task) & board.frame["tuned"].notna()]
-    show_model = sub["model"].nunique() > 1
-    shown = [f"{r['method']}" + (f" ({r['model']})" if show_model else "") + f": {r['tuned']}" for _, r in sub.iterrows()]
+    frame = board.frame
+    sub = frame[(frame["task"] == task) & (frame["model"] == model) & frame["tuned"].notna()]
+    shown = [f"{r['method']}: {r['tuned']}" for _, r in sub.iterrows()]
     return [f"Tuned on validation (`robench tune`, best mean validation accuracy): {'; '.join(shown)}.", ""] if shown else []
 
 
@@ -155,12 +157,22 @@ def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | st
     else:  # a board without adversarial results leaves no stale attack table behind
         for stale in (out / "attacks.csv", out / "attacks.md"):
             stale.unlink(missing_ok=True)
-    attack_tasks = set(attacks["task"]) if not attacks.empty else set()
-    worst_case = {t: all(threat_card(r)[0] != NO_CARD for r in board.records if r.task == t and r.evaluator == ADVERSARIAL)
-                  for t in attack_tasks}
+    attack_tables = set(zip(attacks["task"], attacks["model"], strict=True)) if not attacks.empty else set()
+    cards: dict[tuple[str, str], set[str]] = {}
+    for rec in board.records:
+        if rec.evaluator == ADVERSARIAL:
+            cards.setdefault((rec.task, rec.model), set()).add(threat_card(rec)[0])
+    worst_case = {key: NO_CARD not in ids for key, ids in cards.items()}
+    cross = cross_model_table(board.frame, board.aspects, board.baseline)
+    written_cross = out / "cross_model.csv"
+    if not cross.empty:
+        written["cross_model_csv"] = written_cross
+        atomic_write_text(written_cross, cross.to_csv(index=False, float_format="%.6g"))
+    else:  # a board without two models of one task leaves no stale summary behind
+        written_cross.unlink(missing_ok=True)
 
-    figures: dict[str, list[Path]] = {}
-    artefacts: dict[str, list[tuple[str, list[Path]]]] = {}
+    figures: dict[tuple[str, str], list[Path]] = {}
+    artefacts: dict[tuple[str, str], list[tuple[str, list[Path]]]] = {}
     notes: list[str] = []
     if plots:
         from robench.report.figures import collect_artifacts, plot_leaderboard
@@ -177,30 +189,35 @@ def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | st
         lines += [note, ""]
     tables = table_rows(board, "markdown")
     gains = improvement_table(board)
-    for task, (headers, rows) in tables.items():
-        lines += [f"## {task}", "", markdown_table(headers, rows), ""]
-        lines += _tuned_lines(board, task)
+    for key, (headers, rows) in tables.items():
+        lines += [f"## {group_title(*key)}", "", markdown_table(headers, rows), ""]
+        lines += _tuned_lines(board, *key)
         attack = next((a for a in board.aspects if a.evaluator == ADVERSARIAL and a.metric == "accuracy_under_attack"),
                       None)
-        if task in attack_tasks and attack is not None:
+        if key in attack_tables and attack is not None:
             what = ("the worst case over the attack recipes (an example counts as robust only if every recipe failed "
-                    "to flip it)" if worst_case[task] else "as each adversarial result file defines it (some were "
+                    "to flip it)" if worst_case.get(key) else "as each adversarial result file defines it (some were "
                     "written before threat-model cards)")
             lines += [f"{attack.label}: {what}. Per recipe, with success rates and Wilson 95% intervals: "
                       "[attacks.md](attacks.md).", ""]
-        if gains.get(task) and gains[task][1]:
+        if gains.get(key) and gains[key][1]:
             lines += [f"Improvement over {baseline} per aspect (the paper's headline, relative, direction-aware):", "",
-                      markdown_table(*gains[task]), ""]
-        lines += _regulariser_lines(board, task)
-        for fig in figures.get(task, []):
+                      markdown_table(*gains[key]), ""]
+        lines += _regulariser_lines(board, *key)
+        for fig in figures.get(key, []):
             lines += [f"![{fig.stem}]({fig.relative_to(out).as_posix()})", ""]
-        for label, pngs in artefacts.get(task, []):
+        for label, pngs in artefacts.get(key, []):
             lines += [f"**{label}**", "", " ".join(f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in pngs), ""]
+    threat_models: dict[str, dict[str, str]] = {}
+    for (task, model), ids in cards.items():
+        threat_models.setdefault(task, {})[model] = ", ".join(sorted(ids))
+    lines += cross_model_lines(cross, baseline, threat_models)
     if notes:
         lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
     lines += ["Files: [leaderboard.csv](leaderboard.csv) (every number), [leaderboard.tex](leaderboard.tex) "
               "(LaTeX booktabs), "
-              + ("[attacks.md](attacks.md) / [attacks.csv](attacks.csv) (each attack recipe), " if attack_tasks else "")
+              + ("[attacks.md](attacks.md) / [attacks.csv](attacks.csv) (each attack recipe), " if attack_tables else "")
+              + ("[cross_model.csv](cross_model.csv) (each method's change on every model), " if not cross.empty else "")
               + f"[{FILES_SUBDIR}/]({FILES_SUBDIR}/) (the result files this board is built from: "
               f"`robench leaderboard --results {out.as_posix()}/{FILES_SUBDIR} --out DIR` rebuilds it).", ""]
     atomic_write_text(written["markdown"], "\n".join(lines))
