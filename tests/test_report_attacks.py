@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from robench.errors import ConfigError
 from robench.evaluators import EVALUATORS
 from robench.report import attack_table, build_leaderboard, format_table, wilson_interval, write_leaderboard
+from robench.report.tables import attack_markdown
 from robench.results import MetricSpec, atomic_write_json, make_result, result_path
 
 SAMPLE = "test:ab12cd34ef56"
@@ -46,14 +47,14 @@ def to_bits(a: np.ndarray) -> str:
     return "".join("1" if x else "0" for x in a)
 
 
-def run_block(method, seed, task, weights):
-    return {"run_id": f"{task}/tiny/{method}/seed{seed}", "task": {"name": task, "profile": "default"},
-            "model": {"name": "tiny"}, "method": {"name": method}, "seed": seed,
+def run_block(method, seed, task, weights, model="tiny"):
+    return {"run_id": f"{task}/{model}/{method}/seed{seed}", "task": {"name": task, "profile": "default"},
+            "model": {"name": model}, "method": {"name": method}, "seed": seed,
             "weights_fingerprint": weights, "training": {"seconds_per_example": 1e-3}}
 
 
 def write_adv(root, method, seed, by_recipe, *, threat=None, task="sentiment", sample=SAMPLE, weights=None,
-              transfer_sources=None, transfer=None, valid=0.5):
+              transfer_sources=None, transfer=None, valid=0.5, model="tiny"):
     """An adversarial result in the evaluator's new shape; ``by_recipe``: {recipe: 0/1 array}."""
     weights = weights or f"w-{method}-{seed}"
     robust = np.logical_and.reduce([np.asarray(v, bool) for v in by_recipe.values()])
@@ -78,9 +79,9 @@ def write_adv(root, method, seed, by_recipe, *, threat=None, task="sentiment", s
         settings = {}
     if transfer_sources:
         settings["transfer_sources"] = transfer_sources
-    run_dir = root / task / "tiny" / method / f"seed{seed}"
+    run_dir = root / task / model / method / f"seed{seed}"
     atomic_write_json(result_path(run_dir, "adversarial"),
-                      make_result("adversarial", run_block(method, seed, task, weights), metrics, details=details,
+                      make_result("adversarial", run_block(method, seed, task, weights, model), metrics, details=details,
                                   settings=settings, specs=ADV_SPECS))
     return run_dir
 
@@ -212,6 +213,25 @@ def test_a_result_without_a_card_is_its_own_threat_model(tmp_path):
     write_adv(old, "vanilla", 0, {"textfooler": outcomes(0.3, 0)}, threat=False)
     write_adv(old, "ram", 0, {"textfooler": outcomes(0.6, 1)}, threat=False)
     assert len(build_leaderboard(old).frame) == 2
+
+
+def test_one_threat_model_per_task_and_model_table(tmp_path):
+    """Each (task, model) table has one card; two models' tables of one task may differ (the card records the
+    attack encoder's precision, which follows the device), and each attack section names its own card."""
+    for model, constraints in (("tiny", "filtered"), ("big", "strict")):
+        for method, p in (("vanilla", 0.3), ("ram", 0.6)):
+            write_adv(tmp_path, method, 0, {"textfooler": outcomes(p, 0)}, threat=card(constraints), model=model)
+    board = build_leaderboard(tmp_path, n_boot=50)
+    assert sorted(zip(board.frame["model"], board.frame["method"], strict=True)) == [
+        ("big", "ram"), ("big", "vanilla"), ("tiny", "ram"), ("tiny", "vanilla")]
+    md = attack_markdown(board)
+    big, tiny = md.split("## sentiment (model big)")[1].split("## sentiment (model tiny)")
+    assert '"constraints": "strict"' in big and '"constraints": "filtered"' not in big
+    assert '"constraints": "filtered"' in tiny and '"constraints": "strict"' not in tiny
+    # a second card inside one model's table is still refused, naming that table
+    write_adv(tmp_path, "r3f", 0, {"textfooler": outcomes(0.5, 0)}, threat=card("strict"), model="tiny")
+    with pytest.raises(ConfigError, match="task 'sentiment', model 'tiny': .* 2 different threat models"):
+        build_leaderboard(tmp_path)
 
 
 def test_card_field_differences_are_named():

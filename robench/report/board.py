@@ -23,10 +23,10 @@ the baseline of a row is the baseline method on the same task and model, never a
 Two guards before anything is aggregated. Threat models: the adversarial results of one (task, model)
 table must share one threat-model card (``settings.threat_model.card_id``; a result without one
 is card "none"), else a ConfigError names the differing fields; two models' tables of one task may
-carry different cards (the card records e.g. the attack encoder's precision, which follows the device). Transfer sources: a run whose
-weights generated a static transfer set (``settings.transfer_sources[*].weights_fingerprint`` of
-any adversarial result) is left off the board with all its results, and listed in
-:attr:`Board.excluded`.
+carry different cards (the card records e.g. the attack encoder's precision, which follows the device).
+Transfer sources: a run whose weights generated a static transfer set
+(``settings.transfer_sources[*].weights_fingerprint`` of any adversarial result) is left off the board
+with all its results, and listed in :attr:`Board.excluded`.
 """
 
 from __future__ import annotations

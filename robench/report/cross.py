@@ -75,7 +75,11 @@ def cross_model_table(frame: pd.DataFrame, aspects: Sequence[Aspect], baseline: 
                     deltas.append(delta)
                 row["models"], row["agreement"] = MODEL_SEP.join(task_models), sign_agreement(deltas)
                 rows.append(row)
-    return pd.DataFrame(rows, columns=columns)
+    table = pd.DataFrame(rows, columns=columns)
+    flags = [c for c in columns if c.endswith("_significant")]
+    # True / False / None (untested, or the model lacks the task), also where a column happens to hold no None
+    table[flags] = table[flags].astype(object).where(table[flags].notna(), None)
+    return table
 
 
 def cross_model_markdown(table: pd.DataFrame) -> dict[str, tuple[list[str], list[list[str]], dict[str, int]]]:
@@ -118,7 +122,7 @@ def cross_model_lines(table: pd.DataFrame, baseline: str = BASELINE_METHOD,
         if len(cards) > 1:
             shown = ", ".join(f"{m}: `{c}`" for m, c in sorted(cards.items()))
             same = len(set(cards.values())) == 1
-            lines += [f"Threat model of the attack columns: {'one card on every model' if same else 'differs'} "
+            lines += [f"Threat model of the attack columns: {'the same on every model' if same else 'differs'} "
                       f"({shown})" + ("." if same else "; each model's attack change is measured under its own "
                                                        "card, so their signs compare two different attacks."), ""]
     return lines

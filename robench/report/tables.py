@@ -154,7 +154,8 @@ def format_table(board: Board, fmt: str = "markdown", *, digits: int = 1) -> str
     parts = []
     for (task, model), (headers, rows) in table_rows(board, fmt, digits=digits).items():
         title = group_title(task, model)
-        parts.append(latex_table(title, headers, rows) if fmt == "latex" else f"### {title}\n\n" + markdown_table(headers, rows))
+        parts.append(latex_table(title, headers, rows) if fmt == "latex"
+                     else f"### {title}\n\n" + markdown_table(headers, rows))
     note = excluded_note(board)
     if note:
         parts.append(f"% {note}" if fmt == "latex" else note)

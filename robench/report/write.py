@@ -135,7 +135,9 @@ def _tuned_lines(board: Board, task: str, model: str) -> list[str]:
     frame = board.frame
     sub = frame[(frame["task"] == task) & (frame["model"] == model) & frame["tuned"].notna()]
     shown = [f"{r['method']}: {r['tuned']}" for _, r in sub.iterrows()]
-    return [f"Tuned on validation (`robench tune`, best mean validation accuracy): {'; '.join(shown)}.", ""] if shown else []
+    if not shown:
+        return []
+    return [f"Tuned on validation (`robench tune`, best mean validation accuracy): {'; '.join(shown)}.", ""]
 
 
 def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | str = "results", *,
