@@ -67,7 +67,7 @@ def test_a_missing_model_value_is_not_comparable():
     assert list(zero["agreement"][:2]) == ["n/a", "n/a"]
     headers, rows, counts = cross_model_markdown(table)["sentiment"]
     assert headers == ["method", "aspect", "minilm", "mpnet", "signs"]
-    assert rows[0] == ["ram", "ID acc", "+10.0%", "–", "n/a"] and counts == {"agree": 0, "disagree": 0, "n/a": 3}
+    assert rows[0] == ["ram", "ID acc", "+10.0%", "–", "n/a"] and counts == {"agree": 0, "disagree": 0, "n/a": 2}
 
 
 def test_significance_comes_from_p_holm_on_each_model():
@@ -100,8 +100,8 @@ def test_the_section_counts_and_threat_models():
                               {"sentiment": {"minilm": "card-a", "mpnet": "card-b"}})
     text = "\n".join(lines)
     assert lines[0] == "## Across models: sentiment"
-    # ram: id disagree, ece agree, average (0.2 vs 0.05) agree; smart: all n/a (minilm's changes are 0)
-    assert "On this task: 2 agree, 1 disagree, 3 n/a." in text
+    # ram: id disagree, ece agree (its average, 0.2 vs 0.05, not counted); smart: n/a (minilm's changes are 0)
+    assert "(averages aside): 1 agree, 1 disagree, 2 n/a." in text
     assert "| ram | ID acc | +10.0% | -10.0% | disagree |" in text
     assert "differs (minilm: `card-a`, mpnet: `card-b`)" in text
     same = "\n".join(cross_model_lines(cross_model_table(frame, ASPECTS), "vanilla",

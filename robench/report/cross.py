@@ -83,7 +83,8 @@ def cross_model_table(frame: pd.DataFrame, aspects: Sequence[Aspect], baseline: 
 
 
 def cross_model_markdown(table: pd.DataFrame) -> dict[str, tuple[list[str], list[list[str]], dict[str, int]]]:
-    """{task: (headers, rows, {agreement: count})}: per model the change in percent with ``*`` / ``**``
+    """{task: (headers, rows, {agreement: count over the (method, aspect) rows, the averages left out})}:
+    per model the change in percent with ``*`` / ``**``
     from its Holm-adjusted p-value (as in that model's table), and the signs' agreement."""
     out = {}
     for task, sub in table.groupby("task", sort=True):
@@ -97,7 +98,8 @@ def cross_model_markdown(table: pd.DataFrame) -> dict[str, tuple[list[str], list
                 mark = significance_marker(p).replace("*", r"\*")
                 values.append(f"{delta * 100:+.1f}%{mark}" if np.isfinite(delta) else "–")
             rows.append([r["method"], r["label"], *values, r["agreement"]])
-        counts = {k: int((sub["agreement"] == k).sum()) for k in (AGREE, DISAGREE, NOT_COMPARABLE)}
+        aspects = sub[sub["aspect"] != AVERAGE]  # the average is not counted again beside its aspects
+        counts = {k: int((aspects["agreement"] == k).sum()) for k in (AGREE, DISAGREE, NOT_COMPARABLE)}
         out[str(task)] = (headers, rows, counts)
     return out
 
@@ -115,7 +117,8 @@ def cross_model_lines(table: pd.DataFrame, baseline: str = BASELINE_METHOD,
                   "from that model's own table, never across models); `*` p < 0.05, `**` p < 0.01 after Holm on "
                   "that model (as in its table). signs: agree (the change has one sign on every model), disagree, "
                   "or n/a (a model has no value, or a change of exactly 0). "
-                  f"On this task: {counts[AGREE]} agree, {counts[DISAGREE]} disagree, {counts[NOT_COMPARABLE]} n/a. "
+                  f"Over the methods' aspects (averages aside): {counts[AGREE]} agree, {counts[DISAGREE]} disagree, "
+                  f"{counts[NOT_COMPARABLE]} n/a. "
                   "Every number: [cross_model.csv](cross_model.csv).", "",
                   markdown_table(headers, rows), ""]
         cards = (threat_models or {}).get(task, {})
