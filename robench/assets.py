@@ -28,7 +28,7 @@ MPNET_SPLIT = SplitZip(
     folder="all-mpnet-base-v2",
     files=("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
            "vocab.txt"),
-    description="all-mpnet-base-v2 encoder weights (MPNet-base, optional)",
+    description="the MPNet-base encoder (all-mpnet-base-v2, optional)",
     fix=MPNET_FIX, reinstall=MPNET_REINSTALL,
 )
 
