@@ -411,6 +411,28 @@ def test_mpnet_pins_match_requirements_file():
 
 # ---------------------------------------------------------------------------------- real weights
 
+def require_real_mpnet():
+    """The real MPNet's folder; a missing asset skips the test, except under CI (CI=true), where it fails."""
+    try:
+        return assets.asset_dir("mpnet")
+    except AssetMissingError as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI must install the MPNet asset (make install-mpnet in .ci/run): {exc}")
+        pytest.skip(str(exc))
+
+
+def test_missing_real_mpnet_fails_under_ci_and_skips_elsewhere(monkeypatch, tmp_path):
+    fake = dataclasses.replace(assets.MPNET_SPLIT, packages=("robench-no-such-part-001",))
+    monkeypatch.setitem(assets.ASSETS, "mpnet", dataclasses.replace(assets.ASSETS["mpnet"], split=fake))
+    monkeypatch.setenv("ROBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="make install-mpnet"):
+        require_real_mpnet()
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception, match="not installed"):
+        require_real_mpnet()
+
+
 @pytest.mark.slow
 def test_real_mpnet_loads_and_trains_with_ram(tmp_path):
     """The packaged all-mpnet-base-v2: 109.5M parameters with a 2-label head, tiny-mpnet's tokenizer is
@@ -418,12 +440,7 @@ def test_real_mpnet_loads_and_trains_with_ram(tmp_path):
     from robench.models import load_model, load_tokenizer
     from robench.train import TrainConfig, train
 
-    try:
-        assets.asset_dir("mpnet")
-    except AssetMissingError as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI must install the MPNet asset (make install-mpnet): {exc}")
-        pytest.skip(str(exc))
+    require_real_mpnet()
     real_tok, tiny_tok = load_tokenizer("mpnet"), load_tokenizer(TINY_MPNET)
     probes = [*TEXTS, "naïve café résumé 東京 😀 unknownwordxyz", "a <mask> film"]
     assert [real_tok(t)["input_ids"] for t in probes] == [tiny_tok(t)["input_ids"] for t in probes]
