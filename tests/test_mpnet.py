@@ -317,6 +317,8 @@ def test_split_zip_assembles_once_atomically(tmp_path):
     assert {p.name for p in folder.iterdir()} == set(FILES)  # desktop.ini left out
     assert all((folder / n).read_bytes() == d for n, d in FILES.items())
     assert [p.name for p in cache.iterdir()] == [folder.name]  # no temporary folder or joined zip left
+    (folder / "vocab.txt").unlink()  # damaged by hand: assembled again
+    assert assembled_dir(split, parts, cache) == folder and (folder / "vocab.txt").read_bytes() == FILES["vocab.txt"]
     for part in parts:  # once assembled, the parts are not read again
         part.unlink()
     assert assembled_dir(split, parts, cache) == folder
@@ -354,7 +356,7 @@ def test_crash_midway_leaves_no_folder_that_looks_valid(tmp_path, monkeypatch):
         return real_copy(src, dst, length)
 
     monkeypatch.setattr("robench.split_asset.shutil.copyfileobj", crash_on_second)
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(AssetMissingError, match=r"could not be assembled .*disk full \(simulated\).*ROBENCH_CACHE"):
         assembled_dir(split, parts, cache)
     assert list(cache.iterdir()) == []
     monkeypatch.undo()
