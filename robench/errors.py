@@ -15,3 +15,7 @@ class AssetMissingError(RobenchError):
 
 class OfflineError(RobenchError):
     """Something needs the network and the network is unreachable."""
+
+
+class AssetCorruptError(AssetMissingError):
+    """A packaged asset is installed but fails its integrity check (reinstalling it fixes it)."""

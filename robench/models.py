@@ -1,7 +1,9 @@
-"""Model and tokenizer loading: the packaged MiniLM default, any HF id, a local dir or a run dir."""
+"""Model and tokenizer loading: the packaged MiniLM default, the optional packaged MPNet-base, any
+HF id, a local dir or a run dir; and two tiny random-init models for fast tests."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import torch
@@ -9,7 +11,14 @@ import torch
 from robench.errors import ConfigError, OfflineError, RobenchError
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+PACKAGED = ("minilm", "mpnet")  # model names that are packaged assets (robench.assets)
 TINY = "tiny-bert"  # random-init 2-layer BERT with MiniLM's vocabulary: fast tests and CI benchmarks
+TINY_MPNET = "tiny-mpnet"  # random-init 2-layer MPNet with MPNet's tokenizer (rebuilt from MiniLM's vocabulary)
+TINY_MODELS = (TINY, TINY_MPNET)
+# all-mpnet-base-v2's vocab.txt is these four, then MiniLM's 30,522 BERT-uncased word pieces line for
+# line (so each id is MiniLM's + 4), then <mask> (30,527 entries; the unknown token is [UNK]).
+MPNET_VOCAB_HEAD = ("<s>", "<pad>", "</s>", "<unk>")
+MPNET_VOCAB_TAIL = ("<mask>",)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -30,12 +39,12 @@ def resolve_precision(precision: str) -> str:
 
 def model_source(name: str) -> str:
     """Where a model name points: the packaged MiniLM folder, a local folder, or a hub id."""
-    if name == "minilm":
+    if name in PACKAGED:
         from robench.assets import asset_dir
 
-        return str(asset_dir("minilm"))
-    if name == TINY:
-        return TINY
+        return str(asset_dir(name))
+    if name in TINY_MODELS:
+        return name
     path = Path(name)
     if path.exists():
         if not path.is_dir():
@@ -52,9 +61,30 @@ def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
     source = model_source(name)
+    if source == TINY_MPNET:
+        return mpnet_tokenizer_from_minilm()
     if source == TINY:
         source = model_source("minilm")
     return _hub_guard(name, lambda: AutoTokenizer.from_pretrained(source))
+
+
+def mpnet_tokenizer_from_minilm():
+    """all-mpnet-base-v2's tokenizer without the MPNet package: its vocabulary rebuilt from the packaged
+    MiniLM one (``<s>`` 0, ``<pad>`` 1, ``</s>`` 2, word pieces 4.., ``<mask>`` 30526), built by transformers'
+    own MPNet converter: ``<s> A </s>`` (pairs ``<s> A </s></s> B </s>``), no token_type_ids."""
+    from transformers import MPNetTokenizerFast
+
+    from robench.assets import asset_dir
+
+    words = (asset_dir("minilm") / "vocab.txt").read_bytes()  # bytes: some word pieces are odd Unicode
+    head = "".join(f"{t}\n" for t in MPNET_VOCAB_HEAD).encode()
+    tail = "".join(f"{t}\n" for t in MPNET_VOCAB_TAIL).encode()
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab = Path(tmp) / "vocab.txt"
+        vocab.write_bytes(head + words + (b"" if words.endswith(b"\n") else b"\n") + tail)
+        tokenizer = MPNetTokenizerFast(vocab_file=str(vocab), model_max_length=512)
+    tokenizer.vocab_file = None  # the temporary file is gone; save_pretrained writes tokenizer.json
+    return tokenizer
 
 
 def tiny_config(num_labels: int, vocab_size: int = 30522):
@@ -66,15 +96,33 @@ def tiny_config(num_labels: int, vocab_size: int = 30522):
     )
 
 
+def tiny_mpnet_config(num_labels: int):
+    """all-mpnet-base-v2's shape (vocabulary, special ids, 514 positions, 32 relative-position buckets),
+    shrunk to hidden 64 and 2 layers."""
+    from transformers import MPNetConfig
+
+    return MPNetConfig(
+        vocab_size=30527, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
+        max_position_embeddings=514, pad_token_id=1, bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-5,
+        relative_attention_num_buckets=32, num_labels=num_labels,
+    )
+
+
 def load_model(name: str, num_labels: int, seed: int = 0):
     """A sequence classifier with a fresh head of ``num_labels`` (seeded) on a pre-trained encoder."""
-    from transformers import AutoModelForSequenceClassification, BertForSequenceClassification
+    from transformers import (
+        AutoModelForSequenceClassification,
+        BertForSequenceClassification,
+        MPNetForSequenceClassification,
+    )
     from transformers.utils import logging as hf_logging
 
     source = model_source(name)
     torch.manual_seed(seed)
     if source == TINY:
         return BertForSequenceClassification(tiny_config(num_labels))
+    if source == TINY_MPNET:
+        return MPNetForSequenceClassification(tiny_mpnet_config(num_labels))
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # a fresh classification head is expected, not worth a warning
     try:
@@ -117,7 +165,7 @@ def load_trained(run_dir: Path):
 def _hub_guard(name: str, load):
     from robench.hub import use_cache_only_if_offline
 
-    offline = use_cache_only_if_offline() if not Path(name).exists() and name not in ("minilm", TINY) else False
+    offline = use_cache_only_if_offline() if not Path(name).exists() and name not in (*PACKAGED, *TINY_MODELS) else False
     try:
         return load()
     except RobenchError:

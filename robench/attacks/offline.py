@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from robench.errors import AssetMissingError
+from robench.split_asset import cache_root
 
 TA_MARKER = "post_install_check_3"
 WORDNET_FIX = "apt-get install wordnet-base wordnet-sense-index"
@@ -43,13 +44,6 @@ LEXNAMES = [
     ("adj.ppl", 3),
 ]
 _TA_ENV = ("TFHUB_CACHE_DIR", "PYTORCH_TRANSFORMERS_CACHE", "HF_HOME", "XDG_CACHE_HOME")
-
-
-def cache_root() -> Path:
-    """robench's cache folder: ``$ROBENCH_CACHE`` or ``~/.cache/robench``."""
-    root = Path(os.environ.get("ROBENCH_CACHE") or Path.home() / ".cache" / "robench").expanduser()
-    root.mkdir(parents=True, exist_ok=True)
-    return root
 
 
 def nltk_data_dir() -> Path:

@@ -1,12 +1,15 @@
 """Shared helpers for methods that perturb the input embeddings, in one of two places:
 
 - the EMBEDDING-LAYER OUTPUT (word + position + type, after its LayerNorm and dropout):
-  ``model.base_model.embeddings`` for BERT, RoBERTa, DeBERTa and ELECTRA. SMART, ALUM (mt-dnn)
-  and RAM (RoAST) perturb there. The perturbation goes in through a forward hook on that module,
+  ``model.base_model.embeddings`` for BERT, RoBERTa, DeBERTa, ELECTRA and MPNet (word + position
+  only: MPNet has no token types). SMART, ALUM (mt-dnn) and RAM (RoAST) perturb there. The perturbation goes in through a forward hook on that module,
   so no model class is patched and the model is always called the ordinary way.
 - the WORD EMBEDDINGS (``model.get_input_embeddings()(input_ids)``, before positions, LayerNorm
   and dropout): FreeLB and R3F perturb there. The model is then called with ``inputs_embeds``
-  (plus the attention mask and token types), which every Hugging Face encoder accepts.
+  (plus the attention mask and token types), which every Hugging Face encoder accepts. MPNet
+  (like RoBERTa) then numbers positions 2..L+1 for every token, padding included, where from
+  ``input_ids`` padding gets position 1: with right padding the real tokens see the same
+  positions, so the clean logits are the same either way (pinned in tests/test_mpnet.py).
 """
 
 from __future__ import annotations

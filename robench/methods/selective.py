@@ -7,8 +7,10 @@
   epoch end it is recomputed from the squared gradients of the method's full loss accumulated
   during that epoch (in ``after_backward``, i.e. before clipping and masking).
 - Only encoder-layer parameters are masked: names with a ``layer.<i>.`` / ``layers.<i>.``
-  component (``bert.encoder.layer.3.attention...``); embeddings and the classifier head
-  always update.
+  component (``bert.encoder.layer.3.attention...``, ``mpnet.encoder.layer.3.attention.attn.q...``);
+  embeddings and the classifier head always update, and so does MPNet's
+  ``mpnet.encoder.relative_attention_bias`` (one table shared by all layers, outside any
+  ``layer.<i>``; the RoAST code's own filter, ``'layer' in name``, leaves it out too).
 - Exact global ranks over all masked entries, in torch on the model's device (argsort):
   ``r = rank / (n - 1)`` in [0, 1], most important = 1. Keep probability
   ``p = sigmoid(2 * beta * (r - alpha))``; ``m ~ Bernoulli(p)`` is drawn once per epoch with a
