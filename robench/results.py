@@ -330,6 +330,7 @@ def run_block(run: dict[str, Any], eval_limit: int | None = None) -> dict[str, A
         "overlap_with_train": task.get("overlap_with_train"),  # texts each set shares with train
         "data_files": task.get("files"),
         "train_cost_s_per_example": training.get("seconds_per_example"),
+        "train_wall_seconds": training.get("wall_seconds"),  # the run's training wall time (run.json)
         "precision": training.get("precision"),
         # robench run/train --tuned: {file, sha256, method, setting, overridden} (robench.tune), else None
         "tuned": (run.get("config") or {}).get("tuned"),
@@ -416,9 +417,11 @@ def _result_problem(data: Any) -> str | None:
     for key in ("seed", "limit"):
         if run.get(key) is not None and (not isinstance(run[key], int) or isinstance(run[key], bool)):
             return f"run.{key} is {run[key]!r}, not a whole number"
-    cost = run.get("train_cost_s_per_example")
-    if cost is not None and not _is_number(cost):
-        return f"run.train_cost_s_per_example is {cost!r}, not a number"
+    for key in ("train_cost_s_per_example", "train_wall_seconds"):
+        if run.get(key) is not None and not _is_number(run[key]):
+            return f"run.{key} is {run[key]!r}, not a number"
+    if data.get("wall_time_s") is not None and not _is_number(data["wall_time_s"]):
+        return f"wall_time_s is {data['wall_time_s']!r}, not a number"
     diagnostics = run.get("training_diagnostics", [])
     if not isinstance(diagnostics, list):
         return "run.training_diagnostics is not a list"
@@ -462,6 +465,8 @@ class ResultRecord:
     settings: dict[str, Any] = field(default_factory=dict)  # the evaluator's settings (threat model card...)
     weights: str | None = None  # run.weights_fingerprint: which trained weights were evaluated
     tuned: dict[str, Any] | None = None  # run.tuned: the tuned setting the run trained with (robench.tune)
+    wall_time: float | None = None  # wall_time_s: the evaluator's seconds for this result (None: not recorded)
+    train_wall: float | None = None  # run.train_wall_seconds: the run's training wall time (None: not recorded)
 
     @property
     def run_dir(self) -> Path:
@@ -510,6 +515,7 @@ def load_results(roots: Path | str | Iterable[Path | str]) -> list[ResultRecord]
             metrics = {k: float(v) for k, v in _flatten(data.get("metrics", {}) or {}).items() if _is_number(v)}
             method = method_label(str(run.get("method") or "?"), bool(run.get("selective")))
             weights = run.get("weights_fingerprint")
+            wall, train_wall = data.get("wall_time_s"), run.get("train_wall_seconds")
             rec = ResultRecord(path=path.resolve(), evaluator=evaluator,
                                task=task_label(run.get("task") or "?", run.get("profile"), run.get("limit"),
                                                run.get("train_limit", run.get("limit"))),
@@ -520,7 +526,9 @@ def load_results(roots: Path | str | Iterable[Path | str]) -> list[ResultRecord]
                                diagnostics=[d for d in run.get("training_diagnostics") or [] if isinstance(d, dict)],
                                settings=data.get("settings", {}) or {},
                                weights=weights if isinstance(weights, str) and weights else None,
-                               tuned=run.get("tuned") if isinstance(run.get("tuned"), dict) else None)
+                               tuned=run.get("tuned") if isinstance(run.get("tuned"), dict) else None,
+                               wall_time=float(wall) if _is_number(wall) else None,
+                               train_wall=float(train_wall) if _is_number(train_wall) else None)
             key = (rec.task, rec.model, rec.method, str(rec.seed), rec.evaluator)
             if key not in seen or rec.created >= seen[key].created:
                 seen[key] = rec

@@ -23,14 +23,14 @@ from robench.results import atomic_write_json, make_result, result_path
 
 
 def write_result(root, method, seed, evaluator, metrics, details=None, *, model="tiny", task="sentiment",
-                 cost=1e-3, selective=False, artifacts=None):
+                 cost=1e-3, selective=False, artifacts=None, wall_time_s=0.0, train_wall=None):
     run = {"run_id": f"{task}/{model}/{method}/seed{seed}", "task": {"name": task, "profile": "default"},
            "model": {"name": model}, "method": {"name": method, "selective": selective}, "seed": seed,
-           "training": {"seconds_per_example": cost}}
+           "training": {"seconds_per_example": cost, **({"wall_seconds": train_wall} if train_wall is not None else {})}}
     run_dir = root / task / model / (method + ("+selective" if selective else "")) / f"seed{seed}"
     atomic_write_json(result_path(run_dir, evaluator),
                       make_result(evaluator, run, metrics, details=details, artifacts=artifacts,
-                                  specs=EVALUATORS.get(evaluator).metrics))
+                                  specs=EVALUATORS.get(evaluator).metrics, wall_time_s=wall_time_s))
     return run_dir
 
 

@@ -15,7 +15,8 @@ seed-mean accuracy with n = the size of the largest set one seed was scored on (
 several disjoint sets; perturbations are the same examples edited differently). It covers
 the sampling of test examples only, not the spread over training seeds (that is ``_std``).
 Further: ``seeds``, ``avg_improvement`` (the paper's headline: mean of the deltas), ``rank``,
-``mean_rank``, ``cost_s_per_example`` and ``cost_ratio``. A pure function of result records.
+``mean_rank``, ``cost_s_per_example`` and ``cost_ratio``. A pure function of result records; so is
+:func:`compute_table`, the board's own wall time (training and evaluation minutes).
 
 Every comparison (delta, p-values, Holm, ranks, cost ratio) is made within one (task, model) group:
 the baseline of a row is the baseline method on the same task and model, never another model's.
@@ -317,6 +318,43 @@ def regulariser_table(board: Board) -> pd.DataFrame:
             row["alive_ratio"] = row["sampled_sym_kl"] / row["dropout_sym_kl"]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+COMPUTE_COLUMNS = ["task", "model", "stage", "evaluator", "runs", "results", "minutes", "lacking"]
+
+
+def compute_table(records: Sequence[ResultRecord]) -> pd.DataFrame:
+    """What a board cost, from its result records alone: per (task, model) one ``training`` row (the sum
+    over runs of ``run.train_wall_seconds``, each run -- task, model, method, seed -- counted once however
+    many result files it has), one ``evaluation`` row per evaluator (the sum of the results' ``wall_time_s``)
+    and one ``evaluation`` row ``all`` (every evaluator). ``minutes`` is NaN where ``lacking`` (runs,
+    resp. results, without the time) is not 0: never a sum over part of them."""
+    rows: list[dict[str, Any]] = []
+    tables: dict[tuple[str, str], list[ResultRecord]] = {}
+    for rec in records:
+        tables.setdefault((rec.task, rec.model), []).append(rec)
+
+    def minutes(seconds: list[float | None]) -> tuple[float, int]:
+        lacking = sum(s is None for s in seconds)
+        return (float("nan") if lacking else round(sum(seconds) / 60, 6)), lacking  # type: ignore[arg-type]
+
+    for (task, model), recs in sorted(tables.items()):
+        runs: dict[tuple[str, str], list[ResultRecord]] = {}
+        for rec in recs:
+            runs.setdefault((rec.method, str(rec.seed)), []).append(rec)
+        # a run's training time: the newest of its result files that carries one (all copy one run.json)
+        train = [max(((r.created, r.train_wall) for r in rs if r.train_wall is not None), default=(None, None))[1]
+                 for rs in runs.values()]
+        mins, lacking = minutes(train)
+        rows.append({"task": task, "model": model, "stage": "training", "evaluator": "", "runs": len(runs),
+                     "results": len(recs), "minutes": mins, "lacking": lacking})
+        for evaluator in [*sorted({r.evaluator for r in recs}), "all"]:
+            used = [r for r in recs if evaluator in ("all", r.evaluator)]
+            mins, lacking = minutes([r.wall_time for r in used])
+            rows.append({"task": task, "model": model, "stage": "evaluation", "evaluator": evaluator,
+                         "runs": len({(r.method, str(r.seed)) for r in used}), "results": len(used),
+                         "minutes": mins, "lacking": lacking})
+    return pd.DataFrame(rows, columns=COMPUTE_COLUMNS)
 
 
 def _number(value: Any) -> bool:

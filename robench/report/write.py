@@ -1,4 +1,5 @@
-"""Writing the leaderboard files: LEADERBOARD.md, leaderboard.csv, leaderboard.tex, plots/, artifacts/,
+"""Writing the leaderboard files: LEADERBOARD.md, leaderboard.csv, leaderboard.tex, compute.csv (the board's
+own training and evaluation minutes, also a "Compute" line under each table), plots/, artifacts/,
 attacks.csv / attacks.md where there are adversarial results, and cross_model.csv (with its section in
 LEADERBOARD.md) where a task was run on two or more models."""
 
@@ -16,6 +17,7 @@ from robench.report.board import (
     NO_CARD,
     Board,
     build_leaderboard,
+    compute_table,
     regulariser_table,
     threat_card,
 )
@@ -140,6 +142,26 @@ def _tuned_lines(board: Board, task: str, model: str) -> list[str]:
     return [f"Tuned on validation (`robench tune`, best mean validation accuracy): {'; '.join(shown)}.", ""]
 
 
+def _compute_lines(compute: pd.DataFrame, task: str, model: str) -> list[str]:
+    """The table's own wall time (training and evaluation minutes), as one Markdown paragraph."""
+    sub = compute[(compute["task"] == task) & (compute["model"] == model)]
+    if sub.empty:
+        return []
+
+    def amount(row: pd.Series, what: str) -> str:
+        if row["lacking"]:
+            return f"n/a ({row['lacking']} of {row[what]} {what} lack a wall time)"
+        return f"{row['minutes']:.1f} min"
+
+    train = sub[sub["stage"] == "training"].iloc[0]
+    evals = sub[sub["stage"] == "evaluation"]
+    total = evals[evals["evaluator"] == "all"].iloc[0]
+    each = "; ".join(f"{r['evaluator']} {amount(r, 'results')}" for _, r in evals.iterrows() if r["evaluator"] != "all")
+    return [f"Compute (wall time from the result files; [compute.csv](compute.csv)): {train['runs']} runs; training "
+            f"{amount(train, 'runs')} (each run's `train_wall_seconds` once, however many result files it has); "
+            f"evaluation {amount(total, 'results')} over {total['results']} results ({each}).", ""]
+
+
 def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | str = "results", *,
                       aspects: str | Sequence[str] | None = None, plots: bool = True, n_boot: int = N_BOOT,
                       baseline: str = BASELINE_METHOD) -> tuple[Board, dict[str, Path]]:
@@ -147,9 +169,12 @@ def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | st
     board = build_leaderboard(results, aspects, baseline=baseline, n_boot=n_boot)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    written = {"csv": out / "leaderboard.csv", "latex": out / "leaderboard.tex", "markdown": out / "LEADERBOARD.md"}
+    written = {"csv": out / "leaderboard.csv", "latex": out / "leaderboard.tex", "markdown": out / "LEADERBOARD.md",
+               "compute_csv": out / "compute.csv"}
     collect_results(board, out / FILES_SUBDIR)
     atomic_write_text(written["csv"], format_table(board, "csv"))
+    compute = compute_table(board.records)
+    atomic_write_text(written["compute_csv"], compute.to_csv(index=False))
     atomic_write_text(written["latex"], format_table(board, "latex"))
     attacks = attack_table(board)
     if not attacks.empty:
@@ -194,6 +219,7 @@ def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | st
     for key, (headers, rows) in tables.items():
         lines += [f"## {group_title(*key)}", "", markdown_table(headers, rows), ""]
         lines += _tuned_lines(board, *key)
+        lines += _compute_lines(compute, *key)
         attack = next((a for a in board.aspects if a.evaluator == ADVERSARIAL and a.metric == "accuracy_under_attack"),
                       None)
         if key in attack_tables and attack is not None:
@@ -217,7 +243,8 @@ def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | st
     if notes:
         lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
     lines += ["Files: [leaderboard.csv](leaderboard.csv) (every number), [leaderboard.tex](leaderboard.tex) "
-              "(LaTeX booktabs), "
+              "(LaTeX booktabs), [compute.csv](compute.csv) (training and evaluation minutes per table and "
+              "evaluator), "
               + ("[attacks.md](attacks.md) / [attacks.csv](attacks.csv) (each attack recipe), " if attack_tables else "")
               + ("[cross_model.csv](cross_model.csv) (each method's change on every model), " if not cross.empty else "")
               + f"[{FILES_SUBDIR}/]({FILES_SUBDIR}/) (the result files this board is built from: "
