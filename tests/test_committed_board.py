@@ -6,8 +6,9 @@ import io
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
-from robench.report import build_leaderboard, format_table
+from robench.report import build_leaderboard, cross_model_table, format_table
 from robench.report.write import legend
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
@@ -15,10 +16,14 @@ RERENDER = ("it was rendered by another robench version: re-render it with "
             "'robench leaderboard --results results/files --out results'")
 
 
-def test_committed_board_rebuilds_from_its_result_files():
+@pytest.fixture(scope="module")
+def board():
     files = RESULTS / "files"
     assert files.is_dir() and list(files.rglob("*.json")), "results/files/ (the board's sources) is missing"
-    board = build_leaderboard(files)  # the same resamples and seed as `robench run` / `robench leaderboard`
+    return build_leaderboard(files)  # the same resamples and seed as `robench run` / `robench leaderboard`
+
+
+def test_committed_board_rebuilds_from_its_result_files(board):
     rebuilt = pd.read_csv(io.StringIO(format_table(board, "csv")))
     committed = pd.read_csv(RESULTS / "leaderboard.csv")
     changed = sorted(set(rebuilt.columns) ^ set(committed.columns))
@@ -29,3 +34,19 @@ def test_committed_board_rebuilds_from_its_result_files():
     assert legend(board) in markdown, f"LEADERBOARD.md's header text (what is tested and how) is stale: {RERENDER}"
     for method in board.frame["method"]:
         assert f"| {method} |" in markdown
+
+
+def test_committed_board_compares_both_backbones(board):
+    """Issue 15: the board holds MiniLM and MPNet under one protocol, and its cross-model summary
+    (cross_model.csv and the "Across models" section) is the one the result files give."""
+    groups = set(zip(board.frame["task"], board.frame["model"], strict=True))
+    shared = {task for task, model in groups if model == "mpnet"} & {task for task, model in groups if model == "minilm"}
+    assert shared, f"no task is on both minilm and mpnet: {sorted(groups)}"
+    rebuilt = cross_model_table(board.frame, board.aspects, board.baseline)
+    committed = pd.read_csv(RESULTS / "cross_model.csv")
+    assert set(committed["task"]) == shared and set(rebuilt["task"]) == shared
+    rebuilt = pd.read_csv(io.StringIO(rebuilt.to_csv(index=False, float_format="%.6g")))  # as written
+    pd.testing.assert_frame_equal(rebuilt, committed)
+    markdown = (RESULTS / "LEADERBOARD.md").read_text()
+    for task in shared:
+        assert f"## Across models: {task}" in markdown, RERENDER
