@@ -82,6 +82,11 @@ def cross_model_table(frame: pd.DataFrame, aspects: Sequence[Aspect], baseline: 
     return table
 
 
+def cross_model_csv(table: pd.DataFrame) -> str:
+    """``cross_model.csv``'s text: every column of :func:`cross_model_table`, floats to 6 significant digits."""
+    return table.to_csv(index=False, float_format="%.6g")
+
+
 def cross_model_markdown(table: pd.DataFrame) -> dict[str, tuple[list[str], list[list[str]], dict[str, int]]]:
     """{task: (headers, rows, {agreement: count over the (method, aspect) rows, the averages left out})}:
     per model the change in percent with ``*`` / ``**``

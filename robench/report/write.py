@@ -21,7 +21,7 @@ from robench.report.board import (
     regulariser_table,
     threat_card,
 )
-from robench.report.cross import cross_model_lines, cross_model_table
+from robench.report.cross import cross_model_csv, cross_model_lines, cross_model_table
 from robench.report.stats import N_BOOT
 from robench.report.tables import (
     attack_markdown,
@@ -194,7 +194,7 @@ def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | st
     written_cross = out / "cross_model.csv"
     if not cross.empty:
         written["cross_model_csv"] = written_cross
-        atomic_write_text(written_cross, cross.to_csv(index=False, float_format="%.6g"))
+        atomic_write_text(written_cross, cross_model_csv(cross))
     else:  # a board without two models of one task leaves no stale summary behind
         written_cross.unlink(missing_ok=True)
 
