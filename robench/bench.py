@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robench.errors import ConfigError
+from robench.errors import SEED_MAX, ConfigError
 from robench.metrics import N_BOOT
+from robench.outputs import guard_board_out
 from robench.progress import console, progress_enabled
 from robench.results import RUN_FILE, method_label, parse_method_label, result_path
 
@@ -70,6 +71,9 @@ def parse_seeds(seeds: str | int | Sequence[int]) -> list[int]:
         parts = [int(s) for s in seeds]
     if not parts:
         raise ConfigError("empty --seeds; give integers separated by commas, e.g. 0,1,2")
+    bad = [s for s in parts if not 0 <= s <= SEED_MAX]
+    if bad:
+        raise ConfigError(f"bad --seeds value {bad[0]}; a seed is a whole number from 0 to {SEED_MAX} (numpy's range)")
     return list(dict.fromkeys(parts))
 
 
@@ -173,6 +177,8 @@ def run_benchmark(task: str = "sentiment", methods: str | Sequence[str] = "all",
     plan_seeds = parse_seeds(seeds)
     shard = parse_shard(shard)
     evaluators = resolve_suite(suite)  # validate before any work
+    if results_dir is not None and not shard:
+        guard_board_out(Path(results_dir), "--results-dir")  # before hours of training, not after
     overrides = {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)) if v is not None}
     overrides.update(train_options or {})
     jobs = [(method, selective, seed) for method, selective in plan_methods for seed in plan_seeds]

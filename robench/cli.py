@@ -34,11 +34,14 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v",
     quiet_libraries(not (verbose or verbose_env()))
 
 
-def _check_numbers(**values: tuple[float | int | None, float]) -> None:
-    """Validate numeric options at the edge: ``name=(value, minimum)``; None means "not given"."""
+def _check_numbers(**values: tuple) -> None:
+    """Validate numeric options at the edge: ``name=(value, minimum)`` or ``name=(value, minimum, maximum)``;
+    None means "not given". Every ``seed`` is also checked against numpy's range."""
     import math
 
-    for name, (value, minimum) in values.items():
+    from robench.errors import SEED_MAX
+
+    for name, (value, minimum, *maximum) in values.items():
         if value is None:
             continue
         option = "--" + name.replace("_", "-")
@@ -46,6 +49,10 @@ def _check_numbers(**values: tuple[float | int | None, float]) -> None:
             raise RobenchError(f"{option} must be a finite number, got {value}")
         if value < minimum:
             raise RobenchError(f"{option} must be >= {minimum:g}, got {value:g}")
+        top = maximum[0] if maximum else (SEED_MAX if name == "seed" else None)
+        if top is not None and value > top:
+            raise RobenchError(f"{option} must be <= {top}" + (" (numpy's seed range)" if name == "seed" else "")
+                               + f", got {value}")
 
 
 def _csv(value: str | None) -> list[str]:
@@ -126,8 +133,14 @@ def eval_(
     query_budget: int = typer.Option(None, help="adversarial: model queries per example"),
     attack_seed: int = typer.Option(None, "--seed", help="adversarial / perturb: sampling seed"),
     constraints: str = typer.Option(None, help="adversarial: constraint preset: recipe, filtered (default) or strict"),
+    allow_changed_data: bool = typer.Option(False, "--allow-changed-data",
+                                            help="evaluate even if the task file or a data set differs from what "
+                                                 "the run recorded at training (the results and board row are marked)"),
 ) -> None:
     """Evaluate a run with a suite of evaluators; writes one result JSON per evaluator.
+
+    The task and every set are checked against what run.json recorded at training (task hash, each
+    set's fingerprint): a change is an error unless --allow-changed-data.
 
     Under a launcher of several processes (``torchrun --nproc_per_node N -m robench.cli eval ...``) the
     adversarial attacks are split across the processes; the result is the single-process one."""
@@ -142,7 +155,8 @@ def eval_(
         options["adversarial"] = adv
     if attack_seed is not None:
         options["perturb"] = {"seed": attack_seed}
-    written = evaluate_run(run, suite, force=force, device=device, precision=precision, limit=limit, options=options)
+    written = evaluate_run(run, suite, force=force, device=device, precision=precision, limit=limit, options=options,
+                           allow_changed_data=allow_changed_data)
     if not is_main():  # several processes (torchrun): the first one reports
         return
     table = Table(title=f"results for {run}")
@@ -338,13 +352,13 @@ def _print_board(board) -> None:
     """The board in the terminal, fitted to its width (± std where it fits)."""
     from rich.markup import escape
 
-    from robench.report.tables import excluded_note, terminal_tables
+    from robench.report.tables import data_notes, excluded_note, terminal_tables
 
     for table in terminal_tables(board, out.width):
         out.print(table)
-    note = excluded_note(board)
-    if note:
-        out.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
+    for note in [excluded_note(board), *data_notes(board)]:
+        if note:
+            out.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
 
 
 @app.command()
@@ -461,6 +475,11 @@ def attack(
     _check_numbers(n=(n, 1), query_budget=(query_budget, 1), seed=(seed, 0))
     if save.suffix not in (".jsonl", ".csv"):
         raise RobenchError(f"--save {save}: use a .jsonl or .csv file name")
+    from robench.outputs import guard_file_out
+
+    # replaces only an attack set robench saved (its .source.json names the set's sha256), never another file
+    guard_file_out(save.with_suffix(".source.json"), "attack-set record", _is_attack_record, "--save")
+    guard_file_out(save, "attack set", _is_attack_set, "--save")
     query_budget = DEFAULT_QUERY_BUDGET if query_budget is None else query_budget
     ctx = make_context(run, device, precision)
     if label_preservation is None:
@@ -498,16 +517,79 @@ def attack(
               f"{save.parent.absolute()}")
 
 
-def main() -> None:
+def _attack_record(path: Path) -> dict | None:
     try:
-        app()
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("set_sha256"), str) else None
+
+
+def _is_attack_record(path: Path) -> bool:
+    return _attack_record(path) is not None
+
+
+def _is_attack_set(path: Path) -> bool:
+    """An attack set that 'robench attack --save' wrote: its .source.json holds the file's sha256."""
+    import hashlib
+
+    record = _attack_record(path.with_suffix(".source.json"))
+    return record is not None and record["set_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# What a command keeps when the machine refuses a write (disk full, read-only folder): every writer
+# goes through a temp file and a rename, so nothing half-written is ever left in place.
+KEPT = {
+    "train": "nothing half-written was kept; the last checkpoint (beside the run folder) is whole, so the same "
+             "command resumes from it",
+    "run": "finished runs and result files are whole and a killed training keeps its last checkpoint, so the same "
+           "command goes on where it stopped",
+    "eval": "result files already written are whole and none was half-written",
+    "tune": "finished trials and the tuned file as last written are whole",
+    "leaderboard": "every file is either this board's whole file or the previous one's",
+}
+
+
+def _command() -> str:
+    return next((a for a in sys.argv[1:] if not a.startswith("-")), "")
+
+
+def _interrupted() -> None:
+    err.print("[bold red]interrupted[/bold red]: nothing half-written was kept; run the same command again to "
+              "resume (train from its last checkpoint, run and eval skip what is finished)", highlight=False,
+              soft_wrap=True)
+    sys.exit(130)
+
+
+def main() -> None:
+    """The console script: user errors, write failures and Ctrl-C end in one line each, never a traceback."""
+    from robench.outputs import is_write_failure, os_error_of, write_failure
+
+    code = 0
+    try:
+        # standalone_mode=False: click hands over Ctrl-C (as Abort) instead of printing "Aborted!" itself
+        code = app(standalone_mode=False)
     except RobenchError as exc:
         err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        err.print("[bold red]interrupted[/bold red]: nothing half-written was kept (the same 'robench train' "
-                  "command resumes from its last checkpoint)")
-        sys.exit(130)
+        _interrupted()
+    except Exception as exc:  # noqa: BLE001 - click's own exceptions (typer vendors click: matched by shape)
+        if type(exc).__name__ == "Abort":
+            _interrupted()
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
+            exc.show()  # usage errors: click's own message and exit code
+            sys.exit(exc.exit_code)
+        # a write the machine refused (disk full, read-only) is one line; anything else is a bug: its traceback
+        os_exc = os_error_of(exc)
+        if not is_write_failure(os_exc):
+            raise
+        if not os_exc.filename and isinstance(exc, OSError):
+            os_exc = exc
+        kept = KEPT.get(_command(), "files already written are whole")
+        err.print(f"[bold red]error:[/bold red] {write_failure(os_exc, None, kept)}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -19,3 +19,7 @@ class OfflineError(RobenchError):
 
 class AssetCorruptError(AssetMissingError):
     """A packaged asset is installed but fails its integrity check (reinstalling it fixes it)."""
+
+
+# Limits every command checks at the edge (one line, not a traceback from deep inside a library).
+SEED_MAX = 2**32 - 1  # numpy's seed range (accelerate's set_seed seeds numpy too)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,15 @@ from robench.evaluators import EVALUATORS, EvalOutput, resolve_suite
 from robench.models import load_trained, resolve_device, resolve_precision
 from robench.predict import Predictions, predict
 from robench.progress import console
-from robench.results import atomic_write_json, file_sha256, load_run, make_result, result_path, undeclared
+from robench.results import (
+    atomic_write_json,
+    file_sha256,
+    load_run,
+    make_result,
+    private_temp,
+    result_path,
+    undeclared,
+)
 from robench.tasks import TaskData, load_task
 
 CACHE_SUBDIR = "cache"
@@ -134,7 +141,7 @@ def _read_cache(cache: Path, features: bool, n: int) -> Predictions | None:
 def _write_cache(cache: Path, arrays: dict[str, np.ndarray]) -> None:
     """Unique temp file + rename: concurrent writers never share a temp name."""
     cache.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{cache.stem}.", suffix=".tmp.npz", dir=cache.parent)
+    fd, tmp = private_temp(cache.parent, f".{cache.stem}.", ".tmp.npz")
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)
@@ -145,7 +152,7 @@ def _write_cache(cache: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def make_context(run_dir: Path, device: str = "auto", precision: str = "fp32", limit: int | None = None,
-                 batch_size: int = 128) -> EvalContext:
+                 batch_size: int = 128, allow_changed_data: bool = False) -> EvalContext:
     run_dir = Path(run_dir)
     if distributed.requested_world_size() > 1:  # under a launcher: join its group (gloo on CPU) or refuse
         distributed.state(resolve_device(device))  # a lone process; predictions and attacks shard over it
@@ -161,22 +168,51 @@ def make_context(run_dir: Path, device: str = "auto", precision: str = "fp32", l
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be a positive number of examples, got {limit}")
     task_info = run["task"]
-    task = load_task(task_info.get("source", task_info["name"]), task_info.get("profile"),
-                     limit if limit is not None else task_info.get("limit"))
+    source = task_info.get("source", task_info["name"])
+    if Path(source).suffix in {".yaml", ".yml"} and not Path(source).is_file():
+        raise ConfigError(f"task file {source} (recorded in {run_dir / 'run.json'}) does not exist from here"
+                          + ("; runs trained before task paths were recorded whole name it relative to where "
+                             "training ran: evaluate from that folder" if not Path(source).is_absolute() else
+                             "; put the task file back where the run was trained from"))
+    task = load_task(source, task_info.get("profile"), limit if limit is not None else task_info.get("limit"))
     own = task_info.get("limit")
+    eval_limit = limit if limit is not None and limit != own else None
+    changed = check_task_unchanged(run_dir, task, task_info, allow_changed_data)
+    # every set the run recorded is checked as it is built (under another --limit the sets differ by design)
+    expected = {} if eval_limit is not None else {
+        **(task_info.get("fingerprints") or {}), **(task_info.get("set_fingerprints") or {})}
+    data = TaskData(task, expected=expected, allow_changed=allow_changed_data)
+    data.changed.update(changed)
     device = str(resolve_device(device))
-    return EvalContext(run_dir=run_dir, run=run, task=task, data=TaskData(task),
+    return EvalContext(run_dir=run_dir, run=run, task=task, data=data,
                        device=device, precision=resolve_precision(precision),
-                       batch_size=batch_size, weights=weights,
-                       eval_limit=limit if limit is not None and limit != own else None)
+                       batch_size=batch_size, weights=weights, eval_limit=eval_limit)
+
+
+def check_task_unchanged(run_dir: Path, task, task_info: dict[str, Any], allow: bool) -> dict[str, dict[str, str]]:
+    """The task definition against the one the run was trained with: ``data_hash`` (what decides the
+    examples), or for runs recorded before it, the whole file's ``spec_hash``. A change is an error, or
+    with ``allow`` returned as ``{"task file": {"trained": hash, "now": hash}}`` to mark the results."""
+    if task_info.get("data_hash"):
+        was, now, what = task_info["data_hash"], task.data_hash, "its sources, sets, labels or sizes"
+    else:
+        was, now, what = task_info.get("spec_hash"), task.spec_hash, "its definition"
+    if not was or was == now:
+        return {}
+    if not allow:
+        raise ConfigError(f"task {task.name!r} changed since run {run_dir} was trained ({what} differ: hash {now}, "
+                          f"run.json has {was}); restore the task file, retrain, or pass --allow-changed-data to "
+                          "evaluate anyway (the result and its board row are marked)")
+    return {"task file": {"trained": was, "now": now}}
 
 
 def evaluate_run(run_dir: Path, suite: str = "quick", *, force: bool = False, device: str = "auto",
                  precision: str = "fp32", limit: int | None = None, options: dict[str, dict[str, Any]] | None = None,
-                 ctx: EvalContext | None = None) -> dict[str, Path]:
-    """Evaluate one run with a suite; skips results already present unless ``force``. Returns written paths."""
+                 ctx: EvalContext | None = None, allow_changed_data: bool = False) -> dict[str, Path]:
+    """Evaluate one run with a suite; skips results already present unless ``force``. Returns written paths.
+    Data that changed since training is an error unless ``allow_changed_data`` (the results are then marked)."""
     names = resolve_suite(suite)
-    ctx = ctx or make_context(run_dir, device, precision, limit)
+    ctx = ctx or make_context(run_dir, device, precision, limit, allow_changed_data=allow_changed_data)
     limit = ctx.eval_limit  # None when it is the run's own data limit: the full result
     written: dict[str, Path] = {}
     for name in names:
@@ -200,7 +236,8 @@ def evaluate_run(run_dir: Path, suite: str = "quick", *, force: bool = False, de
                              settings={**out.settings, **evaluator.settings_key(), "limit": limit,
                                        "precision": ctx.precision, "device": ctx.device},
                              warnings=out.warnings, wall_time_s=time.perf_counter() - start, artifacts=out.artifacts,
-                             specs=evaluator.metrics, evaluator_version=evaluator.version, eval_limit=limit)
+                             specs=evaluator.metrics, evaluator_version=evaluator.version, eval_limit=limit,
+                             data_changed=dict(ctx.data.changed))
         if distributed.is_main():  # one result file, written by the first of several processes
             atomic_write_json(path, result)
             for warning in out.warnings:

@@ -178,3 +178,15 @@ def _hub_guard(name: str, load):
                 "(packaged), a local folder, or run once with internet"
             ) from None
         raise ConfigError(f"model {name!r} could not be loaded: {text.splitlines()[0]}") from None
+
+
+def usable_positions(config) -> int | None:
+    """How many tokens the model can read: ``max_position_embeddings``, less the offset of the models whose
+    position ids start after the padding index (RoBERTa, MPNet and their kin: 514 -> 512). None if unknown."""
+    n = getattr(config, "max_position_embeddings", None)
+    if not isinstance(n, int) or n <= 0:
+        return None
+    if getattr(config, "model_type", "") in {"roberta", "xlm-roberta", "mpnet", "camembert", "longformer",
+                                              "data2vec-text", "xmod", "roberta-prelayernorm"}:
+        n -= int(getattr(config, "pad_token_id", 1) or 0) + 1
+    return n

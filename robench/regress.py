@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from robench.errors import ConfigError
+from robench.outputs import guard_file_out
 from robench.results import atomic_write_json, load_results
 
 BASELINE_SCHEMA = "robench.baseline/1"
@@ -96,6 +97,7 @@ def collect_scores(results: Path | str | Iterable[Path | str]) -> dict[str, dict
 
 def record_baseline(results: Path | str | Iterable[Path | str], out: Path | str,
                     tolerances: dict[str, float] | None = None) -> dict[str, Any]:
+    guard_file_out(Path(out), "baseline", _is_baseline)  # replaces a baseline, never another file
     scores = collect_scores(results)
     if not scores:
         raise ConfigError(f"no robench result files with scores found under {results}; evaluate runs first")
@@ -103,6 +105,14 @@ def record_baseline(results: Path | str | Iterable[Path | str], out: Path | str,
                 "tolerances": tolerances or {"*": DEFAULT_TOLERANCE}, "scores": scores}
     atomic_write_json(Path(out), baseline)
     return baseline
+
+
+def _is_baseline(path: Path) -> bool:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("schema") == BASELINE_SCHEMA
 
 
 def load_baseline(path: Path | str) -> dict[str, Any]:

@@ -33,19 +33,44 @@ RUN_FILE = "run.json"
 RESULTS_SUBDIR = "results"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder + rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def _process_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _process_umask()  # read once: files are written as the process's other files would be
+
+
+def private_temp(folder: Path, prefix: str, suffix: str) -> tuple[int, str]:
+    """A unique temp file in ``folder`` (mkstemp), with the mode a plain ``open`` would give it under the
+    process umask (mkstemp's own 0600 would hide every result from colleagues sharing the folder)."""
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
     try:
+        os.fchmod(fd, 0o666 & ~UMASK)
+    except OSError:  # a file system without modes: keep mkstemp's
+        pass
+    return fd, tmp
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder + rename: readers never see half a file. A write the
+    machine refuses (disk full, read-only) is an OSError that names ``path``."""
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = private_temp(path.parent, f".{path.name}.", ".tmp")
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not exc.filename:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 
@@ -113,6 +138,9 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 def load_run(run_dir: Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--run {run_dir} is a file, not a run directory; pass the folder that holds run.json "
+                          "(written by 'robench train')")
     if not run_dir.is_dir():
         raise ConfigError(f"run directory {run_dir} does not exist; pass a folder written by 'robench train'")
     path = run_dir / RUN_FILE
@@ -344,7 +372,8 @@ def make_result(evaluator: str, run: dict[str, Any], metrics: dict[str, Any], *,
                 data: dict[str, Any] | None = None, settings: dict[str, Any] | None = None,
                 warnings: list[str] | None = None, wall_time_s: float = 0.0,
                 artifacts: list[str] | None = None, specs: Sequence[MetricSpec] = (),
-                evaluator_version: str | int = 1, eval_limit: int | None = None) -> dict[str, Any]:
+                evaluator_version: str | int = 1, eval_limit: int | None = None,
+                data_changed: dict[str, Any] | None = None) -> dict[str, Any]:
     """One result file's content: metrics, their declarations, and everything needed to re-aggregate it
     years later without the run folder."""
     return {
@@ -360,6 +389,8 @@ def make_result(evaluator: str, run: dict[str, Any], metrics: dict[str, Any], *,
         "data": data or {},
         "settings": settings or {},
         "wall_time_s": round(wall_time_s, 3),
+        # --allow-changed-data: {set or "task file": {"trained": fingerprint, "now": fingerprint}}; empty normally
+        "data_changed": data_changed or {},
         **provenance(),
     }
 
@@ -387,11 +418,27 @@ def iter_result_files(root: Path):
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ConfigError(f"{path}: a robench result that is not valid JSON ({type(exc).__name__}); delete it "
                               "or recompute it with 'robench eval --force'") from None
+        newer = _newer_schema(data.get("schema") if isinstance(data, dict) else None)
+        if newer:
+            raise ConfigError(f"{path}: written by a newer robench (schema {newer!r}; this robench "
+                              f"{robench.__version__} reads up to {RESULT_SCHEMA!r}); upgrade robench to read it")
         problem = _result_problem(data)
         if problem:
             raise ConfigError(f"{path}: not a valid robench result ({problem}); delete it or recompute it with "
                               "'robench eval --force'")
         yield path, data
+
+
+def _newer_schema(schema: Any) -> str | None:
+    """``schema`` when it is a robench result schema newer than the ones this version reads, else None."""
+    prefix = RESULT_SCHEMA.rsplit("/", 1)[0] + "/"
+    if not isinstance(schema, str) or not schema.startswith(prefix):
+        return None
+    try:
+        version = int(schema[len(prefix):])
+    except ValueError:
+        return None
+    return schema if version > int(RESULT_SCHEMA.rsplit("/", 1)[1]) else None
 
 
 def _result_problem(data: Any) -> str | None:
@@ -467,6 +514,8 @@ class ResultRecord:
     tuned: dict[str, Any] | None = None  # run.tuned: the tuned setting the run trained with (robench.tune)
     wall_time: float | None = None  # wall_time_s: the evaluator's seconds for this result (None: not recorded)
     train_wall: float | None = None  # run.train_wall_seconds: the run's training wall time (None: not recorded)
+    data_changed: dict[str, Any] = field(default_factory=dict)  # evaluated with --allow-changed-data: what changed
+    overlap: dict[str, Any] = field(default_factory=dict)  # run.overlap_with_train: {set: texts shared with train}
 
     @property
     def run_dir(self) -> Path:
@@ -528,7 +577,11 @@ def load_results(roots: Path | str | Iterable[Path | str]) -> list[ResultRecord]
                                weights=weights if isinstance(weights, str) and weights else None,
                                tuned=run.get("tuned") if isinstance(run.get("tuned"), dict) else None,
                                wall_time=float(wall) if _is_number(wall) else None,
-                               train_wall=float(train_wall) if _is_number(train_wall) else None)
+                               train_wall=float(train_wall) if _is_number(train_wall) else None,
+                               data_changed=dict(data.get("data_changed") or {}) if isinstance(
+                                   data.get("data_changed"), dict) else {},
+                               overlap={k: v for k, v in (run.get("overlap_with_train") or {}).items()
+                                        if _is_number(v)} if isinstance(run.get("overlap_with_train"), dict) else {})
             key = (rec.task, rec.model, rec.method, str(rec.seed), rec.evaluator)
             if key not in seen or rec.created >= seen[key].created:
                 seen[key] = rec

@@ -41,6 +41,7 @@ TOP_KEYS = {
 }
 # Not part of a task's spec hash: keys that change no run (the tuning grid is read by robench tune only).
 UNHASHED_KEYS = {"tuning"}
+EVAL_ONLY_KEYS = {"evaluators", "description", "method_presets"}  # left out of data_hash
 ROLES = ("train", "validation", "test")
 GROUPS = ("shift", "ood", "adversarial")
 # `file:` and `asset:` paths must stay inside the task's folder (the asset's folder) unless the task
@@ -95,6 +96,7 @@ class TaskSpec:
     path: Path | None = None
     allow_outside_paths: bool = False
     spec_hash: str = ""  # hash of the task file's content: which definition a run and its results used
+    data_hash: str = ""  # hash of the parts that decide the examples (robench eval checks it against run.json)
 
     def set_names(self, group: str) -> list[str]:
         """Names of the sets of one group (shift / ood / adversarial), in file order."""
@@ -118,6 +120,12 @@ def task_path(name_or_path: str) -> Path:
     return path
 
 
+def task_source(name_or_path: str) -> str:
+    """How a run records its task: a name as it is, a task file by its absolute path."""
+    path = task_path(name_or_path)
+    return str(path.resolve()) if Path(name_or_path).suffix in {".yaml", ".yml"} else str(name_or_path)
+
+
 def list_tasks() -> list[str]:
     return sorted(p.stem for p in TASKS_DIR.glob("*.yaml"))
 
@@ -126,13 +134,14 @@ def load_task(name_or_path: str, profile: str | None = None, limit: int | None =
     """Load and validate a task; ``profile`` picks preset set sizes, ``limit`` caps every set."""
     path = task_path(name_or_path)
     try:
-        raw = yaml.safe_load(_read_utf8(path))
+        raw = yaml.load(_read_utf8(path), Loader=StrictLoader)  # noqa: S506 - StrictLoader is a SafeLoader
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "syntax error"
         raise ConfigError(f"{path}: malformed YAML ({first}); fix the syntax of the file") from None
     spec = parse_task(raw, path)
     hashed = {k: v for k, v in raw.items() if k not in UNHASHED_KEYS}
-    spec.spec_hash = hashlib.sha256(json.dumps(hashed, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    spec.spec_hash = _hash(hashed)
+    spec.data_hash = data_hash(raw)
     if profile:
         spec = apply_profile(spec, profile)
     if limit is not None:
@@ -140,6 +149,48 @@ def load_task(name_or_path: str, profile: str | None = None, limit: int | None =
             raise ConfigError(f"--limit must be a positive number of examples, got {limit}")
         spec.sets = {k: SetSpec(s.source, s.part, min(limit, s.limit or limit)) for k, s in spec.sets.items()}
     return spec
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def data_hash(raw: dict[str, Any]) -> str:
+    """Hash of what decides a task's examples (sources, sets, labels, profile sizes), leaving out what only
+    changes how they are evaluated or tuned: editing an evaluator option does not make a run's data stale."""
+    kept = {k: v for k, v in raw.items() if k not in UNHASHED_KEYS | EVAL_ONLY_KEYS}
+    profiles = kept.get("profiles")
+    if isinstance(profiles, dict):
+        kept["profiles"] = {name: {k: v for k, v in sizes.items() if k != "evaluators"} if isinstance(sizes, dict)
+                            else sizes for name, sizes in profiles.items()}
+    return _hash(kept)
+
+
+class StrictLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that also refuses a key given twice (PyYAML keeps the last one silently) and
+    aliases (``*name``: a few nested ones expand a small file into millions of nodes)."""
+
+    def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML's signature
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"YAML aliases (*{event.anchor}, line {event.start_mark.line + 1}) are not allowed in "
+                "task files; write the value out", event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):  # noqa: ANN001 - PyYAML's signature
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} is given twice (line {key_node.start_mark.line + 1}); keep one",
+                        key_node.start_mark)
+                seen.add(key)
+            except TypeError:  # an unhashable key: PyYAML's own error follows
+                pass
+        return super().construct_mapping(node, deep)
 
 
 def apply_profile(spec: TaskSpec, profile: str) -> TaskSpec:
@@ -660,8 +711,16 @@ def _load_hub(spec: SourceSpec):
                           f"{text.splitlines()[0]}; check path/name/split in the task file") from None
 
 
-def _to_examples(spec: SourceSpec, ds, labels: list[str], with_labels: bool,
-                 origin: str | None = None) -> tuple[list[str], list[int]]:
+def _to_examples(spec: SourceSpec, ds, labels: list[str], with_labels: bool, origin: str | None = None,
+                 dropped: dict[str, int] | None = None) -> tuple[list[str], list[int]]:
+    """The source's (texts, label indices). Rows left out are counted into ``dropped`` by reason:
+    ``no_text`` (missing or blank), ``pattern`` (text_pattern did not match), ``no_label`` (missing or NaN
+    label) and ``mapped_out`` (label_map to null, binarize's min_abs margin: left out on purpose)."""
+    dropped = dropped if dropped is not None else {}
+
+    def drop(reason: str) -> None:
+        dropped[reason] = dropped.get(reason, 0) + 1
+
     columns = ds.column_names
     text_col = spec.text_column if spec.format != "lines" else "text"
     named = f"source {spec.name!r}" + (f" ({origin})" if origin else "")
@@ -680,15 +739,18 @@ def _to_examples(spec: SourceSpec, ds, labels: list[str], with_labels: bool,
     ys: list[int] = []
     for i, text in enumerate(texts_raw):
         if text is None:
+            drop("no_text")
             continue
         text = str(text)
         if pattern is not None:
             m = pattern.match(text)
             if not m:
+                drop("pattern")
                 continue
             text = m.group(1)
         text = text.strip()
         if not text:
+            drop("no_text")
             continue
         y = -1
         if labels_raw is not None:
@@ -698,6 +760,10 @@ def _to_examples(spec: SourceSpec, ds, labels: list[str], with_labels: bool,
                 raise ConfigError(f"source {spec.name!r}{f' ({origin}, row {i + 1})' if origin else f' (row {i + 1})'}: "
                                   f"{exc}") from None
             if y is None:
+                raw = labels_raw[i]
+                missing = raw is None or (isinstance(raw, float) and math.isnan(raw)) or \
+                    (isinstance(raw, str) and not raw.strip())
+                drop("no_label" if missing else "mapped_out")
                 continue
         texts.append(text)
         ys.append(y)
@@ -760,12 +826,18 @@ def fingerprint(texts: list[str], labels: list[int]) -> str:
 class TaskData:
     """Builds (and memoises) the sets of one task as ``datasets.Dataset`` objects."""
 
-    def __init__(self, spec: TaskSpec) -> None:
+    def __init__(self, spec: TaskSpec, expected: dict[str, str] | None = None, allow_changed: bool = False) -> None:
+        """``expected``: set key -> the fingerprint a run recorded for it (robench eval passes run.json's); a
+        set built with another fingerprint is an error, or with ``allow_changed`` is listed in ``changed``."""
         self.spec = spec
         self._source_cache: dict[tuple[str, bool], tuple[list[str], list[int]]] = {}
         self._set_cache: dict[str, Any] = {}
         self._fingerprints: dict[str, str] = {}
         self.files: dict[str, str] = {}  # source name -> the file it was read from (absolute)
+        self.dropped: dict[str, dict[str, int]] = {}  # source name -> {reason: rows left out} (see _to_examples)
+        self.expected = dict(expected or {})
+        self.allow_changed = allow_changed
+        self.changed: dict[str, dict[str, str]] = {}  # set key -> {"trained": fp, "now": fp}
 
     def _source_examples(self, name: str, with_labels: bool) -> tuple[list[str], list[int]]:
         key = (name, with_labels)
@@ -776,7 +848,10 @@ class TaskData:
                 self.files[name] = str(path.absolute())
             ds = _load_raw(src, self.spec.path, path)
             origin = str(path) if path is not None else f"hub {src.hub['path']}"
-            texts, ys = _to_examples(src, ds, self.spec.labels, with_labels, origin)
+            dropped: dict[str, int] = {}
+            texts, ys = _to_examples(src, ds, self.spec.labels, with_labels, origin, dropped)
+            if with_labels or name not in self.dropped:
+                self.dropped[name] = dropped
             order = np.random.RandomState(src.seed).permutation(len(texts))
             self._source_cache[key] = ([texts[i] for i in order], [ys[i] for i in order])
         return self._source_cache[key]
@@ -809,7 +884,16 @@ class TaskData:
         if not texts:
             raise ConfigError(f"task {self.spec.name!r}: set {key!r} is empty after filtering; check its source and limit")
         ds = datasets.Dataset.from_dict({"text": texts, "label": ys})
-        self._fingerprints[key] = fingerprint(texts, ys)
+        now = fingerprint(texts, ys)
+        was = self.expected.get(key)
+        if was is not None and was != now:
+            if not self.allow_changed:
+                raise ConfigError(f"task {self.spec.name!r}: set {key!r} is not the data the run recorded "
+                                  f"(fingerprint {now}, run.json has {was}): its task file or data file changed "
+                                  "since training; restore them, retrain, or pass --allow-changed-data to "
+                                  "evaluate anyway (the result and its board row are marked)")
+            self.changed[key] = {"trained": was, "now": now}
+        self._fingerprints[key] = now
         self._set_cache[key] = ds
         return ds
 
@@ -826,7 +910,9 @@ class TaskData:
         The train set must hold at least two classes. Every other set is compared with train by exact
         text (after strip): a set entirely contained in train is an error, a partial overlap a warning
         (one line per set, through ``warn``). Returns ``{"overlap_with_train": {set: count}, "files":
-        {source: path}}``. A hub set that cannot be downloaded now is left unchecked (count null).
+        {source: path}, "set_fingerprints": {set: fingerprint}, "dropped_rows": {source: {reason: count}}}``
+        (rows left out for missing text or label are also reported through ``warn``). A hub set that
+        cannot be downloaded now is left unchecked (count null, no fingerprint).
         """
         train = self.get("train")
         classes = sorted(set(train["label"]))
@@ -838,6 +924,7 @@ class TaskData:
                               f"{source!r} (its label_map / binarize threshold, its part and limit, the file itself)")
         train_texts = {t.strip() for t in train["text"]}
         overlap: dict[str, int | None] = {}
+        fingerprints = {"train": self.fingerprint("train")}
         for key in self.spec.sets:
             if key == "train":
                 continue
@@ -848,6 +935,7 @@ class TaskData:
                 if warn:
                     warn(f"warning: set {key!r} not checked for overlap with train ({exc})")
                 continue
+            fingerprints[key] = self.fingerprint(key)
             count = sum(t.strip() in train_texts for t in texts)
             overlap[key] = count
             if count and count == len(texts):
@@ -857,4 +945,11 @@ class TaskData:
             if count and warn:
                 warn(f"warning: set {key!r}: {count} of {len(texts)} examples also appear in train (exact text); "
                      "its scores are inflated: deduplicate the sources")
-        return {"overlap_with_train": overlap, "files": dict(self.files)}
+        dropped = {src: counts for src, counts in self.dropped.items() if counts}
+        for src, counts in dropped.items():
+            unintended = {k: v for k, v in counts.items() if k in ("no_text", "no_label")}
+            if unintended and warn:
+                what = ", ".join(f"{n} with {'no text' if k == 'no_text' else 'no label'}" for k, n in unintended.items())
+                warn(f"note: source {src!r}: left out {what} (blank or missing cells); recorded in run.json")
+        return {"overlap_with_train": overlap, "files": dict(self.files), "set_fingerprints": fingerprints,
+                "dropped_rows": dropped}

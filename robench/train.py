@@ -33,10 +33,11 @@ from robench.errors import ConfigError
 from robench.hardware import make_adamw, native_bf16, size_threads, training_precision
 from robench.methods import build_method
 from robench.methods.base import TrainingHook, make_config
-from robench.models import load_model, load_tokenizer, resolve_device
+from robench.models import load_model, load_tokenizer, resolve_device, usable_positions
+from robench.outputs import guard_checkpoint_dir, guard_run_out
 from robench.progress import console, progress_bar
 from robench.results import RUN_FILE, RUN_SCHEMA, RunIdentity, atomic_write_json, file_sha256, provenance
-from robench.tasks import TaskData, load_task
+from robench.tasks import TaskData, load_task, task_source
 
 
 @dataclass
@@ -216,8 +217,8 @@ def train(cfg: TrainConfig) -> Path:
     ckpt_dir = checkpoint.checkpoint_dir(out)
     checkpoint.clean_leftovers(out, RUN_FILE)
     checkpoint.clean_leftovers(ckpt_dir, checkpoint.STATE_FILE)
-    if (out / RUN_FILE).exists() and not cfg.force:
-        raise ConfigError(f"run directory {out} already holds a finished run; pass --force to overwrite or --out elsewhere")
+    guard_run_out(out, cfg.force)  # nothing robench did not write is ever replaced (robench.outputs)
+    guard_checkpoint_dir(ckpt_dir, checkpoint.STATE_FILE)
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.checkpoint_steps < 0:
         raise ConfigError("--epochs and --batch-size must be >= 1, --lr > 0 and --checkpoint-steps >= 0")
     method, hooks = build_hooks(cfg)  # validate the method before any heavy work
@@ -242,6 +243,10 @@ def train(cfg: TrainConfig) -> Path:
     val_loader = DataLoader(val_ds, batch_size=cfg.eval_batch_size, collate_fn=collate)
 
     model = load_model(cfg.model, num_labels=len(task.labels), seed=cfg.seed)
+    positions = usable_positions(model.config)
+    if positions is not None and cfg.max_length > positions:
+        raise ConfigError(f"--max-length {cfg.max_length} is longer than model {cfg.model!r} can read ({positions} "
+                          f"positions); pass --max-length {positions} or less")
     model.config.id2label = dict(enumerate(task.labels))
     model.config.label2id = {name: i for i, name in enumerate(task.labels)}
     optimizer, optimizer_impl = make_adamw(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.adam_betas,
@@ -347,8 +352,9 @@ def train(cfg: TrainConfig) -> Path:
     record = {
         "schema": RUN_SCHEMA,
         "run_id": identity(cfg).run_id,
-        "task": {"name": task.name, "source": str(cfg.task), "profile": cfg.profile or "default", "limit": cfg.limit,
-                 "spec_hash": task.spec_hash,
+        # a task file by its absolute path, so the run evaluates from any working directory (data_hash guards it)
+        "task": {"name": task.name, "source": task_source(cfg.task), "profile": cfg.profile or "default",
+                 "limit": cfg.limit, "spec_hash": task.spec_hash, "data_hash": task.data_hash,
                  "labels": task.labels, "fingerprints": fingerprints,
                  "sizes": {"train": len(train_ds), "validation": len(val_ds)}},
         "model": {"name": cfg.model, "num_parameters": sum(p.numel() for p in final.parameters())},
@@ -373,10 +379,11 @@ def train(cfg: TrainConfig) -> Path:
         },
         **provenance(),
     }
-    record["task"].update(checks)  # overlap_with_train: {set: count}, files: {source: path}
+    # overlap_with_train: {set: count}, files: {source: path}, set_fingerprints: {set: fp}, dropped_rows
+    record["task"].update(checks)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:  # under several processes, one writes the run
-        _write_run_dir(out, final, tokenizer, record)
+        _write_run_dir(out, final, tokenizer, record, cfg.force)
         shutil.rmtree(ckpt_dir, ignore_errors=True)  # only now: a kill before this resumes at the end
     accelerator.wait_for_everyone()  # no rank returns before the run directory is in place
     return out
@@ -411,8 +418,10 @@ def resume_point(ckpt_dir: Path, key: str, force: bool) -> dict[str, Any] | None
     return None
 
 
-def _write_run_dir(out: Path, model, tokenizer, record: dict[str, Any]) -> None:
-    """Write everything into a temp folder beside ``out`` and rename it into place at the end."""
+def _write_run_dir(out: Path, model, tokenizer, record: dict[str, Any], force: bool = False) -> None:
+    """Write everything into a temp folder beside ``out`` and rename it into place at the end. ``out`` is
+    checked again just before (a file put there during training is never replaced); run.json lists the
+    files written (``files``), which is what a later ``--force`` may replace."""
     out.parent.mkdir(parents=True, exist_ok=True)
     checkpoint.clean_leftovers(out, RUN_FILE)
     tmp = checkpoint.sibling(out, "tmp")
@@ -421,7 +430,9 @@ def _write_run_dir(out: Path, model, tokenizer, record: dict[str, Any]) -> None:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         record["weights_fingerprint"] = file_sha256(tmp / "model.safetensors")
+        record["files"] = sorted({p.name for p in tmp.iterdir()} | {RUN_FILE})
         atomic_write_json(tmp / RUN_FILE, record)
+        guard_run_out(out, force)
         checkpoint.replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robench.errors import ConfigError
+from robench.errors import SEED_MAX, ConfigError
+from robench.outputs import guard_file_out
 from robench.progress import console
 from robench.results import (
     RUN_FILE,
@@ -147,8 +148,9 @@ def parse_task_tuning(raw: Any, path: Path | str) -> dict[str, Any]:
         where = f"{path}: key 'tuning.{key}'"
         if key == "seeds":
             if not isinstance(value, list) or not value or not all(
-                    isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value):
-                raise ConfigError(f"{where}: must be a non-empty list of seeds >= 0, e.g. seeds: [0]; got {value!r}")
+                    isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= SEED_MAX for s in value):
+                raise ConfigError(f"{where}: must be a non-empty list of seeds from 0 to {SEED_MAX}, e.g. seeds: [0]; "
+                                  f"got {value!r}")
             seeds = list(dict.fromkeys(value))
             continue
         if not isinstance(key, str) or key not in METHODS:
@@ -297,6 +299,8 @@ def _finished_trial(run_dir: Path, cfg, spec_hash: str) -> float:
 def load_tuned(path: Path | str) -> dict[str, Any]:
     """A tuned.json, checked for the keys every reader relies on."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"tuned file {path} is a folder; give the path of a tuned.json written by 'robench tune'")
     if not path.is_file():
         raise ConfigError(f"tuned file {path} does not exist; write it with 'robench tune'")
     try:
@@ -313,7 +317,24 @@ def load_tuned(path: Path | str) -> dict[str, Any]:
         if not isinstance(chosen, dict) or not isinstance(chosen.get("setting"), dict) \
                 or "lr" not in chosen["setting"]:
             raise ConfigError(f"{path}: method {label!r} has no chosen setting; run 'robench tune --method {label}' again")
+        lr = chosen["setting"]["lr"]
+        if not isinstance(lr, int | float) or isinstance(lr, bool) or not math.isfinite(lr) or lr <= 0:
+            raise ConfigError(f"{path}: method {label!r} has chosen lr {lr!r}, not a positive number; run "
+                              f"'robench tune --method {label}' again")
+        bad = [k for k, v in chosen["setting"].items() if not isinstance(v, int | float | str | bool)]
+        if bad:
+            raise ConfigError(f"{path}: method {label!r} has chosen {bad[0]} {chosen['setting'][bad[0]]!r}, not a "
+                              f"single value; run 'robench tune --method {label}' again")
     return data
+
+
+def is_tuned_file(path: Path) -> bool:
+    """Whether ``path`` is a robench tuned file (what ``tune --out`` may update)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("schema") == TUNED_SCHEMA
 
 
 def _check_merge(existing: dict[str, Any], path: Path, task_block: dict[str, Any], model: str) -> None:
@@ -353,6 +374,7 @@ def tune(task: str = "sentiment", methods: str | Sequence[str] = "vanilla", *, m
     task_block = {"name": spec.name, "source": str(task), "spec_hash": spec.spec_hash,
                   "profile": profile or "default", "limit": limit}
     path = Path(out) if out else default_tuned_path(runs_dir, task, model, profile, limit)
+    guard_file_out(path, "tuned file", is_tuned_file)  # updates a tuned file, never replaces another file
     if path.exists():
         _check_merge(load_tuned(path), path, task_block, model)
 

@@ -78,8 +78,14 @@ class Shift(Evaluator):
         acc: dict[str, float] = {}
         correct: dict[str, str] = {}
         sizes: dict[str, int] = {}
+        test_texts = {t.strip() for t in ctx.texts("test")}
         for key in keys:
             name = key.split(":", 1)[1]
+            texts = ctx.texts(key)
+            if texts and all(t.strip() in test_texts for t in texts):  # as an OOD set inside test is refused
+                raise ConfigError(f"task {ctx.task.name!r}: every text of shift set {key!r} also occurs in the "
+                                  "in-distribution test set; it measures no shift (its drop would read 0): give it "
+                                  "another source or part")
             p, y = labelled_predictions(ctx, key)
             c = p.logits.argmax(-1) == y
             acc[name] = float(np.mean(c))

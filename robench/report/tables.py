@@ -106,8 +106,10 @@ def table_rows(board: Board, fmt: str = "text", *, digits: int = 1, std: bool = 
         if fmt == "latex":
             headers = [h.replace("Δ", r"$\Delta$").replace("×", r"$\times$") for h in headers]
         rows = []
+        changed = changed_data_rows(board)
         for i, row in sub.iterrows():
-            cells = [str(row["method"]), str(int(row["seeds"])),
+            mark = CHANGED_MARK if (key[0], key[1], row["method"]) in changed else ""
+            cells = [str(row["method"]) + mark, str(int(row["seeds"])),
                      *[_cell(sub, i, a, fmt, digits, std, untested(board, row, a)) for a in chosen],
                      *_extra_cells(row, board.baseline, short)]
             if fmt == "latex":
@@ -160,6 +162,40 @@ def format_table(board: Board, fmt: str = "markdown", *, digits: int = 1) -> str
     if note:
         parts.append(f"% {note}" if fmt == "latex" else note)
     return "\n\n".join(parts) + "\n"
+
+
+CHANGED_MARK = " (changed data)"
+
+
+def changed_data_rows(board: Board) -> set[tuple[str, str, str]]:
+    """(task, model, method) rows with a result evaluated on data that changed since training."""
+    return {(r.task, r.model, r.method) for r in board.records if r.data_changed}
+
+
+def data_notes(board: Board) -> list[str]:
+    """Footnotes on the data behind the board: results evaluated on changed data (--allow-changed-data),
+    and evaluation sets that share texts with the training set (counted when the run was trained)."""
+    notes = []
+    changed: dict[tuple, set[str]] = {}
+    for r in board.records:
+        if r.data_changed:
+            changed.setdefault((r.task, r.model, r.method, r.seed), set()).update(r.data_changed)
+    if changed:
+        runs = "; ".join(f"{t} / {m} / {meth} / seed {seed}: {', '.join(sorted(sets))}"
+                         for (t, m, meth, seed), sets in sorted(changed.items(), key=str))
+        notes.append(f"Rows marked '{CHANGED_MARK.strip()}' were evaluated with --allow-changed-data on data that "
+                     f"differs from what the run was trained and recorded with ({runs}); their numbers are not "
+                     "comparable with the other rows.")
+    overlap: dict[tuple[str, str], dict[str, set[int]]] = {}
+    for r in board.records:
+        for key, count in r.overlap.items():
+            if count:
+                overlap.setdefault((r.task, r.model), {}).setdefault(key, set()).add(int(count))
+    for (task, model), sets in sorted(overlap.items()):
+        shown = ", ".join(f"{key} {'/'.join(str(c) for c in sorted(counts))}" for key, counts in sorted(sets.items()))
+        notes.append(f"{task} (model {model}): evaluation sets share texts with the training set (exact text, "
+                     f"counted at training): {shown}; those sets' scores are inflated.")
+    return notes
 
 
 def excluded_note(board: Board) -> str | None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from robench.outputs import guard_board_out
 from robench.report.board import (
     ADVERSARIAL,
     BASELINE_METHOD,
@@ -26,6 +27,7 @@ from robench.report.stats import N_BOOT
 from robench.report.tables import (
     attack_markdown,
     attack_table,
+    data_notes,
     excluded_note,
     format_table,
     group_title,
@@ -166,8 +168,9 @@ def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | st
                       aspects: str | Sequence[str] | None = None, plots: bool = True, n_boot: int = N_BOOT,
                       baseline: str = BASELINE_METHOD) -> tuple[Board, dict[str, Path]]:
     """Build the board once from result files and write it into ``out``; returns (board, written paths)."""
-    board = build_leaderboard(results, aspects, baseline=baseline, n_boot=n_boot)
     out = Path(out)
+    guard_board_out(out)  # a new or empty folder, or a robench leaderboard's: never over a user's files
+    board = build_leaderboard(results, aspects, baseline=baseline, n_boot=n_boot)
     out.mkdir(parents=True, exist_ok=True)
     written = {"csv": out / "leaderboard.csv", "latex": out / "leaderboard.tex", "markdown": out / "LEADERBOARD.md",
                "compute_csv": out / "compute.csv"}
@@ -213,6 +216,8 @@ def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | st
              + f"({board.source}).", "", legend(board), ""]
     note = excluded_note(board)
     if note:
+        lines += [note, ""]
+    for note in data_notes(board):
         lines += [note, ""]
     tables = table_rows(board, "markdown")
     gains = improvement_table(board)
