@@ -143,9 +143,20 @@ def save(path: Path, state: dict[str, Any]) -> None:
         save_file(tensors, str(tmp / TENSORS_FILE))
         atomic_write_json(tmp / STATE_FILE, meta)
         replace_dir(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise_with_place(exc, path.parent)
         raise
+
+
+def raise_with_place(exc: BaseException, folder: Path) -> None:
+    """Re-raise a write the machine refused (disk full, read-only; safetensors reports those only in its
+    message) as an OSError that names ``folder``; anything else is left to the caller's ``raise``."""
+    from robench.outputs import is_write_failure, os_error_of
+
+    os_exc = os_error_of(exc)
+    if is_write_failure(os_exc) and not (isinstance(exc, OSError) and exc.filename):
+        raise OSError(os_exc.errno, os_exc.strerror, str(folder)) from exc
 
 
 def load(path: Path) -> dict[str, Any] | None:

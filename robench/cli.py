@@ -589,6 +589,8 @@ def main() -> None:
         kept = KEPT.get(_command(), "files already written are whole")
         err.print(f"[bold red]error:[/bold red] {write_failure(os_exc, None, kept)}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    if code == 130:  # typer turns Ctrl-C (KeyboardInterrupt) into a silent Exit(130)
+        _interrupted()
     sys.exit(code if isinstance(code, int) else 0)
 
 

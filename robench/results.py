@@ -457,6 +457,9 @@ def _result_problem(data: Any) -> str | None:
             return f"{key!r} is not a mapping"
     if not isinstance(data.get("artifacts", []), list) or not all(isinstance(a, str) for a in data.get("artifacts", [])):
         return "'artifacts' is not a list of paths"
+    for name, value in _flatten(data["metrics"]).items():
+        if value is not None and not _is_number(value):
+            return f"metric {name!r} is {value!r}, not a number"
     run = data["run"]
     for key in ("task", "model", "method", "profile", "run_id"):
         if run.get(key) is not None and not isinstance(run[key], str):

@@ -434,6 +434,7 @@ def _write_run_dir(out: Path, model, tokenizer, record: dict[str, Any], force: b
         atomic_write_json(tmp / RUN_FILE, record)
         guard_run_out(out, force)
         checkpoint.replace_dir(tmp, out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        checkpoint.raise_with_place(exc, out.parent)
         raise
