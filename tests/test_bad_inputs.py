@@ -271,5 +271,6 @@ def test_rebuilding_one_group_keeps_the_other_groups_files(tmp_path, run):
     other = out / "files" / "sst2" / "minilm" / "vanilla" / "seed0" / "id.json"
     other.parent.mkdir(parents=True)
     other.write_text("{}")
+    (out / "LEADERBOARD.md").write_text("# robench leaderboard\n")  # an earlier board in this folder
     write_leaderboard(run, out, plots=False)
     assert other.exists() and list((out / "files" / "sentiment-limit-64").rglob("id.json"))

@@ -334,6 +334,7 @@ def test_no_attack_files_without_adversarial_results(tmp_path):
         write_id(tmp_path / "runs", "vanilla", seed, outcomes(0.8, seed))
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "attacks.md").write_text("stale")
+    (tmp_path / "out" / "LEADERBOARD.md").write_text("# robench leaderboard\n")  # the earlier board's
     _board, written = write_leaderboard(tmp_path / "runs", tmp_path / "out", plots=False, n_boot=50)
     assert "attacks_csv" not in written and not (tmp_path / "out" / "attacks.md").exists()
     assert "attacks.md" not in written["markdown"].read_text()

@@ -83,6 +83,7 @@ def test_leaderboard_files_with_two_models(two_models, tmp_path):
     out = tmp_path / "out"
     (out / "plots").mkdir(parents=True)
     (out / "plots" / "sentiment-aspects.png").write_bytes(b"an earlier version's per-task figure")
+    (out / "LEADERBOARD.md").write_text("# robench leaderboard\n")  # that earlier version's board
     board, written = write_leaderboard(two_models, out, n_boot=N_BOOT)
     md = written["markdown"].read_text()
     assert md.index("## sentiment (model big)") < md.index("## sentiment (model tiny)") < md.index(
