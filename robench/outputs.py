@@ -127,7 +127,7 @@ def guard_file_out(path: Path, kind: str, is_own: Callable[[Path], bool], option
     """A single output file: new, or an existing file of the same kind that robench wrote."""
     path = Path(path)
     if path.is_dir():
-        raise ConfigError(f"{option} {path} is a folder; give the path of the {kind} file to write")
+        raise ConfigError(f"{option} {path} is a folder; give a file path for the {kind}")
     if path.exists() and not is_own(path):
         raise ConfigError(f"{option} {path} exists and is not a robench {kind}; robench never replaces it: pass "
                           f"{option} a new path")

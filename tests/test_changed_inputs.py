@@ -5,6 +5,7 @@ footnotes overlaps with train, and a task file cannot hide a key given twice or 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -61,9 +62,15 @@ def trained(tmp_path_factory):
     (folder / "data.csv").write_text(rows())
     (folder / "shift.csv").write_text("text,label\na new kind of film,1\nan old kind,0\nnice,1\nugly,0\n")
     (folder / "ood.txt").write_text("what time is it\nwhere is the station\n")
-    task = write_task(folder)
+    write_task(folder)
     run = tmp_path_factory.mktemp("runs") / "run"
-    train(TrainConfig(task=task, model="tiny-bert", epochs=1, batch_size=16, out=str(run), device="cpu"))
+    cwd = os.getcwd()
+    os.chdir(folder.parent)  # the task is given relative to where training runs, as users do
+    try:
+        train(TrainConfig(task=f"{folder.name}/task.yaml", model="tiny-bert", epochs=1, batch_size=16, out=str(run),
+                          device="cpu"))
+    finally:
+        os.chdir(cwd)
     return folder, run
 
 

@@ -169,7 +169,7 @@ def test_leaderboard_rewrites_its_own_folder(monkeypatch, capsys, tmp_path, tiny
 
 
 @pytest.mark.parametrize("args, target, fragment", [
-    (("tune", "--method", "vanilla", "--model", "tiny-bert", "--limit", "16"), "folder", "is a folder; give the path"),
+    (("tune", "--method", "vanilla", "--model", "tiny-bert", "--limit", "16"), "folder", "is a folder; give a file path for the tuned file"),
     (("tune", "--method", "vanilla", "--model", "tiny-bert", "--limit", "16"), "file", "is not a robench tuned file"),
     (("baseline", "record", "--results", "RUN"), "file", "is not a robench baseline"),
 ], ids=["tune-folder", "tune-foreign-file", "baseline-foreign-file"])
