@@ -214,6 +214,11 @@ def evaluate_run(run_dir: Path, suite: str = "quick", *, force: bool = False, de
     names = resolve_suite(suite)
     ctx = ctx or make_context(run_dir, device, precision, limit, allow_changed_data=allow_changed_data)
     limit = ctx.eval_limit  # None when it is the run's own data limit: the full result
+    overlap = {k: v for k, v in ((ctx.run.get("task") or {}).get("overlap_with_train") or {}).items() if v}
+    if overlap and distributed.is_main():  # counted at training; the board footnotes it too
+        console.print(f"[yellow]warning: sets that share texts with this run's train set (exact text, counted at "
+                      f"training): {', '.join(f'{k} {v}' for k, v in overlap.items())}; their scores are "
+                      "inflated[/yellow]", soft_wrap=True)
     written: dict[str, Path] = {}
     for name in names:
         opts = {**ctx.task.evaluator_options.get(name, {}), **(options or {}).get(name, {})}

@@ -168,10 +168,14 @@ def test_overlap_with_train_is_a_board_footnote(monkeypatch, capsys, tmp_path, s
     _, run_dir = setup
     code, _, err = evaluate(monkeypatch, capsys, run_dir)
     assert code == 0, err
+    record = json.loads((run_dir / "run.json").read_text())
+    record["task"]["overlap_with_train"]["test"] = 3
+    (run_dir / "run.json").write_text(json.dumps(record))
+    code, _, err = evaluate(monkeypatch, capsys, run_dir, "--force")
+    assert code == 0 and "share texts with this run's train set" in " ".join(err.split()) and "test 3" in err
     result_file = run_dir / "results" / "id.json"
     result = json.loads(result_file.read_text())
-    result["run"]["overlap_with_train"]["test"] = 3
-    result_file.write_text(json.dumps(result))
+    assert result["run"]["overlap_with_train"]["test"] == 3
     code, out, err = run_cli(monkeypatch, capsys, "leaderboard", "--results", str(run_dir), "--out",
                              str(tmp_path / "board"), "--no-plots")
     assert code == 0, err
