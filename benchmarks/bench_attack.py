@@ -53,7 +53,7 @@ def main() -> None:
     from robench.attacks.resources import encoder_precision, minilm_encoder
     from robench.attacks.runner import _example_seed, _outcome, attack_one, sample_indices
     from robench.attacks.wrapper import RobenchModelWrapper
-    from robench.evaluate import make_context
+    from robench.evaluation import make_context
 
     ctx = make_context(args.run, device=args.device, precision=args.precision)
     key = ctx.task.attack_split

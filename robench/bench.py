@@ -169,7 +169,7 @@ def run_benchmark(task: str = "sentiment", methods: str | Sequence[str] = "all",
     hyper-parameter (an explicit ``lr`` wins) and records it in run.json; a finished run trained with
     other tuned settings (or none) is an error, never reused."""
     from robench.distributed import requested_world_size
-    from robench.evaluate import evaluate_run
+    from robench.evaluation import evaluate_run
     from robench.evaluators import resolve_suite
     from robench.train import TrainConfig, default_run_dir, train
 

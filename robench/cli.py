@@ -145,7 +145,7 @@ def eval_(
     Under a launcher of several processes (``torchrun --nproc_per_node N -m robench.cli eval ...``) the
     adversarial attacks are split across the processes; the result is the single-process one."""
     from robench.distributed import is_main
-    from robench.evaluate import evaluate_run
+    from robench.evaluation import evaluate_run
 
     _check_numbers(limit=(limit, 1), n=(n, 1), query_budget=(query_budget, 1), seed=(attack_seed, 0))
     options: dict[str, dict] = {}
@@ -468,7 +468,7 @@ def attack(
 
     from robench.attacks.recipes import recipe_settings
     from robench.distributed import is_main
-    from robench.evaluate import make_context
+    from robench.evaluation import make_context
     from robench.evaluators.adversarial import DEFAULT_QUERY_BUDGET, attack_recipe
     from robench.results import atomic_write_text
 

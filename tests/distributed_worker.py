@@ -13,7 +13,7 @@ import torch
 
 def main(out: Path, methods: list[str], eval_run: Path, suite: str) -> None:
     from robench import distributed
-    from robench.evaluate import evaluate_run, make_context
+    from robench.evaluation import evaluate_run, make_context
     from robench.train import TrainConfig, train
 
     st = distributed.state("cpu")

@@ -13,7 +13,7 @@ OPTIONS = {"adversarial": {"recipes": ["deepwordbug", "pwws"], "n": 6, "seed": 1
 
 
 def _evaluate(run, **extra):
-    from robench.evaluate import evaluate_run
+    from robench.evaluation import evaluate_run
 
     opts = {"adversarial": {**OPTIONS["adversarial"], **extra}}
     written = evaluate_run(run, "adversarial", device="cpu", force=True, options=opts)
@@ -74,7 +74,7 @@ def test_worst_case_is_per_example_over_recipes(tiny_run, monkeypatch):
     """The tiny model is never broken by a real attack, so the recipes' outcomes are set here: the worst case
     must be the per-example AND, not the mean or the minimum of the per-recipe accuracies."""
     from robench.attacks.runner import sample_indices, summarize
-    from robench.evaluate import make_context
+    from robench.evaluation import make_context
     from robench.evaluators import adversarial
 
     ctx = make_context(tiny_run, device="cpu")
@@ -104,7 +104,7 @@ def test_worst_case_is_per_example_over_recipes(tiny_run, monkeypatch):
 
 def test_threat_model_card_changes_with_every_setting(tiny_run):
     from robench.attacks.runner import sample_indices
-    from robench.evaluate import make_context
+    from robench.evaluation import make_context
     from robench.evaluators.adversarial import Adversarial
 
     ctx = make_context(tiny_run, device="cpu")
@@ -125,7 +125,7 @@ def test_threat_model_card_changes_with_every_setting(tiny_run):
 def test_card_records_the_sentence_encoder_precision(tiny_run, monkeypatch):
     from robench.attacks import resources
     from robench.attacks.runner import sample_indices
-    from robench.evaluate import make_context
+    from robench.evaluation import make_context
     from robench.evaluators.adversarial import Adversarial
 
     ctx = make_context(tiny_run, device="cpu")
@@ -153,7 +153,7 @@ def test_sentence_vectors_do_not_depend_on_their_batch():
 def test_transfer_source_record_must_match_its_set(tiny_run, tmp_path):
     import hashlib
 
-    from robench.evaluate import make_context
+    from robench.evaluation import make_context
     from robench.evaluators.adversarial import read_transfer_source
 
     ctx = make_context(tiny_run, device="cpu")

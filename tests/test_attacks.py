@@ -117,7 +117,7 @@ def _strip_record(rec):
 
 
 def test_interrupted_attack_resumes_to_the_same_result(tiny_run, tmp_path):
-    from robench.evaluate import make_context
+    from robench.evaluation import make_context
     from robench.evaluators.adversarial import attack_recipe
 
     ctx = make_context(tiny_run, device="cpu")

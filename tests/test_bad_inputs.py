@@ -45,7 +45,7 @@ def test_limited_eval_never_replaces_the_full_result(monkeypatch, capsys, run):
 
 
 def test_limited_eval_keeps_the_full_figures_and_logs(run):
-    from robench.evaluate import evaluate_run, make_context
+    from robench.evaluation import evaluate_run, make_context
 
     evaluate_run(run, "calibration", device="cpu")
     full = (run / "artifacts" / "calibration_reliability.png").read_bytes()
@@ -68,7 +68,7 @@ def test_damaged_weights_are_not_scored_from_the_cache(monkeypatch, capsys, run)
 
 @pytest.mark.parametrize("cache_bytes", [b"", b"PK\x03\x04 truncated"])
 def test_damaged_cache_is_recomputed(run, cache_bytes):
-    from robench.evaluate import evaluate_run
+    from robench.evaluation import evaluate_run
 
     first = json.loads(evaluate_run(run, "id", device="cpu")["id"].read_text())["metrics"]
     caches = list((run / "cache").glob("*.npz"))
@@ -83,7 +83,7 @@ def test_damaged_cache_is_recomputed(run, cache_bytes):
 
 
 def test_concurrent_cache_writes_use_unique_temp_names(tmp_path):
-    from robench.evaluate import _write_cache
+    from robench.evaluation import _write_cache
 
     target = tmp_path / "cache" / "k.npz"
     errors: list[Exception] = []
@@ -153,7 +153,7 @@ def test_numeric_options_are_checked_at_the_edge(monkeypatch, capsys, tmp_path, 
 
 
 def _results(tmp_path, run):
-    from robench.evaluate import evaluate_run
+    from robench.evaluation import evaluate_run
 
     evaluate_run(run, "id", device="cpu")
     return run / "results" / "id.json"
@@ -243,7 +243,7 @@ def test_attack_log_lines_that_are_not_records_are_dropped(tmp_path):
 
 @pytest.mark.parametrize("content", [b"\xff\xfe not utf-8", b"[1, 2]", b'{"settings": 5}'])
 def test_unreadable_old_result_is_recomputed_not_a_traceback(run, content):
-    from robench.evaluate import evaluate_run
+    from robench.evaluation import evaluate_run
 
     path = run / "results" / "id.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
 """No changed input is scored silently: eval checks the task and every set against what run.json recorded
-at training (robench/evaluate.py, robench/tasks.py), the board marks what was evaluated anyway and
+at training (robench/evaluation.py, robench/tasks.py), the board marks what was evaluated anyway and
 footnotes overlaps with train, and a task file cannot hide a key given twice or an alias bomb."""
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def test_changed_data_is_an_error_or_marked(monkeypatch, capsys, tmp_path, setup
 
 def test_a_shift_set_identical_to_test_is_an_error(monkeypatch, capsys, setup):
     task_dir, run_dir = setup
-    from robench.evaluate import make_context
+    from robench.evaluation import make_context
     from robench.evaluators import EVALUATORS
 
     ctx = make_context(run_dir, "cpu")

@@ -84,7 +84,7 @@ def test_drifting_replicas_are_an_error_and_nothing_is_written(two_ranks):
 
 def test_evaluation_under_two_processes_equals_one_process(two_ranks, tiny_run, monkeypatch):
     import robench.predict as predict
-    from robench.evaluate import evaluate_run, make_context
+    from robench.evaluation import evaluate_run, make_context
 
     predicted = []
     run_batches = predict._run_batches

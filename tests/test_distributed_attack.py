@@ -58,7 +58,7 @@ def _result(run: Path) -> dict:
 def test_two_processes_give_the_single_process_result(tiny_run, tmp_path):
     import torch
 
-    from robench.evaluate import evaluate_run
+    from robench.evaluation import evaluate_run
 
     sharded, single = _copy(tiny_run, tmp_path / "sharded"), _copy(tiny_run, tmp_path / "single")
     proc = _torchrun(sharded)
@@ -106,7 +106,7 @@ def test_two_processes_give_the_single_process_result(tiny_run, tmp_path):
 def test_eval_under_a_launch_that_is_not_a_group_is_refused(tiny_run, monkeypatch):
     """WORLD_SIZE=2 in the environment but the process is alone: evaluation refuses before any work."""
     from robench.errors import ConfigError
-    from robench.evaluate import make_context
+    from robench.evaluation import make_context
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setattr("accelerate.state.PartialState", lambda cpu=True: type(

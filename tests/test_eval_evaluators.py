@@ -12,7 +12,7 @@ import pytest
 
 from robench import metrics as M
 from robench.errors import ConfigError
-from robench.evaluate import evaluate_run, make_context
+from robench.evaluation import evaluate_run, make_context
 from robench.evaluators import EVALUATORS
 from robench.results import MetricSpec, undeclared
 from robench.tasks import TaskData, fingerprint
@@ -58,7 +58,7 @@ def base_ctx(tiny_run):
 @pytest.fixture(scope="module")
 def evaluated(tiny_run, base_ctx):
     """Evaluate from an empty prediction cache, counting the prediction passes."""
-    import robench.evaluate as ev
+    import robench.evaluation as ev
 
     shutil.rmtree(tiny_run / "cache", ignore_errors=True)
     calls: list[int] = []

@@ -21,7 +21,7 @@ def test_perturbations_are_deterministic_and_change_text():
 
 
 def test_perturb_evaluator_on_tiny_run(tiny_run):
-    from robench.evaluate import evaluate_run
+    from robench.evaluation import evaluate_run
     from robench.evaluators.perturb import PERTURBATIONS
 
     results = []

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from robench.evaluate import evaluate_run
+from robench.evaluation import evaluate_run
 from robench.results import load_run, result_path
 from robench.train import TrainConfig, train
 

@@ -21,7 +21,7 @@ run that is the set's own source. Each recipe's per-example log is an artifact
 Under several processes (``torchrun``, a process group of N > 1) each process attacks a contiguous
 1/N of the sample into its own log (``attack-....rank<r>of<N>.jsonl``, resumed by that process), the
 records are gathered in rank order, and the result equals the single-process one; the first process
-then writes the whole-sample log, and only it writes the result file (``robench.evaluate``).
+then writes the whole-sample log, and only it writes the result file (``robench.evaluation``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 An evaluator takes an :class:`EvalContext` (the run's model, its task data and a shared,
 cached prediction pass) and returns an :class:`EvalOutput` of named metrics plus details.
-It never trains and never writes result files itself: ``robench.evaluate`` does that.
+It never trains and never writes result files itself: ``robench.evaluation`` does that.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ class Evaluator(ABC):
         self.options = options
 
     @abstractmethod
-    def evaluate(self, ctx: Any) -> EvalOutput:  # ctx: robench.evaluate.EvalContext
-        """Metrics of one run; ``ctx`` is a ``robench.evaluate.EvalContext``."""
+    def evaluate(self, ctx: Any) -> EvalOutput:  # ctx: robench.evaluation.EvalContext
+        """Metrics of one run; ``ctx`` is a ``robench.evaluation.EvalContext``."""
 
     def settings_key(self) -> dict[str, Any]:
         """Options that change the result (a re-run with other options is not a cache hit)."""
