@@ -122,7 +122,16 @@ def train(
 
 @app.command("eval")
 def eval_(
-    run: Path = typer.Option(..., "--run", help="run directory written by 'robench train'"),
+    run: Path = typer.Option(None, "--run", help="run directory written by 'robench train'"),
+    model: str = typer.Option(None, "--model", help="a checkpoint robench did not train: a folder saved with "
+                                                    "save_pretrained, or a hub id (instead of --run)"),
+    task: str = typer.Option("sentiment", help="--model: task name in tasks/ or a path to a task YAML"),
+    label_map: str = typer.Option(None, "--label-map", help="--model: task label = model output index, e.g. "
+                                                            "negative=0,positive=1 (default: match id2label by name)"),
+    revision: str = typer.Option(None, help="--model with a hub id: the revision (branch, tag or commit)"),
+    out_dir: Path = typer.Option(None, "--out", help="--model: the run folder its run.json and results go to "
+                                                     "(default runs/<task>/<model>/external/seed0)"),
+    profile: str = typer.Option(None, help="--model: task size profile (e.g. quick)"),
     suite: str = typer.Option("quick", help="'all', 'quick' or evaluator names separated by commas"),
     force: bool = typer.Option(False, help="recompute results that already exist"),
     limit: int = typer.Option(None, help="cap every evaluation set at this many examples"),
@@ -144,10 +153,15 @@ def eval_(
 
     Under a launcher of several processes (``torchrun --nproc_per_node N -m robench.cli eval ...``) the
     adversarial attacks are split across the processes; the result is the single-process one."""
+    from robench.api import evaluate
     from robench.distributed import is_main
-    from robench.evaluation import evaluate_run
 
     _check_numbers(limit=(limit, 1), n=(n, 1), query_budget=(query_budget, 1), seed=(attack_seed, 0))
+    if (run is None) == (model is None):
+        raise RobenchError("give either --run (a robench run folder) or --model (a checkpoint robench did not "
+                           "train: a save_pretrained folder or a hub id)")
+    if run is not None and (label_map or revision or out_dir or profile):
+        raise RobenchError("--label-map, --revision, --out and --profile go with --model; a --run folder has its own")
     options: dict[str, dict] = {}
     adv = {k: v for k, v in (("recipes", _csv(recipe) or None), ("n", n), ("query_budget", query_budget),
                               ("seed", attack_seed), ("constraints", constraints)) if v is not None}
@@ -155,11 +169,13 @@ def eval_(
         options["adversarial"] = adv
     if attack_seed is not None:
         options["perturb"] = {"seed": attack_seed}
-    written = evaluate_run(run, suite, force=force, device=device, precision=precision, limit=limit, options=options,
-                           allow_changed_data=allow_changed_data)
+    res = evaluate(run if run is not None else model, task, suite, out=out_dir, label_map=label_map, revision=revision,
+                   force=force, device=device, precision=precision, limit=limit, options=options,
+                   allow_changed_data=allow_changed_data, profile=profile)
+    written = res.paths
     if not is_main():  # several processes (torchrun): the first one reports
         return
-    table = Table(title=f"results for {run}")
+    table = Table(title=f"results for {res.run_dir}")
     table.add_column("evaluator")
     table.add_column("headline metrics")
     for name, path in written.items():
@@ -368,13 +384,18 @@ def leaderboard(
     aspects: str = typer.Option(None, help="columns, e.g. id,shift,attack,transfer,ece,auroc (default) or 'all'"),
     plots: bool = typer.Option(True, help="draw the leaderboard figures"),
     bootstrap: int = typer.Option(N_BOOT, help="bootstrap resamples for the significance test vs vanilla"),
+    by: str = typer.Option("method", help="rows: 'method' (one table per task and model) or 'model' (one table per "
+                                          "task, a row per checkpoint; needs --reference)"),
+    reference: str = typer.Option(None, help="the row deltas and significance are against (default: vanilla; "
+                                             "with --by model, a model's row name)"),
 ) -> None:
     """Aggregate result files into the leaderboard (Markdown, CSV, LaTeX, figures)."""
-    from robench.report import write_leaderboard
+    from robench.report import BASELINE_METHOD, write_leaderboard
 
     _check_numbers(bootstrap=(bootstrap, 1))
     roots = _paths(results, "runs")
-    board, written = write_leaderboard(roots, out_dir, aspects=aspects, plots=plots, n_boot=bootstrap)
+    board, written = write_leaderboard(roots, out_dir, aspects=aspects, plots=plots, n_boot=bootstrap,
+                                       baseline=reference or BASELINE_METHOD, by=by)
     _print_board(board)
     out.print("written: " + ", ".join(str(p) for p in written.values()))
 
@@ -563,6 +584,8 @@ def _interrupted() -> None:
 
 def main() -> None:
     """The console script: user errors, write failures and Ctrl-C end in one line each, never a traceback."""
+    from rich.markup import escape
+
     from robench.outputs import is_write_failure, os_error_of, write_failure
 
     code = 0
@@ -570,7 +593,7 @@ def main() -> None:
         # standalone_mode=False: click hands over Ctrl-C (as Abort) instead of printing "Aborted!" itself
         code = app(standalone_mode=False)
     except RobenchError as exc:
-        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         _interrupted()
@@ -587,7 +610,8 @@ def main() -> None:
         if not os_exc.filename and isinstance(exc, OSError):
             os_exc = exc
         kept = KEPT.get(_command(), "files already written are whole")
-        err.print(f"[bold red]error:[/bold red] {write_failure(os_exc, None, kept)}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/bold red] {escape(str(write_failure(os_exc, None, kept)))}", highlight=False,
+                  soft_wrap=True)
         sys.exit(2)
     if code == 130:  # typer turns Ctrl-C (KeyboardInterrupt) into a silent Exit(130)
         _interrupted()

@@ -54,7 +54,12 @@ class EvalContext:
     @property
     def model(self):
         if self._model is None:
-            self._model, self._tokenizer = load_trained(self.run_dir)
+            if self.run.get("external"):  # a checkpoint trained outside robench (robench.external)
+                from robench.external import load as load_external
+
+                self._model, self._tokenizer = load_external(self.run)
+            else:
+                self._model, self._tokenizer = load_trained(self.run_dir)
             self._model.to(self.device)
             self._model.eval()
         return self._model
@@ -157,12 +162,25 @@ def make_context(run_dir: Path, device: str = "auto", precision: str = "fp32", l
     if distributed.requested_world_size() > 1:  # under a launcher: join its group (gloo on CPU) or refuse
         distributed.state(resolve_device(device))  # a lone process; predictions and attacks shard over it
     run = load_run(run_dir)
-    weights_file = run_dir / "model.safetensors"
-    if not weights_file.exists():
-        raise ConfigError(f"run directory {run_dir} has no model.safetensors; re-train it with 'robench train'")
-    weights = file_sha256(weights_file)
     recorded = run.get("weights_fingerprint")
-    if recorded and weights != recorded:
+    if run.get("external"):  # trained outside robench: the weights stay where they were registered from
+        from robench.external import weights_fingerprint
+
+        folder = Path(run["external"].get("folder", ""))
+        if not folder.is_dir():
+            raise ConfigError(f"checkpoint folder {folder} (registered in {run_dir / 'run.json'}) is gone; register "
+                              "the model again with 'robench eval --model ... --force'")
+        weights = weights_fingerprint(folder)
+        if recorded and weights != recorded:
+            raise ConfigError(f"the weights in {folder} changed since they were registered (fingerprint {weights}, "
+                              f"run.json has {recorded}); register them again with 'robench eval --model "
+                              f"{run['external'].get('source')} --force' (other --out for a new row)")
+    else:
+        weights_file = run_dir / "model.safetensors"
+        if not weights_file.exists():
+            raise ConfigError(f"run directory {run_dir} has no model.safetensors; re-train it with 'robench train'")
+        weights = file_sha256(weights_file)
+    if recorded and weights != recorded and not run.get("external"):
         raise ConfigError(f"{weights_file} is not the file this run wrote (sha256 {weights}, run.json records "
                           f"{recorded}): it was truncated or replaced; re-train the run ('robench train --force')")
     if limit is not None and limit < 1:

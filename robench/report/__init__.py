@@ -11,7 +11,15 @@ Result loading lives with the result schema in :mod:`robench.results`.
 """
 
 from robench.report.aspects import DEFAULT_ASPECTS, Aspect, declared_columns, resolve_aspects
-from robench.report.board import BASELINE_METHOD, Board, build_leaderboard, leaderboard
+from robench.report.board import (
+    BASELINE_METHOD,
+    MODELS_GROUP,
+    Board,
+    build_board,
+    build_leaderboard,
+    by_model,
+    leaderboard,
+)
 from robench.report.cross import cross_model_table, sign_agreement
 from robench.report.stats import (
     holm,
@@ -34,6 +42,9 @@ from robench.report.write import write_leaderboard
 from robench.results import ResultRecord, load_results
 
 __all__ = [
+    "MODELS_GROUP",
+    "build_board",
+    "by_model",
     "BASELINE_METHOD", "DEFAULT_ASPECTS", "Aspect", "Board", "ResultRecord", "attack_table", "build_leaderboard",
     "cross_model_table", "declared_columns", "excluded_note", "format_table", "group_title", "holm",
     "improvement_table", "leaderboard", "load_results", "metric_bootstrap", "paired_bootstrap", "relative_improvement",

@@ -375,6 +375,44 @@ def fmt_roots(results: Any) -> str:
     return f"{len(roots)} folders" + (f" under {common}" if common else "")
 
 
+MODELS_GROUP = "models"  # the model column of a board whose rows are models (by_model)
+
+
+def by_model(records: Iterable[ResultRecord]) -> list[ResultRecord]:
+    """The records of a board whose rows are models (RobustBench's model-zoo view): one table per task,
+    one row per model (``model/method`` for robench-trained runs, the model's name for a checkpoint
+    trained outside robench). The statistics are the method board's, with rows renamed."""
+    import dataclasses
+
+    return [dataclasses.replace(r, method=r.model if r.method == "external" else f"{r.model}/{r.method}",
+                                model=MODELS_GROUP) for r in records]
+
+
+def build_board(results: Iterable[ResultRecord] | Path | str | Iterable[Path | str],
+                aspects: str | Sequence[str] | None = None, *, by: str = "method", reference: str | None = None,
+                n_boot: int | None = None) -> Board:
+    """The board of method rows (``by="method"``, against vanilla or ``reference``) or of model rows
+    (``by="model"``, against the ``reference`` model): the one builder the CLI and the API share."""
+    items = list(results) if not isinstance(results, str | Path) else [results]
+    records = items if items and all(isinstance(r, ResultRecord) for r in items) else load_results(items)
+    if not records:
+        raise ConfigError(f"no robench result files found under {fmt_roots(results)}; "
+                          "evaluate runs first ('robench eval' or 'robench run')")
+    if by not in ("method", "model"):
+        raise ConfigError(f"unknown board kind {by!r}; rows are 'method' or 'model'")
+    if by == "model":
+        records = by_model(records)
+        rows = sorted({r.method for r in records})
+        if reference is None or reference not in rows:
+            what = "give the reference row with --reference" if reference is None else f"no row {reference!r}"
+            raise ConfigError(f"a board of models needs a reference model for its deltas and significance: {what}; "
+                              f"rows: {', '.join(rows)}")
+    board = leaderboard(records, aspects, baseline=reference or BASELINE_METHOD,
+                        n_boot=N_BOOT if n_boot is None else n_boot)
+    board.source = fmt_roots(results) if not (items and isinstance(items[0], ResultRecord)) else "records"
+    return board
+
+
 def build_leaderboard(results: Path | str | Iterable[Path | str], aspects: str | Sequence[str] | None = None,
                       **kwargs: Any) -> Board:
     """Load every result under ``results`` and build the board; an error when there is none."""

@@ -21,7 +21,7 @@ import pandas as pd
 
 from robench.errors import ConfigError
 from robench.report.aspects import Aspect
-from robench.report.board import ADVERSARIAL, Board, threat_card
+from robench.report.board import ADVERSARIAL, MODELS_GROUP, Board, threat_card
 from robench.report.stats import outcome_sets, paired_bootstrap, significance_marker, wilson_interval
 
 EXTRA_HEADERS = ["Δ vs vanilla", "rank", "cost ×"]
@@ -78,7 +78,7 @@ def _extra_cells(row: pd.Series, baseline: str, short: bool = False) -> list[str
 
 def group_title(task: str, model: str) -> str:
     """The heading of one (task, model) table, the same in every file and in the terminal."""
-    return f"{task} (model {model})"
+    return f"{task} (models)" if model == MODELS_GROUP else f"{task} (model {model})"
 
 
 def table_groups(frame: pd.DataFrame) -> list[tuple[tuple[str, str], pd.DataFrame]]:
@@ -99,7 +99,7 @@ def table_rows(board: Board, fmt: str = "text", *, digits: int = 1, std: bool = 
     out = {}
     for key, sub in table_groups(board.frame):
         arrow = {True: r"$\uparrow$", False: r"$\downarrow$"} if fmt == "latex" else {True: "↑", False: "↓"}
-        headers = ["method", "seeds", *[f"{a.short if short else a.label} {arrow[a.higher_is_better]}" for a in chosen],
+        headers = ["model" if key[1] == MODELS_GROUP else "method", "seeds", *[f"{a.short if short else a.label} {arrow[a.higher_is_better]}" for a in chosen],
                    *(EXTRA_SHORT if short else EXTRA_HEADERS)]
         if short:
             headers = [h.replace(" ↑", "↑").replace(" ↓", "↓") for h in headers]
@@ -322,7 +322,7 @@ def attack_markdown(board: Board, frame: pd.DataFrame | None = None) -> str | No
              f"worst-case per-example outcomes against {board.baseline}, examples paired by sample id; raw, not "
              "adjusted (the leaderboard's markers are Holm-adjusted over each method's tested columns).", ""]
     for key, sub in table_groups(frame):
-        headers = ["method", "seeds", "n"]
+        headers = ["model" if key[1] == MODELS_GROUP else "method", "seeds", "n"]
         for recipe in recipes:
             headers += [f"{recipe} acc [95% CI]", f"{recipe} succ / valid"]
         headers += ["worst case [95% CI]", f"p vs {board.baseline}"]

@@ -17,7 +17,7 @@ from robench.report.board import (
     BASELINE_METHOD,
     NO_CARD,
     Board,
-    build_leaderboard,
+    build_board,
     compute_table,
     regulariser_table,
     threat_card,
@@ -166,11 +166,13 @@ def _compute_lines(compute: pd.DataFrame, task: str, model: str) -> list[str]:
 
 def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | str = "results", *,
                       aspects: str | Sequence[str] | None = None, plots: bool = True, n_boot: int = N_BOOT,
-                      baseline: str = BASELINE_METHOD) -> tuple[Board, dict[str, Path]]:
-    """Build the board once from result files and write it into ``out``; returns (board, written paths)."""
+                      baseline: str = BASELINE_METHOD, by: str = "method") -> tuple[Board, dict[str, Path]]:
+    """Build the board once from result files and write it into ``out``; returns (board, written paths).
+    ``by="model"``: rows are models and ``baseline`` names the reference model (robench.report.board.by_model)."""
     out = Path(out)
     guard_board_out(out)  # a new or empty folder, or a robench leaderboard's: never over a user's files
-    board = build_leaderboard(results, aspects, baseline=baseline, n_boot=n_boot)
+    board = build_board(results, aspects, by=by, reference=baseline if by == "model" or baseline != BASELINE_METHOD
+                        else None, n_boot=n_boot)
     out.mkdir(parents=True, exist_ok=True)
     written = {"csv": out / "leaderboard.csv", "latex": out / "leaderboard.tex", "markdown": out / "LEADERBOARD.md",
                "compute_csv": out / "compute.csv"}

@@ -1,0 +1,97 @@
+"""robench's Python API: the functions the CLI itself calls, for notebooks and training scripts.
+
+    import robench
+    res = robench.evaluate("path/to/checkpoint", task="sentiment", suite="quick")
+    res.to_frame()                         # one row per (evaluator, metric)
+    board = robench.leaderboard(["runs"])  # the leaderboard as a DataFrame
+
+``evaluate`` takes a robench run folder, a folder saved with ``save_pretrained``, a hub id, or a model
+object with its tokenizer (saved first, then evaluated like a folder). ``load_results`` reads result
+files; ``leaderboard`` builds the board the CLI prints (rows are methods, or models with
+``by="model"``), with the same statistics.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from robench.errors import ConfigError
+from robench.results import RUN_FILE, ResultRecord, load_results, results_frame
+
+__all__ = ["Results", "evaluate", "leaderboard", "load_results"]
+
+
+@dataclass
+class Results:
+    """What one evaluation wrote: the run folder and one result file per evaluator."""
+
+    run_dir: Path
+    paths: dict[str, Path] = field(default_factory=dict)  # evaluator -> result file
+
+    def records(self) -> list[ResultRecord]:
+        return load_results(list(self.paths.values())) if self.paths else []
+
+    def to_frame(self):
+        """One row per (evaluator, metric): task, model, method, seed, value, direction, file."""
+        return results_frame(list(self.paths.values()))
+
+    def headline(self) -> dict[str, float]:
+        """The board's headline numbers of this run, by column key (``id``, ``shift``, ``ece``...)."""
+        out: dict[str, float] = {}
+        for rec in self.records():
+            for metric, value in rec.metrics.items():
+                spec = rec.spec(metric)
+                if spec is not None and spec.headline:
+                    out[spec.column or f"{rec.evaluator}.{metric}"] = value
+        return out
+
+
+def _run_folder(model: Any, task: str, out: Path | str | None, tokenizer: Any, **register_kw: Any) -> Path:
+    from robench import external
+
+    if hasattr(model, "save_pretrained") and not isinstance(model, str | Path):
+        if tokenizer is None:
+            raise ConfigError("robench.evaluate(model_object) needs its tokenizer: pass tokenizer=...")
+        base = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="robench-"))
+        folder = base / "checkpoint"
+        model.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+        return external.register(str(folder), task, base / "run", **register_kw)
+    path = Path(str(model))
+    if (path / RUN_FILE).is_file():
+        return path  # a robench run folder
+    return external.register(str(model), task, out, **register_kw)
+
+
+def evaluate(model: Any, task: str = "sentiment", suite: str = "all", *, tokenizer: Any = None,
+             out: Path | str | None = None, label_map: str | dict[str, int] | None = None, revision: str | None = None,
+             runs_dir: Path | str = "runs", force: bool = False, device: str = "auto", precision: str = "fp32",
+             limit: int | None = None, options: dict[str, dict[str, Any]] | None = None,
+             allow_changed_data: bool = False, profile: str | None = None) -> Results:
+    """Evaluate a model on a task's suite; returns the result files as :class:`Results`.
+
+    ``model``: a robench run folder (``task`` is then the run's own), a folder saved with
+    ``save_pretrained``, a hub id (``revision`` pins it), or a model object with ``tokenizer``. A model
+    robench did not train gets a run folder at ``out`` (default ``<runs_dir>/<task>/<model>/external/seed0``)
+    holding its run.json and results; ``label_map`` maps task labels to output indices when the
+    checkpoint's label names differ from the task's (``"negative=0,positive=1"``)."""
+    from robench.evaluation import evaluate_run
+
+    run_dir = _run_folder(model, task, out, tokenizer, label_map=label_map, revision=revision, runs_dir=runs_dir,
+                          force=force, profile=profile)
+    written = evaluate_run(run_dir, suite, force=force, device=device, precision=precision, limit=limit,
+                           options=options, allow_changed_data=allow_changed_data)
+    return Results(run_dir, written)
+
+
+def leaderboard(results: Iterable[ResultRecord] | Path | str | Sequence[Path | str], aspects: str | None = None, *,
+                by: str = "method", reference: str | None = None, n_boot: int | None = None):
+    """The leaderboard as a DataFrame (one row per method, or per model with ``by="model"``, with
+    ``reference`` the row that deltas and significance are against)."""
+    from robench.report import build_board
+
+    return build_board(results, aspects, by=by, reference=reference, n_boot=n_boot).frame

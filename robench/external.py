@@ -1,0 +1,205 @@
+"""Checkpoints robench did not train: a folder saved with ``save_pretrained`` or a hub id.
+
+``register`` writes an ordinary run folder for such a checkpoint: a ``run.json`` that names its source
+(folder, or hub id and revision), the fingerprint of its weights and ``"trained_outside_robench":
+true``, with no copy of the weights. Every evaluator, the prediction cache, the result files and the
+board then work as for a trained run; ``load`` reads the weights from the source (safetensors only)
+and checks that they are still the ones registered.
+
+Labels are matched by name: the model's ``id2label`` onto the task's labels (case and spacing aside).
+A checkpoint with placeholder names (``LABEL_0``) or other names needs ``--label-map
+negative=0,positive=1`` (task label = model output index). Outputs are put in the task's label order
+by a forward hook on the model, so predictions and attacks see the task's order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from robench.errors import ConfigError, OfflineError
+from robench.outputs import RUN_FILE, guard_run_out
+from robench.results import RUN_SCHEMA, RunIdentity, atomic_write_json, model_label, provenance
+
+METHOD = "external"  # the method label of a checkpoint trained outside robench
+WEIGHT_PATTERNS = ("model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors")
+HUB_FILES = ["config.json", "*.safetensors", "*.safetensors.index.json", "tokenizer*", "vocab*", "merges.txt",
+             "special_tokens_map.json", "added_tokens.json", "spm.model", "sentencepiece.bpe.model"]
+
+
+def parse_label_map(text: str | dict[str, int] | None) -> dict[str, int] | None:
+    """``"negative=0,positive=1"`` -> ``{"negative": 0, "positive": 1}`` (a dict passes through)."""
+    if text is None or isinstance(text, dict):
+        return text
+    out: dict[str, int] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, eq, index = part.partition("=")
+        if not eq or not name.strip() or not index.strip().isdigit():
+            raise ConfigError(f"bad --label-map entry {part!r}; give task-label=model-output-index pairs separated "
+                              "by commas, e.g. --label-map negative=0,positive=1")
+        out[name.strip()] = int(index)
+    if not out:
+        raise ConfigError("empty --label-map; give pairs such as negative=0,positive=1")
+    return out
+
+
+def label_order(id2label: dict[Any, str], task_labels: list[str], label_map: dict[str, int] | None,
+                model: str) -> list[int]:
+    """For each task label, the model output index that scores it."""
+    n = len(id2label)
+    names = [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(n)]
+    shown = f"model {model!r} outputs [{', '.join(names)}], task labels [{', '.join(task_labels)}]"
+    if n != len(task_labels):
+        raise ConfigError(f"label count mismatch: {shown}; evaluate it on a task with {n} labels")
+    if label_map is not None:
+        if set(label_map) != set(task_labels) or sorted(label_map.values()) != list(range(n)):
+            raise ConfigError(f"--label-map {','.join(f'{k}={v}' for k, v in label_map.items())} must give each task "
+                              f"label one distinct output index 0..{n - 1}: {shown}")
+        return [label_map[name] for name in task_labels]
+    key = {name.strip().lower(): i for i, name in enumerate(names)}
+    if len(key) == n and all(t.strip().lower() in key for t in task_labels):
+        return [key[t.strip().lower()] for t in task_labels]
+    example = ",".join(f"{t}={i}" for i, t in enumerate(task_labels))
+    raise ConfigError(f"label names do not match: {shown}; pass --label-map {example} (task label = model output "
+                      "index) if that is what the outputs mean")
+
+
+def weights_fingerprint(folder: Path) -> str:
+    """sha256 prefix over the checkpoint's safetensors files (one file, or an index and its shards)."""
+    files = sorted(p for pattern in WEIGHT_PATTERNS for p in folder.glob(pattern))
+    if not files:
+        pickled = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt")]
+        hint = (f" (it has {', '.join(pickled)}: pickle files, which robench never loads; re-save the model with "
+                "save_pretrained(..., safe_serialization=True))" if pickled else "")
+        raise ConfigError(f"checkpoint {folder} has no safetensors weights{hint}")
+    h = hashlib.sha256()
+    for path in files:
+        h.update(path.name.encode() + b"\0")
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 20):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+def resolve(model: str, revision: str | None = None) -> tuple[Path, str, str | None]:
+    """(local folder, kind "folder" | "hub", resolved revision) of a checkpoint name."""
+    path = Path(model)
+    if path.exists():
+        if not path.is_dir():
+            raise ConfigError(f"--model {model} is a file; pass the folder written by save_pretrained")
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"--model {model} has no config.json; pass a folder written by save_pretrained")
+        if (path / RUN_FILE).is_file():
+            raise ConfigError(f"--model {model} is a robench run; evaluate it with --run {model}")
+        return path.resolve(), "folder", None
+    if model.startswith((".", "/", "~")) or model.count("/") > 1:
+        raise ConfigError(f"model folder {model} does not exist; check the path")
+    from huggingface_hub import snapshot_download
+
+    from robench.hub import use_cache_only_if_offline
+
+    offline = use_cache_only_if_offline()
+    try:
+        local = Path(snapshot_download(model, revision=revision, allow_patterns=HUB_FILES))
+    except Exception as exc:  # noqa: BLE001 - any hub failure is one line
+        if offline or "offline" in str(exc).lower() or "connect" in str(exc).lower():
+            raise OfflineError(f"model {model!r} is a hub id that is not in the local cache and the Hugging Face hub "
+                               "is unreachable; download it once with internet, or pass a local folder saved with "
+                               "save_pretrained") from None
+        raise ConfigError(f"hub model {model!r} could not be downloaded ({type(exc).__name__}: "
+                          f"{(str(exc).splitlines() or [''])[0][:200]}); check the id and --revision") from None
+    return local, "hub", local.name  # snapshot folders are named by their commit
+
+
+def register(model: str, task: str = "sentiment", out: Path | str | None = None, *, label_map: Any = None,
+             revision: str | None = None, profile: str | None = None, limit: int | None = None,
+             max_length: int = 128, runs_dir: Path | str = "runs", force: bool = False) -> Path:
+    """Write (or find) the run folder of an outside checkpoint; returns it. The same checkpoint registered
+    again at the same place reuses the folder (and its results); another one there is an error."""
+    from transformers import AutoConfig
+
+    from robench.models import usable_positions
+    from robench.tasks import load_task, task_source
+
+    local, kind, resolved = resolve(model, revision)
+    spec = load_task(task, profile, limit)
+    config = AutoConfig.from_pretrained(local)
+    order = label_order(config.id2label or {}, spec.labels, parse_label_map(label_map), model)
+    positions = usable_positions(config)
+    length = min(max_length, positions) if positions else max_length
+    name = model_label(model) if kind == "hub" else local.name
+    ident = RunIdentity(task=str(task), model=name, method=METHOD, seed=0, profile=profile, limit=limit)
+    out = Path(out) if out is not None else ident.run_dir(runs_dir)
+    fingerprint = weights_fingerprint(local)
+    source = {"kind": kind, "source": model if kind == "hub" else str(local), "revision": resolved,
+              "folder": str(local), "label_order": order, "label_map": parse_label_map(label_map),
+              "trained_outside_robench": True}
+    if (out / RUN_FILE).is_file() and not force:
+        try:
+            old = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = {}
+        same = (old.get("external") or {}).get("source") == source["source"] and \
+            old.get("weights_fingerprint") == fingerprint and (old.get("external") or {}).get("label_order") == order \
+            and (old.get("task") or {}).get("data_hash") == spec.data_hash
+        if same:
+            return out
+        raise ConfigError(f"run folder {out} holds another model, task or label order than {model!r}; pass --out "
+                          "elsewhere, or --force to replace it")
+    guard_run_out(out, force)
+    if out.is_dir():  # --force over a registration of other weights: its results are not this model's
+        import shutil
+
+        from robench.outputs import RUN_SUBDIRS
+
+        for sub in RUN_SUBDIRS:
+            shutil.rmtree(out / sub, ignore_errors=True)
+    record = {
+        "schema": RUN_SCHEMA,
+        "run_id": ident.run_id,
+        "task": {"name": spec.name, "source": task_source(task), "profile": profile or "default", "limit": limit,
+                 "spec_hash": spec.spec_hash, "data_hash": spec.data_hash, "labels": spec.labels},
+        "model": {"name": name, "source": source["source"], "revision": resolved},
+        "method": {"name": METHOD, "config": {}, "selective": False},
+        "external": source,
+        "seed": 0,
+        "config": {"max_length": length, "model": model, "task": str(task)},
+        "training": {},
+        "weights_fingerprint": fingerprint,
+        "files": [RUN_FILE],
+        **provenance(),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / RUN_FILE, record)
+    return out
+
+
+def load(record: dict[str, Any]):
+    """Model and tokenizer of a registered checkpoint, outputs in the task's label order."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    ext = record["external"]
+    folder = Path(ext["folder"])
+    if not folder.is_dir():
+        raise ConfigError(f"checkpoint folder {folder} (registered in run.json) is gone; register the model again "
+                          "with 'robench eval --model ...'")
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except Exception as exc:  # noqa: BLE001 - damaged files: one line
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise ConfigError(f"checkpoint {folder} could not be loaded ({type(exc).__name__}: {first})") from None
+    order = list(ext.get("label_order") or [])
+    if order and order != list(range(len(order))):
+        import torch
+
+        index = torch.tensor(order)
+
+        def reorder(_module, _inputs, output):
+            output["logits"] = output["logits"].index_select(-1, index.to(output["logits"].device))
+            return output
+
+        model.register_forward_hook(reorder)
+    return model, tokenizer
