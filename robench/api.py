@@ -50,7 +50,8 @@ class Results:
         return out
 
 
-def _run_folder(model: Any, task: str, out: Path | str | None, tokenizer: Any, **register_kw: Any) -> Path:
+def _run_folder(model: Any, task: str, out: Path | str | None, tokenizer: Any, limit: int | None = None,
+                **register_kw: Any) -> Path:
     from robench import external
 
     if hasattr(model, "save_pretrained") and not isinstance(model, str | Path):
@@ -60,11 +61,11 @@ def _run_folder(model: Any, task: str, out: Path | str | None, tokenizer: Any, *
         folder = base / "checkpoint"
         model.save_pretrained(folder, safe_serialization=True)
         tokenizer.save_pretrained(folder)
-        return external.register(str(folder), task, base / "run", **register_kw)
+        return external.register(str(folder), task, base / "run", limit=limit, **register_kw)
     path = Path(str(model))
     if (path / RUN_FILE).is_file():
         return path  # a robench run folder
-    return external.register(str(model), task, out, **register_kw)
+    return external.register(str(model), task, out, limit=limit, **register_kw)
 
 
 def evaluate(model: Any, task: str = "sentiment", suite: str = "all", *, tokenizer: Any = None,
@@ -82,9 +83,11 @@ def evaluate(model: Any, task: str = "sentiment", suite: str = "all", *, tokeniz
     from robench.evaluation import evaluate_run
 
     run_dir = _run_folder(model, task, out, tokenizer, label_map=label_map, revision=revision, runs_dir=runs_dir,
-                          force=force, profile=profile)
-    written = evaluate_run(run_dir, suite, force=force, device=device, precision=precision, limit=limit,
-                           options=options, allow_changed_data=allow_changed_data)
+                          force=force, profile=profile, limit=limit)
+    own_run = run_dir == Path(str(model)) if isinstance(model, str | Path) else False
+    # a checkpoint from outside is registered with the data limit (its run's own); a robench run keeps its own
+    written = evaluate_run(run_dir, suite, force=force, device=device, precision=precision,
+                           limit=limit if own_run else None, options=options, allow_changed_data=allow_changed_data)
     return Results(run_dir, written)
 
 

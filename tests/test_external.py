@@ -7,7 +7,6 @@ import json
 import shutil
 
 import numpy as np
-import pytest
 from test_cli import assert_one_line_error, run_cli
 
 import robench
@@ -42,7 +41,7 @@ def test_cli_and_api_evaluate_a_saved_checkpoint_like_the_run_itself(monkeypatch
     assert record["external"]["trained_outside_robench"] is True and record["method"]["name"] == "external"
     assert record["external"]["source"] == str(ckpt.resolve()) and record["weights_fingerprint"]
     res = robench.evaluate(str(ckpt), task="sentiment", suite="id", limit=64, device="cpu", out=tmp_path / "ext-api")
-    cli_metrics = id_metrics(tmp_path / "ext-cli" / "results" / "id.limit64.json")
+    cli_metrics = id_metrics(tmp_path / "ext-cli" / "results" / "id.json")
     assert cli_metrics == id_metrics(res.paths["id"])
     own = id_metrics(run / "results" / "id.json")  # the same weights evaluated as a robench run
     assert cli_metrics["accuracy"] == own["accuracy"] and cli_metrics["n"] == own["n"] == 64
@@ -72,13 +71,13 @@ def test_label_names_are_matched_and_mismatches_are_one_line(monkeypatch, capsys
     code, _, err = run_cli(monkeypatch, capsys, *args, "--out", str(tmp_path / "b"), "--label-map",
                            "negative=0,positive=1")
     assert code == 0, err
-    straight = id_metrics(tmp_path / "b" / "results" / f"id.limit{LIMIT}.json")
+    straight = id_metrics(tmp_path / "b" / "results" / "id.json")
     # swapped names: matched by name, so the outputs are reordered and every prediction flips
     swapped = saved_checkpoint(tiny_run, tmp_path / "swapped", ["Positive", "NEGATIVE"])
     code, _, err = run_cli(monkeypatch, capsys, "eval", "--model", str(swapped), "--suite", "id", "--limit", LIMIT,
                            "--device", "cpu", "--out", str(tmp_path / "c"))
     assert code == 0, err
-    flipped = id_metrics(tmp_path / "c" / "results" / f"id.limit{LIMIT}.json")
+    flipped = id_metrics(tmp_path / "c" / "results" / "id.json")
     assert np.isclose(flipped["accuracy"], 1 - straight["accuracy"])
     code, _, err = run_cli(monkeypatch, capsys, *args, "--out", str(tmp_path / "d"), "--label-map", "negative=0,positive=0")
     assert_one_line_error(code, err, "must give each task label one distinct output index")

@@ -1,0 +1,97 @@
+"""robench inside other tools' training loops: a Hugging Face Trainer callback.
+
+    from robench.integrations import RobustnessCallback
+
+    trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
+    RobustnessCallback.attach(trainer, task="sentiment", suite="quick")   # evaluates after every epoch
+    trainer.train()
+
+At each evaluation point the callback saves the model being trained (``save_pretrained``, under
+``<output_dir>/robench/step-<N>/``), evaluates it with :func:`robench.evaluate` exactly as
+``robench eval --model`` would (result files beside it, so ``robench leaderboard`` reads them), and
+logs the headline numbers (``robench/id``, ``robench/shift``, ...) through ``Trainer.log``, so every
+``report_to`` integration (TensorBoard, W&B, ...) receives them with the Trainer's own metrics.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+try:
+    from transformers import TrainerCallback
+except ImportError as exc:  # pragma: no cover - transformers is a dependency; a broken install says so
+    raise ImportError(f"robench.integrations needs the Hugging Face Trainer (transformers with accelerate), which "
+                      f"could not be imported ({exc}); reinstall robench's dependencies: pip install robench") from None
+
+__all__ = ["RobustnessCallback"]
+
+
+class RobustnessCallback(TrainerCallback):
+    """Evaluate robustness during Trainer training and log it with the Trainer's metrics.
+
+    ``every``: ``"epoch"`` (default), ``"end"`` (once, after training) or a number of optimiser steps.
+    ``task``, ``suite``, ``limit``, ``label_map`` and ``precision`` mean what they mean for
+    ``robench eval``; ``out`` replaces ``<output_dir>/robench``. Use :meth:`attach` (or set
+    ``callback.trainer``) so the numbers go through ``Trainer.log``; without a trainer they are only
+    appended to ``state.log_history``."""
+
+    def __init__(self, task: str = "sentiment", suite: str = "quick", every: str | int = "epoch", *,
+                 limit: int | None = None, label_map: str | dict[str, int] | None = None, precision: str = "fp32",
+                 out: str | Path | None = None, prefix: str = "robench", tokenizer: Any = None, trainer: Any = None,
+                 profile: str | None = None) -> None:
+        from robench.errors import ConfigError
+
+        if not (every in ("epoch", "end") or (isinstance(every, int) and not isinstance(every, bool) and every > 0)):
+            raise ConfigError(f"RobustnessCallback(every={every!r}): use 'epoch', 'end' or a positive number of steps")
+        self.task, self.suite, self.every, self.limit, self.profile = task, suite, every, limit, profile
+        self.label_map, self.precision, self.out, self.prefix = label_map, precision, out, prefix
+        self.tokenizer, self.trainer = tokenizer, trainer
+        self.history: list[dict[str, float]] = []  # what was logged, per evaluation point
+
+    @classmethod
+    def attach(cls, trainer: Any, **kwargs: Any) -> RobustnessCallback:
+        """Create the callback for ``trainer``, add it to the trainer and return it."""
+        callback = cls(trainer=trainer, **kwargs)
+        trainer.add_callback(callback)
+        return callback
+
+    # -- Trainer events
+
+    def on_epoch_end(self, args, state, control, **kwargs):  # noqa: ANN001 - the Trainer's signature
+        if self.every == "epoch":
+            self._evaluate(args, state, kwargs)
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        if isinstance(self.every, int) and state.global_step % self.every == 0:
+            self._evaluate(args, state, kwargs)
+
+    def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        if self.every == "end":
+            self._evaluate(args, state, kwargs)
+
+    # -- the work
+
+    def _evaluate(self, args, state, kwargs: dict[str, Any]) -> None:  # noqa: ANN001
+        from robench.api import evaluate
+
+        if not state.is_world_process_zero:
+            return
+        model = kwargs.get("model")
+        tokenizer = self.tokenizer or kwargs.get("processing_class") or kwargs.get("tokenizer")
+        if model is None or tokenizer is None:
+            from robench.errors import ConfigError
+
+            raise ConfigError("RobustnessCallback needs the model and its tokenizer: pass processing_class=tokenizer "
+                              "to the Trainer, or tokenizer=... to the callback")
+        base = Path(self.out) if self.out is not None else Path(args.output_dir) / "robench"
+        device = "cuda" if getattr(model, "device", None) is not None and model.device.type == "cuda" else "cpu"
+        res = evaluate(model, task=self.task, suite=self.suite, tokenizer=tokenizer, out=base / f"step-{state.global_step}",
+                       label_map=self.label_map, limit=self.limit, precision=self.precision, device=device,
+                       profile=self.profile, force=True)
+        metrics = {f"{self.prefix}/{key}": float(value) for key, value in res.headline().items()}
+        self.history.append(metrics)
+        if self.trainer is not None:
+            self.trainer.log(metrics)  # through every report_to callback, and into state.log_history
+        else:
+            state.log_history.append({**metrics, "step": state.global_step})

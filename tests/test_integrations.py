@@ -1,0 +1,71 @@
+"""The Hugging Face Trainer callback (robench/integrations.py): evaluates during a tiny Trainer run and
+logs the headline numbers through Trainer.log, where report_to integrations receive them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+class Recorder:
+    """Stands in for a report_to integration (TensorBoard, W&B): what on_log receives."""
+
+    def __new__(cls):
+        from transformers import TrainerCallback
+
+        class _Recorder(TrainerCallback):
+            def __init__(self):
+                self.logs = []
+
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                self.logs.append(dict(logs or {}))
+
+        return _Recorder()
+
+
+def tiny_trainer(tmp_path, epochs: int = 2):
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    from robench.models import load_model, load_tokenizer
+    from robench.tasks import TaskData, load_task
+
+    task = load_task("sentiment", limit=32)
+    model = load_model("tiny-bert", num_labels=2, seed=0)
+    model.config.id2label = dict(enumerate(task.labels))
+    model.config.label2id = {n: i for i, n in enumerate(task.labels)}
+    tokenizer = load_tokenizer("tiny-bert")
+    train = TaskData(task).get("train").map(lambda b: tokenizer(b["text"], truncation=True, max_length=64),
+                                            batched=True, remove_columns=["text"])
+    args = TrainingArguments(output_dir=str(tmp_path / "trainer"), num_train_epochs=epochs,
+                             per_device_train_batch_size=16, report_to=[], use_cpu=True, save_strategy="no",
+                             logging_strategy="no", seed=0, disable_tqdm=True)
+    return Trainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
+                   data_collator=DataCollatorWithPadding(tokenizer))
+
+
+def test_callback_logs_headline_metrics_through_the_trainer(tmp_path):
+    from robench.integrations import RobustnessCallback
+
+    trainer = tiny_trainer(tmp_path)
+    recorder = Recorder()
+    trainer.add_callback(recorder)
+    callback = RobustnessCallback.attach(trainer, task="sentiment", suite="id,calibration", limit=16)
+    trainer.train()
+    logged = [logs for logs in recorder.logs if any(k.startswith("robench/") for k in logs)]
+    assert len(logged) == 2 and len(callback.history) == 2  # one per epoch
+    assert {"robench/id", "robench/ece"} <= set(logged[0])
+    assert all(0.0 <= logs["robench/id"] <= 1.0 for logs in logged)
+    assert [h for h in trainer.state.log_history if "robench/id" in h]
+    # what was logged is what the result files say: the same numbers robench leaderboard reads
+    result = json.loads((tmp_path / "trainer" / "robench" / f"step-{trainer.state.global_step}" / "run" / "results"
+                         / "id.json").read_text())
+    assert logged[-1]["robench/id"] == result["metrics"]["accuracy"]
+
+
+def test_callback_checks_its_schedule():
+    from robench.errors import ConfigError
+    from robench.integrations import RobustnessCallback
+
+    with pytest.raises(ConfigError, match="use 'epoch', 'end' or a positive number of steps"):
+        RobustnessCallback(every="weekly")
