@@ -204,15 +204,15 @@ def list_(what: str = typer.Argument(..., help="methods, tasks, evaluators or su
             table.add_row(name, ", ".join(METHODS.aliases_of(name)), cls.passes, params or "-",
                           ", ".join(dict.fromkeys(["paper", *cls.presets])))
     elif what == "tasks":
-        from robench.tasks import list_tasks, load_task
+        from robench.tasks import list_tasks, load_task, task_origin
 
-        table = Table(title="tasks (tasks/*.yaml)")
-        for col in ("name", "labels", "shift sets", "ood sets", "method presets", "description"):
+        table = Table(title="tasks (./tasks/*.yaml first, then those packaged with robench)")
+        for col in ("name", "from", "labels", "shift sets", "ood sets", "method presets", "description"):
             table.add_column(col)
         for name in list_tasks():
             spec = load_task(name)
             presets = ", ".join(f"{m}: {p}" for m, p in spec.method_presets.items())
-            table.add_row(name, ", ".join(spec.labels), ", ".join(spec.set_names("shift")) or "-",
+            table.add_row(name, task_origin(name), ", ".join(spec.labels), ", ".join(spec.set_names("shift")) or "-",
                           ", ".join(spec.set_names("ood")) or "-", presets or "-", spec.description)
     elif what == "evaluators":
         from robench.evaluators import EVALUATORS

@@ -115,8 +115,18 @@ def _is_baseline(path: Path) -> bool:
     return isinstance(data, dict) and data.get("schema") == BASELINE_SCHEMA
 
 
+def packaged_baseline(name: str) -> Path | None:
+    """A baseline shipped with robench (``baselines/NAME.json``, installed as robench._baselines), by name."""
+    from importlib.resources import files
+
+    path = Path(str(files("robench._baselines"))) / f"{name}.json"
+    return path if path.is_file() else None
+
+
 def load_baseline(path: Path | str) -> dict[str, Any]:
     path = Path(path)
+    if not path.exists() and not path.suffix and len(path.parts) == 1 and packaged_baseline(path.name):
+        path = packaged_baseline(path.name)  # a packaged baseline by name, e.g. --baseline ci-minilm
     if not path.exists():
         raise ConfigError(f"baseline {path} does not exist; record one with 'robench baseline record'")
     try:

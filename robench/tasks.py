@@ -28,7 +28,6 @@ import yaml
 
 from robench.errors import ConfigError, OfflineError, RobenchError
 
-TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
 FILE_FORMATS = {"csv", "tsv", "jsonl", "json", "parquet", "lines"}
 SOURCE_KEYS = {
     "asset", "file", "hub", "format", "text_column", "label_column", "label_map", "binarize",
@@ -106,28 +105,55 @@ class TaskSpec:
 # ---------------------------------------------------------------- loading and validation
 
 
+def packaged_tasks_dir() -> Path:
+    """The task files shipped with robench (``tasks/`` of the source tree, installed as the package data
+    ``robench._tasks``): found through importlib.resources, in a checkout and in an installed wheel alike."""
+    from importlib.resources import files
+
+    return Path(str(files("robench._tasks")))
+
+
+TASKS_DIR = packaged_tasks_dir()
+USER_TASKS = "tasks"  # a user's own task folder, looked up in the working directory before the packaged tasks
+
+
 def task_path(name_or_path: str) -> Path:
-    """A task name (``sentiment``) or a path to a YAML file."""
+    """A task name (``sentiment``) or a path to a YAML file. A name is looked up in ``./tasks/`` (the
+    working directory's own task folder), then among the tasks packaged with robench."""
     candidate = Path(name_or_path)
     if candidate.suffix in {".yaml", ".yml"}:
         if not candidate.is_file():
             raise ConfigError(f"task file {candidate} does not exist; check the path")
         return candidate
-    path = TASKS_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        known = ", ".join(list_tasks()) or "(none)"
-        raise ConfigError(f"unknown task {name_or_path!r}; choose one of: {known} or pass a path to a .yaml file")
-    return path
+    for folder in (Path(USER_TASKS), TASKS_DIR):
+        path = folder / f"{name_or_path}.yaml"
+        if path.is_file():
+            return path
+    known = ", ".join(list_tasks()) or "(none)"
+    raise ConfigError(f"unknown task {name_or_path!r}; choose one of: {known} or pass a path to a .yaml file")
+
+
+def task_origin(name: str) -> str:
+    """Where a task name resolves: ``packaged`` or the path of the working directory's task file."""
+    path = task_path(name)
+    return "packaged" if path.resolve().parent == TASKS_DIR.resolve() else str(path)
 
 
 def task_source(name_or_path: str) -> str:
-    """How a run records its task: a name as it is, a task file by its absolute path."""
+    """How a run records its task: a packaged task by name, any other task file by its absolute path (so
+    the run evaluates from any working directory; the data hash guards it)."""
     path = task_path(name_or_path)
-    return str(path.resolve()) if Path(name_or_path).suffix in {".yaml", ".yml"} else str(name_or_path)
+    if Path(name_or_path).suffix not in {".yaml", ".yml"} and path.resolve().parent == TASKS_DIR.resolve():
+        return str(name_or_path)
+    return str(path.resolve())
 
 
 def list_tasks() -> list[str]:
-    return sorted(p.stem for p in TASKS_DIR.glob("*.yaml"))
+    """Task names: the working directory's ``tasks/*.yaml`` and the packaged ones."""
+    names = {p.stem for p in TASKS_DIR.glob("*.yaml")}
+    if Path(USER_TASKS).is_dir():
+        names |= {p.stem for p in Path(USER_TASKS).glob("*.yaml")}
+    return sorted(names)
 
 
 def load_task(name_or_path: str, profile: str | None = None, limit: int | None = None) -> TaskSpec:
