@@ -51,7 +51,7 @@ class Results:
 
 
 def _run_folder(model: Any, task: str, out: Path | str | None, tokenizer: Any, limit: int | None = None,
-                **register_kw: Any) -> Path:
+                kind: str = "auto", **register_kw: Any) -> Path:
     from robench import external
 
     if hasattr(model, "save_pretrained") and not isinstance(model, str | Path):
@@ -63,8 +63,11 @@ def _run_folder(model: Any, task: str, out: Path | str | None, tokenizer: Any, l
         tokenizer.save_pretrained(folder)
         return external.register(str(folder), task, base / "run", limit=limit, **register_kw)
     path = Path(str(model))
-    if (path / RUN_FILE).is_file():
-        return path  # a robench run folder
+    if kind == "run" or (kind == "auto" and (path / RUN_FILE).is_file()):
+        from robench.results import load_run
+
+        load_run(path)  # a robench run folder (or one clear line saying why it is not)
+        return path
     return external.register(str(model), task, out, limit=limit, **register_kw)
 
 
@@ -72,18 +75,19 @@ def evaluate(model: Any, task: str = "sentiment", suite: str = "all", *, tokeniz
              out: Path | str | None = None, label_map: str | dict[str, int] | None = None, revision: str | None = None,
              runs_dir: Path | str = "runs", force: bool = False, device: str = "auto", precision: str = "fp32",
              limit: int | None = None, options: dict[str, dict[str, Any]] | None = None,
-             allow_changed_data: bool = False, profile: str | None = None) -> Results:
+             allow_changed_data: bool = False, profile: str | None = None, kind: str = "auto") -> Results:
     """Evaluate a model on a task's suite; returns the result files as :class:`Results`.
 
     ``model``: a robench run folder (``task`` is then the run's own), a folder saved with
     ``save_pretrained``, a hub id (``revision`` pins it), or a model object with ``tokenizer``. A model
     robench did not train gets a run folder at ``out`` (default ``<runs_dir>/<task>/<model>/external/seed0``)
     holding its run.json and results; ``label_map`` maps task labels to output indices when the
-    checkpoint's label names differ from the task's (``"negative=0,positive=1"``)."""
+    checkpoint's label names differ from the task's (``"negative=0,positive=1"``). ``kind`` ("run" or
+    "model") says which ``model`` is when a path could be read either way (the CLI's --run / --model)."""
     from robench.evaluation import evaluate_run
 
     run_dir = _run_folder(model, task, out, tokenizer, label_map=label_map, revision=revision, runs_dir=runs_dir,
-                          force=force, profile=profile, limit=limit)
+                          force=force, profile=profile, limit=limit, kind=kind)
     own_run = run_dir == Path(str(model)) if isinstance(model, str | Path) else False
     # a checkpoint from outside is registered with the data limit (its run's own); a robench run keeps its own
     written = evaluate_run(run_dir, suite, force=force, device=device, precision=precision,

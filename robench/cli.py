@@ -171,7 +171,7 @@ def eval_(
         options["perturb"] = {"seed": attack_seed}
     res = evaluate(run if run is not None else model, task, suite, out=out_dir, label_map=label_map, revision=revision,
                    force=force, device=device, precision=precision, limit=limit, options=options,
-                   allow_changed_data=allow_changed_data, profile=profile)
+                   allow_changed_data=allow_changed_data, profile=profile, kind="run" if run is not None else "model")
     written = res.paths
     if not is_main():  # several processes (torchrun): the first one reports
         return
