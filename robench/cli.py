@@ -539,10 +539,9 @@ def attack(
 
 
 def _attack_record(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
+    from robench.outputs import read_json
+
+    data = read_json(path)
     return data if isinstance(data, dict) and isinstance(data.get("set_sha256"), str) else None
 
 

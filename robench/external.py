@@ -85,17 +85,13 @@ def weights_fingerprint(folder: Path) -> str:
 
 def resolve(model: str, revision: str | None = None) -> tuple[Path, str, str | None]:
     """(local folder, kind "folder" | "hub", resolved revision) of a checkpoint name."""
-    path = Path(model)
-    if path.exists():
-        if not path.is_dir():
-            raise ConfigError(f"--model {model} is a file; pass the folder written by save_pretrained")
-        if not (path / "config.json").is_file():
-            raise ConfigError(f"--model {model} has no config.json; pass a folder written by save_pretrained")
-        if (path / RUN_FILE).is_file():
-            raise ConfigError(f"--model {model} is a robench run; evaluate it with --run {model}")
-        return path.resolve(), "folder", None
-    if model.startswith((".", "/", "~")) or model.count("/") > 1:
-        raise ConfigError(f"model folder {model} does not exist; check the path")
+    from robench.models import model_source
+
+    if (Path(model) / RUN_FILE).is_file():
+        raise ConfigError(f"--model {model} is a robench run; evaluate it with --run {model}")
+    source = model_source(model)  # a folder (checked: a folder holding config.json), or a hub id
+    if Path(source).is_dir():
+        return Path(source).resolve(), "folder", None
     from huggingface_hub import snapshot_download
 
     from robench.hub import use_cache_only_if_offline

@@ -42,22 +42,30 @@ def _listing(names: Iterable[str], limit: int = 5) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
+def read_json(path: Path) -> object | None:
+    """A JSON file's content, or None when it is missing, unreadable or not JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+
+
+def schema_of(path: Path) -> str:
+    """The ``schema`` a robench JSON file names ("" for anything else): how a file's kind is told."""
+    data = read_json(path)
+    return str(data.get("schema", "")) if isinstance(data, dict) else ""
+
+
 def is_run_record(path: Path) -> bool:
     """Whether ``path`` is a robench run.json (by its schema, not its name)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return False
-    return isinstance(data, dict) and str(data.get("schema", "")).startswith("robench.run/")
+    return schema_of(path).startswith("robench.run/")
 
 
 def run_folder_extras(out: Path) -> list[str]:
     """Entries of a finished run folder that robench did not write there (empty: all of it is robench's)."""
     owned = set(RUN_KNOWN_FILES) | RUN_SUBDIRS
-    try:
-        recorded = json.loads((out / RUN_FILE).read_text(encoding="utf-8")).get("files")
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-        recorded = None
+    record = read_json(out / RUN_FILE)
+    recorded = record.get("files") if isinstance(record, dict) else None
     if isinstance(recorded, list):
         owned |= {str(n) for n in recorded}
     return sorted(p.name for p in out.iterdir() if p.name not in owned)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from robench.errors import ConfigError
-from robench.outputs import guard_file_out
+from robench.outputs import guard_file_out, schema_of
 from robench.results import atomic_write_json, load_results
 
 BASELINE_SCHEMA = "robench.baseline/1"
@@ -108,11 +108,7 @@ def record_baseline(results: Path | str | Iterable[Path | str], out: Path | str,
 
 
 def _is_baseline(path: Path) -> bool:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("schema") == BASELINE_SCHEMA
+    return schema_of(path) == BASELINE_SCHEMA
 
 
 def packaged_baseline(name: str) -> Path | None:

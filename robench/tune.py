@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from robench.errors import SEED_MAX, ConfigError
-from robench.outputs import guard_file_out
+from robench.outputs import guard_file_out, schema_of
 from robench.progress import console
 from robench.results import (
     RUN_FILE,
@@ -330,11 +330,7 @@ def load_tuned(path: Path | str) -> dict[str, Any]:
 
 def is_tuned_file(path: Path) -> bool:
     """Whether ``path`` is a robench tuned file (what ``tune --out`` may update)."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("schema") == TUNED_SCHEMA
+    return schema_of(path) == TUNED_SCHEMA
 
 
 def _check_merge(existing: dict[str, Any], path: Path, task_block: dict[str, Any], model: str) -> None:
