@@ -77,6 +77,21 @@ def parse_seeds(seeds: str | int | Sequence[int]) -> list[int]:
     return list(dict.fromkeys(parts))
 
 
+def split_overrides(overrides: dict[str, Any], methods: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``robench run --set``: each key goes to every planned method whose config has it; a key that no
+    planned method has is an error (as ``train --set`` gives for its one method)."""
+    import dataclasses
+
+    from robench.methods import METHODS
+
+    fields = {m: {f.name for f in dataclasses.fields(METHODS.get(m).Config)} for m in methods}
+    unknown = [k for k in overrides if not any(k in names for names in fields.values())]
+    if unknown:
+        raise ConfigError(f"--set {unknown[0]}: none of the methods {', '.join(methods)} has that hyper-parameter; "
+                          "see 'robench list methods'")
+    return {m: {k: v for k, v in overrides.items() if k in fields[m]} for m in methods}
+
+
 def parse_shard(value: str | tuple[int, int] | None) -> tuple[int, int] | None:
     """``"K/N"`` (1-based: 1 <= K <= N) -> ``(K, N)``; None stays None."""
     if value is None:
@@ -159,7 +174,8 @@ def run_benchmark(task: str = "sentiment", methods: str | Sequence[str] = "all",
                   epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
                   device: str = "auto", precision: str = "auto", eval_options: dict[str, dict[str, Any]] | None = None,
                   train_options: dict[str, Any] | None = None, plots: bool = True, n_boot: int = N_BOOT,
-                  shard: str | tuple[int, int] | None = None, tuned: Path | str | None = None) -> BenchResult:
+                  shard: str | tuple[int, int] | None = None, tuned: Path | str | None = None,
+                  method_overrides: dict[str, Any] | None = None) -> BenchResult:
     """Train (where missing) and evaluate every method x seed, then write the leaderboard to ``results_dir``.
 
     With ``shard=(K, N)`` (or ``"K/N"``) only the K-th of N slices of the jobs is done and no leaderboard is
@@ -171,7 +187,7 @@ def run_benchmark(task: str = "sentiment", methods: str | Sequence[str] = "all",
     from robench.distributed import requested_world_size
     from robench.evaluation import evaluate_run
     from robench.evaluators import resolve_suite
-    from robench.train import TrainConfig, default_run_dir, train
+    from robench.train import TrainConfig, check_finished_run, default_run_dir, train
 
     plan_methods = resolve_methods(methods)
     plan_seeds = parse_seeds(seeds)
@@ -181,6 +197,7 @@ def run_benchmark(task: str = "sentiment", methods: str | Sequence[str] = "all",
         guard_board_out(Path(results_dir), "--results-dir")  # before hours of training, not after
     overrides = {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)) if v is not None}
     overrides.update(train_options or {})
+    per_method = split_overrides(method_overrides or {}, [m for m, _ in plan_methods])
     jobs = [(method, selective, seed) for method, selective in plan_methods for seed in plan_seeds]
     mine = shard_jobs(jobs, *shard) if shard else jobs
     tuned_data = None
@@ -191,7 +208,8 @@ def run_benchmark(task: str = "sentiment", methods: str | Sequence[str] = "all",
     configs, all_dirs = [], []
     for method, selective, seed in jobs:
         cfg = TrainConfig(task=task, model=model, method=method, selective=selective, seed=seed, profile=profile,
-                          limit=limit, device=device, precision=precision, **overrides)
+                          limit=limit, device=device, precision=precision, method_overrides=dict(per_method[method]),
+                          **overrides)
         if tuned is not None:
             from robench.tune import apply_tuned
 
@@ -200,6 +218,10 @@ def run_benchmark(task: str = "sentiment", methods: str | Sequence[str] = "all",
         all_dirs.append(Path(cfg.out))
         if (method, selective, seed) in mine:
             _check_tuned_matches(cfg)
+            if (Path(cfg.out) / RUN_FILE).exists():  # a finished run stands for this job only if trained as asked
+                check_finished_run(Path(cfg.out), cfg, "pass --runs-dir for a separate folder of runs, or retrain it "
+                                                       f"with 'robench train --force --out {cfg.out}' and the same "
+                                                       "settings")
             configs.append(cfg)
 
     result = BenchResult()

@@ -13,6 +13,9 @@ from rich.table import Table
 
 from robench.errors import RobenchError
 from robench.metrics import N_BOOT
+from robench.runspec import TrainConfig
+
+TRAIN = TrainConfig()  # every training option's default comes from the trainer's own settings
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -65,11 +68,12 @@ def train(
     task: str = typer.Option("sentiment", help="task name in tasks/ or a path to a task YAML"),
     model: str = typer.Option("minilm", help=MODEL_HELP),
     seed: int = typer.Option(0, help="random seed (data order, head init, dropout, perturbations)"),
-    epochs: int = typer.Option(4, help="training epochs (4: where vanilla's validation accuracy plateaus on the default task)"),
-    batch_size: int = typer.Option(16, help="training batch size"),
-    lr: float = typer.Option(None, help="peak learning rate (default 1e-4; linear decay, 6% warm-up); the paper used 1e-5 "
-                                        "for RoBERTa-large"),
-    max_length: int = typer.Option(128, help="truncate inputs to this many tokens"),
+    epochs: int = typer.Option(TRAIN.epochs, help=f"training epochs ({TRAIN.epochs}: where vanilla's validation accuracy "
+                                                  "plateaus on the default task)"),
+    batch_size: int = typer.Option(TRAIN.batch_size, help="training batch size"),
+    lr: float = typer.Option(None, help=f"peak learning rate (default {TRAIN.lr:g}; linear decay, "
+                                        f"{TRAIN.warmup_ratio:.0%} warm-up); the paper used 1e-5 for RoBERTa-large"),
+    max_length: int = typer.Option(TRAIN.max_length, help="truncate inputs to this many tokens"),
     set_: list[str] = typer.Option(None, "--set", help="method hyper-parameter, key=value (repeatable)"),
     preset: str = typer.Option(None, help="method preset, e.g. 'paper' for the RoBERTa-large settings "
                                             "(default: the task's method_presets; --set values apply on top)"),
@@ -78,7 +82,8 @@ def train(
     selective_beta: float = typer.Option(None, help="selective training: sharpness beta"),
     profile: str = typer.Option(None, help="task size profile (e.g. quick, full)"),
     limit: int = typer.Option(None, help="cap every data set at this many examples"),
-    precision: str = typer.Option("auto", help="training precision: auto (bf16 autocast where the hardware has native bf16, else fp32), fp32 or bf16"),
+    precision: str = typer.Option(TRAIN.precision, help="training precision: auto (bf16 autocast where the hardware has "
+                                                        "native bf16, else fp32), fp32 or bf16"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
     out_dir: str = typer.Option(None, "--out", help="run directory (default runs/<task>/<model>/<method>/seed<N>)"),
     force: bool = typer.Option(False, help="overwrite an existing run directory and discard a checkpoint"),
@@ -91,7 +96,6 @@ def train(
 
     The same command after a kill resumes from its last checkpoint (kept beside the run directory)."""
     from robench.methods.base import parse_overrides
-    from robench.train import TrainConfig
     from robench.train import train as run_train
 
     _check_numbers(seed=(seed, 0), epochs=(epochs, 1), batch_size=(batch_size, 1), lr=(lr, 1e-12),
@@ -102,7 +106,7 @@ def train(
     overrides = parse_overrides(set_)
     cfg = TrainConfig(task=task, model=model, method=method, method_overrides=overrides, preset=preset,
                       selective=selective, selective_overrides=selective_overrides, seed=seed, epochs=epochs,
-                      batch_size=batch_size, lr=lr if lr is not None else TrainConfig.lr, max_length=max_length,
+                      batch_size=batch_size, lr=lr if lr is not None else TRAIN.lr, max_length=max_length,
                       precision=precision, device=device, profile=profile, limit=limit, out=out_dir, force=force,
                       checkpoint_steps=checkpoint_steps)
     if tuned is not None:
@@ -274,9 +278,15 @@ def run_bench(
     runs_dir: str = typer.Option("runs", help="where run directories go (runs/<task>/<model>/<method>/seed<N>)"),
     results_dir: str = typer.Option("results", help="where the leaderboard (LEADERBOARD.md, CSV, LaTeX, plots) goes"),
     limit: int = typer.Option(None, help="cap every data set at this many examples"),
-    epochs: int = typer.Option(None, help="training epochs (default: the trainer's)"),
-    batch_size: int = typer.Option(None, help="training batch size (default: the trainer's)"),
-    lr: float = typer.Option(None, help="peak learning rate (default: the trainer's)"),
+    epochs: int = typer.Option(None, help=f"training epochs (default: the trainer's, {TRAIN.epochs})"),
+    batch_size: int = typer.Option(None, help=f"training batch size (default: the trainer's, {TRAIN.batch_size})"),
+    lr: float = typer.Option(None, help=f"peak learning rate (default: the trainer's, {TRAIN.lr:g})"),
+    max_length: int = typer.Option(None, help=f"truncate inputs to this many tokens (default: the trainer's, "
+                                              f"{TRAIN.max_length})"),
+    set_: list[str] = typer.Option(None, "--set", help="method hyper-parameter, key=value (repeatable); applies to "
+                                                        "every method that has it"),
+    preset: str = typer.Option(None, help="method preset for every method, e.g. 'paper' (default: the task's "
+                                          "method_presets)"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
     precision: str = typer.Option("auto", help="training precision: auto (bf16 autocast where the hardware has native bf16, else fp32), fp32 or bf16"),
     plots: bool = typer.Option(True, help="draw the leaderboard figures"),
@@ -294,16 +304,19 @@ def run_bench(
     On a cluster, N jobs with ``--shard 1/N`` .. ``--shard N/N`` and the same runs folder cover the matrix once.
     """
     from robench.bench import parse_shard, run_benchmark
+    from robench.methods.base import parse_overrides
 
     _check_numbers(limit=(limit, 1), epochs=(epochs, 1), batch_size=(batch_size, 1), lr=(lr, 1e-12),
-                   checkpoint_steps=(checkpoint_steps, 0))
+                   max_length=(max_length, 1), checkpoint_steps=(checkpoint_steps, 0))
     shard_kn = parse_shard(shard)
+    train_options = {k: v for k, v in (("checkpoint_steps", checkpoint_steps or None), ("max_length", max_length),
+                                       ("preset", preset)) if v is not None}
 
     res = run_benchmark(task, methods, seeds, suite, profile if profile != "default" else None, model=model,
                         runs_dir=runs_dir, results_dir=results_dir, limit=limit, epochs=epochs,
                         batch_size=batch_size, lr=lr, device=device, precision=precision, plots=plots,
-                        shard=shard_kn, train_options={"checkpoint_steps": checkpoint_steps} if checkpoint_steps else None,
-                        tuned=tuned)
+                        shard=shard_kn, train_options=train_options or None, tuned=tuned,
+                        method_overrides=parse_overrides(set_))
     if res.board is not None:
         _print_board(res.board)
         out.print(f"[green]leaderboard written:[/green] {res.leaderboard.get('markdown')}")
@@ -320,9 +333,11 @@ def tune(
     seeds: str = typer.Option(None, help="tuning seeds separated by commas (default: the task's tuning.seeds, else 0)"),
     profile: str = typer.Option("default", help="task size profile: default, quick or full"),
     limit: int = typer.Option(None, help="cap every data set at this many examples"),
-    epochs: int = typer.Option(None, help="training epochs of every trial (default: the trainer's, 4)"),
-    batch_size: int = typer.Option(None, help="training batch size of every trial (default: the trainer's, 16)"),
-    max_length: int = typer.Option(None, help="truncate inputs to this many tokens (default: the trainer's, 128)"),
+    epochs: int = typer.Option(None, help=f"training epochs of every trial (default: the trainer's, {TRAIN.epochs})"),
+    batch_size: int = typer.Option(None, help=f"training batch size of every trial (default: the trainer's, "
+                                              f"{TRAIN.batch_size})"),
+    max_length: int = typer.Option(None, help=f"truncate inputs to this many tokens (default: the trainer's, "
+                                              f"{TRAIN.max_length})"),
     runs_dir: str = typer.Option("runs", help="trials go to <runs-dir>/tune/<task>/<model>/<method>/<trial>/seed<N>"),
     out_file: Path = typer.Option(None, "--out", help="tuned file to write or update "
                                                       "(default <runs-dir>/tune/<task>/<model>/tuned.json)"),

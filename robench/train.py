@@ -37,46 +37,8 @@ from robench.models import load_model, load_tokenizer, resolve_device, usable_po
 from robench.outputs import guard_checkpoint_dir, guard_run_out
 from robench.progress import console, progress_bar
 from robench.results import RUN_FILE, RUN_SCHEMA, RunIdentity, atomic_write_json, file_sha256, provenance
+from robench.runspec import TrainConfig, differences, recorded_fields, spec_fields, spec_key
 from robench.tasks import TaskData, load_task, task_source
-
-
-@dataclass
-class TrainConfig:
-    task: str = "sentiment"
-    model: str = "minilm"
-    method: str = "vanilla"
-    method_overrides: dict[str, Any] = field(default_factory=dict)
-    preset: str | None = None  # method preset: "paper" (RoBERTa-large defaults) or a method's own
-    selective: bool = False  # selective training (RAM's gradient mask) on top of any method
-    selective_overrides: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
-    # where vanilla's validation accuracy plateaus on the default task: 80.8 / 83.3 / 84.4 / 85.6 / 86.1
-    # at 1 / 2 / 3 / 4 / 6 epochs over 3 seeds (benchmarks/epochs_curve.py, results/epochs/)
-    epochs: int = 4
-    batch_size: int = 16
-    lr: float = 1e-4  # the small packaged MiniLM wants a higher rate than the paper's 1e-5 for RoBERTa-large
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.06
-    adam_betas: tuple[float, float] = (0.9, 0.98)
-    adam_eps: float = 1e-6
-    max_grad_norm: float = 1.0
-    max_length: int = 128
-    eval_batch_size: int = 128
-    # auto: bf16 autocast where the hardware has native bf16 (accuracy, shift, attacks, ECE and AUROC
-    # unchanged within seed noise over 3 seeds of vanilla and RAM; README), else fp32
-    precision: str = "auto"
-    device: str = "auto"
-    profile: str | None = None
-    limit: int | None = None
-    out: str | None = None
-    force: bool = False  # overwrite a finished run and discard a checkpoint
-    checkpoint_steps: int = 0  # also checkpoint every N optimiser steps (0: at epoch ends only)
-    tuned: dict[str, Any] | None = None  # --tuned: {file, sha256, method, setting, overridden} (robench.tune)
-
-
-# Not part of what a checkpoint must match: where the run goes, --force, how often to checkpoint,
-# where a --tuned setting came from (the lr and method values it set are checked).
-UNCHECKED = frozenset({"out", "force", "checkpoint_steps", "tuned"})
 
 
 @dataclass
@@ -145,6 +107,23 @@ def build_hooks(cfg: TrainConfig) -> tuple[Any, list[TrainingHook]]:
         preset = load_task(cfg.task).method_presets.get(SelectiveTraining.name)
         hooks.append(SelectiveTraining(make_config(SelectiveTraining, cfg.selective_overrides, preset)))
     return method, hooks
+
+
+def planned_spec(cfg: TrainConfig) -> dict[str, Any]:
+    """The spec fields the run of ``cfg`` would have (robench.runspec), without training it."""
+    method, hooks = build_hooks(cfg)
+    task = load_task(cfg.task, cfg.profile, cfg.limit)
+    return spec_fields(cfg, dataclasses.asdict(method.config), hooks[-1].config_dict() if cfg.selective else None,
+                       task.data_hash)
+
+
+def check_finished_run(run_dir: Path, cfg: TrainConfig, fix: str) -> None:
+    """A finished run at ``run_dir`` may stand for ``cfg`` only if every field of the spec matches."""
+    from robench.results import load_run
+
+    diff = differences(recorded_fields(load_run(run_dir)), planned_spec(cfg))
+    if diff:
+        raise ConfigError(f"run {run_dir} was trained with other settings ({'; '.join(diff)}); {fix}")
 
 
 def tokenize(ds, tokenizer, max_length: int):
@@ -230,8 +209,10 @@ def train(cfg: TrainConfig) -> Path:
     data = TaskData(task)
     checks = data.train_checks(warn=lambda m: console.print(m, style="yellow", markup=False))  # one-class train / overlaps
     fingerprints = {k: data.fingerprint(k) for k in ("train", "validation")}
-    key = checkpoint.config_key({"config": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in UNCHECKED},
-                                 "task": task.spec_hash, "data": fingerprints,
+    spec = spec_fields(cfg, dataclasses.asdict(method.config), hooks[-1].config_dict() if cfg.selective else None,
+                       task.data_hash)
+    # the checkpoint belongs to this spec, these very examples and this device (RNG states differ across them)
+    key = checkpoint.config_key({"spec": spec, "data": fingerprints, "device": cfg.device,
                                  "hooks": [type(h).__name__ for h in hooks]})
     saved = resume_point(ckpt_dir, key, cfg.force)
     tokenizer = load_tokenizer(cfg.model)
@@ -365,6 +346,7 @@ def train(cfg: TrainConfig) -> Path:
                    "state": {type(h).__name__: h.state() for h in hooks if h.state()}},
         "seed": cfg.seed,
         "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in {"force"}},
+        "spec": {"key": spec_key(spec), "fields": spec},  # what decides the weights (robench.runspec)
         "training": {
             "epochs": cfg.epochs, "best_epoch": loop.best_epoch, "best_val_accuracy": loop.best_acc,
             "history": loop.history, "resumed": loop.resumed,

@@ -57,7 +57,6 @@ SELECTION = {
 }
 # run.json config keys that must agree for a finished trial to be reused (where it goes, --force,
 # checkpoint frequency, the device and a tuned file do not change what it trained)
-_IGNORED = {"out", "force", "checkpoint_steps", "device", "tuned", "eval_batch_size"}
 
 
 # --------------------------------------------------------------------------------------------- grids
@@ -273,23 +272,15 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def _config_view(config: dict[str, Any]) -> dict[str, Any]:
-    return _jsonable({k: v for k, v in config.items() if k not in _IGNORED})
-
-
-def _finished_trial(run_dir: Path, cfg, spec_hash: str) -> float:
-    """The best validation accuracy of a finished trial, after checking it was trained as planned."""
+def _finished_trial(run_dir: Path, cfg) -> float:
+    """The best validation accuracy of a finished trial, after checking it was trained as planned (the
+    one rule of robench.runspec, which train and run use too)."""
     from robench.results import load_run
+    from robench.train import check_finished_run
 
+    check_finished_run(run_dir, cfg, "pass --force to retrain the trials, or --runs-dir for a separate tuning "
+                                     "folder")
     record = load_run(run_dir)
-    want, have = _config_view(dataclasses.asdict(cfg)), _config_view(record.get("config") or {})
-    # keys the record lacks (settings added to the trainer since) are taken to be their defaults
-    differ = [f"{k} {have[k]!r}, now {want[k]!r}" for k in sorted(set(want) & set(have)) if want[k] != have[k]]
-    if (record.get("task") or {}).get("spec_hash") != spec_hash:
-        differ.append(f"task spec hash {(record.get('task') or {}).get('spec_hash')}, now {spec_hash}")
-    if differ:
-        raise ConfigError(f"tuning trial {run_dir} was trained with other settings ({'; '.join(differ)}); pass "
-                          "--force to retrain the trials, or --runs-dir for a separate tuning folder")
     acc = (record.get("training") or {}).get("best_val_accuracy")
     if not isinstance(acc, int | float) or isinstance(acc, bool):
         raise ConfigError(f"{run_dir / RUN_FILE} has no training.best_val_accuracy; delete the trial folder to redo it")
@@ -386,7 +377,7 @@ def tune(task: str = "sentiment", methods: str | Sequence[str] = "vanilla", *, m
                 cfg.out = str(trial_dir(runs_dir, cfg, tid))
                 cfgs.append(cfg)
                 if not force and (Path(cfg.out) / RUN_FILE).exists():
-                    _finished_trial(Path(cfg.out), cfg, spec.spec_hash)  # other settings: an error before any work
+                    _finished_trial(Path(cfg.out), cfg)  # other settings: an error before any work
             jobs.setdefault(label, []).append((setting, tid, cfgs))
     n_trials = sum(len(cfgs) for trials in jobs.values() for _, _, cfgs in trials)
     console.print(f"[bold]robench tune[/bold]: task {spec.name}, model {model}, {len(plan)} method(s), "
@@ -412,7 +403,7 @@ def tune(task: str = "sentiment", methods: str | Sequence[str] = "vanilla", *, m
                         training.train(cfg)
                         what = f"trained in {time.perf_counter() - t0:.0f}s"
                         result.trained.append(run_dir)
-                    accs[str(cfg.seed)] = _finished_trial(run_dir, cfg, spec.spec_hash)
+                    accs[str(cfg.seed)] = _finished_trial(run_dir, cfg)
                 console.print(f"{name}: {what}, val acc {accs[str(cfg.seed)]:.4f}", highlight=False, soft_wrap=True)
             trials.append({"id": tid, "setting": setting, "val_accuracy": accs,
                            "mean_val_accuracy": sum(accs.values()) / len(accs),
