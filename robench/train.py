@@ -37,7 +37,7 @@ from robench.models import load_model, load_tokenizer, resolve_device, usable_po
 from robench.outputs import guard_checkpoint_dir, guard_run_out
 from robench.progress import console, progress_bar
 from robench.results import RUN_FILE, RUN_SCHEMA, RunIdentity, atomic_write_json, file_sha256, provenance
-from robench.runspec import TrainConfig, differences, recorded_fields, spec_fields, spec_key
+from robench.runspec import TRAINER_FIELDS, TrainConfig, differences, recorded_fields, spec_fields, spec_key
 from robench.tasks import TaskData, load_task, task_source
 
 
@@ -92,6 +92,15 @@ def resolve_preset(cfg: TrainConfig) -> tuple[str | None, str]:
     return (preset, "task") if preset else (None, "default")
 
 
+def preset_record(cfg: TrainConfig) -> dict[str, Any]:
+    """run.json's ``method.preset``: its name and source, saying so when its values are the defaults."""
+    name, source = resolve_preset(cfg)
+    if name and dataclasses.asdict(build_method(cfg.method, {}, name).config) == \
+            dataclasses.asdict(build_method(cfg.method, {}, None).config):
+        source += " (same values as the defaults)"
+    return {"name": name, "source": source}
+
+
 def build_hooks(cfg: TrainConfig) -> tuple[Any, list[TrainingHook]]:
     preset, _ = resolve_preset(cfg)
     method = build_method(cfg.method, cfg.method_overrides, preset)
@@ -115,6 +124,30 @@ def planned_spec(cfg: TrainConfig) -> dict[str, Any]:
     task = load_task(cfg.task, cfg.profile, cfg.limit)
     return spec_fields(cfg, dataclasses.asdict(method.config), hooks[-1].config_dict() if cfg.selective else None,
                        task.data_hash)
+
+
+def spec_sources(cfg: TrainConfig, method) -> dict[str, dict[str, str]]:
+    """Where each value of the spec came from: ``default``, ``preset NAME (task|user)``, ``tuned`` (a
+    --tuned file) or ``cli`` (given by the command or the caller). Recorded beside the spec, not part of
+    its key: the values decide the weights, not their origin."""
+    defaults = dataclasses.asdict(build_method(cfg.method, {}, None).config)
+    preset, origin = resolve_preset(cfg)
+    preset_values = dataclasses.asdict(build_method(cfg.method, {}, preset).config) if preset else defaults
+    tuned = cfg.tuned or {}
+    setting, overridden = tuned.get("setting") or {}, tuned.get("overridden") or {}
+    method_sources = {}
+    for name in dataclasses.asdict(method.config):
+        if name in cfg.method_overrides:
+            method_sources[name] = "tuned" if name in setting and name not in overridden else "cli"
+        elif preset_values.get(name) != defaults.get(name):
+            method_sources[name] = f"preset {preset} ({origin})"
+        else:
+            method_sources[name] = "default"
+    base = TrainConfig()
+    trainer_sources = {name: "tuned" if name == "lr" and tuned and "lr" not in overridden
+                       else "default" if getattr(cfg, name) == getattr(base, name) else "cli"
+                       for name in TRAINER_FIELDS}
+    return {"trainer": trainer_sources, "method_config": method_sources}
 
 
 def check_finished_run(run_dir: Path, cfg: TrainConfig, fix: str) -> None:
@@ -340,13 +373,14 @@ def train(cfg: TrainConfig) -> Path:
                  "sizes": {"train": len(train_ds), "validation": len(val_ds)}},
         "model": {"name": cfg.model, "num_parameters": sum(p.numel() for p in final.parameters())},
         "method": {"name": method.name, "config": dataclasses.asdict(method.config), "passes": method.passes,
-                   "preset": dict(zip(("name", "source"), resolve_preset(cfg), strict=True)),
+                   "preset": preset_record(cfg),
                    "selective": cfg.selective,
                    "selective_config": hooks[-1].config_dict() if cfg.selective else None,
                    "state": {type(h).__name__: h.state() for h in hooks if h.state()}},
         "seed": cfg.seed,
         "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in {"force"}},
-        "spec": {"key": spec_key(spec), "fields": spec},  # what decides the weights (robench.runspec)
+        # what decides the weights (robench.runspec), and where each value came from
+        "spec": {"key": spec_key(spec), "fields": spec, "sources": spec_sources(cfg, method)},
         "training": {
             "epochs": cfg.epochs, "best_epoch": loop.best_epoch, "best_val_accuracy": loop.best_acc,
             "history": loop.history, "resumed": loop.resumed,

@@ -83,3 +83,17 @@ def test_recorded_fields_of_an_older_run_json_are_rebuilt_from_its_config(runs):
     assert set(spec["fields"]["trainer"]) >= {"epochs", "lr", "batch_size", "max_length", "precision", "seed",
                                                "model", "method", "selective", "profile", "limit"}
     assert TrainConfig().epochs == spec["fields"]["trainer"]["epochs"] + 3
+
+
+def test_sources_say_where_each_value_came_from():
+    from robench.train import build_hooks, spec_sources
+
+    cfg = TrainConfig(method="freelb", model="tiny-bert", lr=3e-4, epochs=2, preset="entailment",
+                      method_overrides={"adv_lr": "0.2", "adv_steps": "3"},
+                      tuned={"setting": {"lr": 3e-4, "adv_lr": 0.2}, "overridden": {"adv_steps": "3"}})
+    method, _ = build_hooks(cfg)
+    sources = spec_sources(cfg, method)
+    assert sources["method_config"] == {"diag_every": "default", "adv_steps": "cli", "adv_lr": "tuned",
+                                        "init_mag": "preset entailment (user)", "max_norm": "preset entailment (user)"}
+    assert sources["trainer"]["lr"] == "tuned" and sources["trainer"]["epochs"] == "cli"
+    assert sources["trainer"]["batch_size"] == "default"

@@ -147,13 +147,19 @@ def test_task_preset_applies_unless_user_passes_preset(tmp_path):
 
 def test_run_json_records_preset_and_diagnostics(tmp_path):
     run = load_run(train(tiny(tmp_path, method="freelb", limit=32)))
-    assert run["method"]["preset"] == {"name": "sentiment", "source": "task"}
+    # the task's FreeLB preset has the defaults' values, and run.json says so
+    assert run["method"]["preset"] == {"name": "sentiment", "source": "task (same values as the defaults)"}
+    assert set(run["spec"]["sources"]["method_config"].values()) == {"default"}
     assert run["method"]["config"]["max_norm"] == 0.6 and run["method"]["config"]["adv_steps"] == 2
     diag = run["training"]["history"][0]["diagnostics"]
     assert {"adv_ce", "ce_first", "ce_last", "sampled_sym_kl", "dropout_sym_kl", "alive_ratio"} <= set(diag)
     run = load_run(train(tiny(tmp_path, "user", method="freelb", limit=32, preset="entailment")))
     assert run["method"]["preset"] == {"name": "entailment", "source": "user"}
     assert run["method"]["config"]["max_norm"] == 0.3
+    sources = run["spec"]["sources"]
+    assert sources["method_config"]["max_norm"] == "preset entailment (user)"
+    assert sources["method_config"]["adv_steps"] == "default"
+    assert sources["trainer"]["epochs"] == "cli" and sources["trainer"]["lr"] == "default"
 
 
 def test_selective_mask_takes_the_task_preset(tmp_path):
