@@ -303,7 +303,7 @@ def run_bench(
     Resumable: finished runs and existing results are skipped, so re-running only does what is missing.
     On a cluster, N jobs with ``--shard 1/N`` .. ``--shard N/N`` and the same runs folder cover the matrix once.
     """
-    from robench.bench import parse_shard, run_benchmark
+    from robench.matrix import parse_shard, run_benchmark
     from robench.methods.base import parse_overrides
 
     _check_numbers(limit=(limit, 1), epochs=(epochs, 1), batch_size=(batch_size, 1), lr=(lr, 1e-12),
@@ -449,7 +449,7 @@ def baseline_record(
     tolerance: list[str] = typer.Option(None, help="tolerances stored with the baseline: 0.01 or metric=0.02"),
 ) -> None:
     """Record every score (per task, model, method, metric) as a regression baseline."""
-    from robench.regress import parse_tolerances, record_baseline
+    from robench.baseline import parse_tolerances, record_baseline
 
     tol = parse_tolerances(tolerance) if tolerance else None
     data = record_baseline(_paths(results, "runs"), out_file, tol)
@@ -466,7 +466,7 @@ def baseline_check(
     allow_missing: bool = typer.Option(False, help="do not fail on baseline metrics the results lack"),
 ) -> None:
     """Fail (exit 1) when any metric got worse than the baseline by more than its tolerance."""
-    from robench.regress import check, parse_tolerances, regression_table
+    from robench.baseline import check, parse_tolerances, regression_table
 
     rows = check(_paths(results, "runs"), baseline, parse_tolerances(tolerance), allow_missing)
     failed = [r for r in rows if r.failed]

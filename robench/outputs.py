@@ -17,10 +17,12 @@ import errno
 import json
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from robench.errors import ConfigError, RobenchError
+from robench.progress import console
 
 RUN_FILE = "run.json"
 BOARD_FILE = "LEADERBOARD.md"
@@ -175,3 +177,30 @@ def write_failure(exc: OSError, path: Path | str | None, kept: str) -> RobenchEr
     place = f"in {folder}" if folder is not None else "(location unknown)"
     return RobenchError(f"cannot write {place}: {_NO_ROOM.get(exc.errno, exc.strerror)}; {kept}; free space or "
                         "make the folder writable, then run the same command again")
+
+
+# --------------------------------------------------------------------------------------------- run locks
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``<run_dir>.lock`` (``fcntl.flock``, exclusive) while a run is trained and evaluated: a second
+    process on the same run waits, then finds it done. Where the file system has no locks (or there is no
+    ``fcntl``), it goes on unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    lock = run_dir.with_name(run_dir.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as fh:
+        try:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                console.print(f"[dim]{run_dir}: another process holds {lock.name}; waiting for it[/dim]")
+                fcntl.flock(fh, fcntl.LOCK_EX)
+        except OSError as exc:  # e.g. ENOLCK / ENOSYS on a file system mounted without locks
+            console.print(f"[yellow]warning: cannot lock {lock} ({exc.strerror}); going on without a lock[/yellow]")
+        yield  # closing the file releases the lock

@@ -10,6 +10,7 @@ nothing reads a run folder to interpret it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -23,7 +24,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-import robench
+from robench._version import __version__
 from robench.errors import ConfigError
 
 RUN_SCHEMA = "robench.run/1"
@@ -95,7 +96,7 @@ def _json_default(obj: Any) -> Any:
 def package_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {"python": platform.python_version(), "robench": robench.__version__}
+    out = {"python": platform.python_version(), "robench": __version__}
     for pkg in ("torch", "transformers", "datasets", "accelerate", "textattack", "nlpaug", "netcal", "numpy",
                 "scikit-learn", "pandas"):
         try:
@@ -124,7 +125,7 @@ def git_commit() -> str | None:
 def provenance() -> dict[str, Any]:
     """Where a record came from: package versions, robench version and commit, time. Shared by
     run.json and every result file."""
-    return {"versions": package_versions(), "git_commit": git_commit(), "robench_version": robench.__version__,
+    return {"versions": package_versions(), "git_commit": git_commit(), "robench_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
@@ -421,7 +422,7 @@ def iter_result_files(root: Path):
         newer = _newer_schema(data.get("schema") if isinstance(data, dict) else None)
         if newer:
             raise ConfigError(f"{path}: written by a newer robench (schema {newer!r}; this robench "
-                              f"{robench.__version__} reads up to {RESULT_SCHEMA!r}); upgrade robench to read it")
+                              f"{__version__} reads up to {RESULT_SCHEMA!r}); upgrade robench to read it")
         problem = _result_problem(data)
         if problem:
             raise ConfigError(f"{path}: not a valid robench result ({problem}); delete it or recompute it with "
@@ -533,11 +534,17 @@ class ResultRecord:
         return spec.direction if spec else "none"
 
 
-def _legacy_specs(evaluator: str) -> list[MetricSpec]:
-    """Declarations for a schema-1 file (written before results carried them): the registered evaluator's."""
-    from robench.evaluators import EVALUATORS
+@functools.lru_cache(maxsize=1)
+def _legacy_table() -> dict[str, list[dict[str, Any]]]:
+    from importlib.resources import files
 
-    return list(EVALUATORS.get(evaluator).metrics) if evaluator in EVALUATORS else []
+    return json.loads((files("robench") / "legacy_specs.json").read_text(encoding="utf-8"))["evaluators"]
+
+
+def _legacy_specs(evaluator: str) -> list[MetricSpec]:
+    """Declarations for a schema-1 file (written before results carried them): the evaluators' declarations
+    when schema 2 came, frozen in ``legacy_specs.json`` (so this bottom layer never imports the evaluators)."""
+    return [MetricSpec.from_json(s) for s in _legacy_table().get(evaluator, [])]
 
 
 def _is_number(value: Any) -> bool:

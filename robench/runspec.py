@@ -17,8 +17,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from robench.errors import SEED_MAX, ConfigError
 
 SPEC_VERSION = 1
 
@@ -107,3 +110,54 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     if old.get("data_hash") and old.get("data_hash") != new.get("data_hash"):
         out.append(f"task data hash {old['data_hash']}, now {new.get('data_hash')}")
     return out
+
+
+# ---- tuned settings and seeds as the CLI and the board show them (no torch, no registry)
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def setting_label(setting: dict[str, Any]) -> str:
+    """``lr=0.0001, selective_alpha=0.6``."""
+    return ", ".join(f"{k}={_show(v)}" for k, v in setting.items())
+
+
+def tuned_signature(tuned: dict[str, Any] | None) -> Any:
+    """What makes two runs' tuned settings the same (not which file they came from)."""
+    if not tuned:
+        return None
+    return _jsonable_str({"setting": tuned.get("setting"), "overridden": tuned.get("overridden") or {}})
+
+
+def tuned_label(tuned: dict[str, Any] | None) -> str | None:
+    """A run's tuned setting for the board: ``lr=0.0001, selective_alpha=0.6``; a value given by hand
+    on top reads ``lr=0.0003 (explicit; tuned 0.0001)``."""
+    if not tuned or not isinstance(tuned.get("setting"), dict):
+        return None
+    overridden = tuned.get("overridden") or {}
+    return ", ".join(f"{k}={_show(overridden[k])} (explicit; tuned {_show(v)})" if k in overridden else
+                     f"{k}={_show(v)}" for k, v in tuned["setting"].items())
+
+
+def parse_seeds(seeds: str | int | Sequence[int]) -> list[int]:
+    if isinstance(seeds, int):
+        return [seeds]
+    if isinstance(seeds, str):
+        try:
+            parts = [int(s) for s in seeds.split(",") if s.strip()]
+        except ValueError:
+            raise ConfigError(f"bad --seeds {seeds!r}; give integers separated by commas, e.g. 0,1,2") from None
+    else:
+        parts = [int(s) for s in seeds]
+    if not parts:
+        raise ConfigError("empty --seeds; give integers separated by commas, e.g. 0,1,2")
+    bad = [s for s in parts if not 0 <= s <= SEED_MAX]
+    if bad:
+        raise ConfigError(f"bad --seeds value {bad[0]}; a seed is a whole number from 0 to {SEED_MAX} (numpy's range)")
+    return list(dict.fromkeys(parts))
+
+
+def _jsonable_str(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))

@@ -330,7 +330,9 @@ def _parse_tuning(raw: Any, path: Path | str) -> dict[str, Any]:
     """``tuning: {<method>: {lr: [..], <hyper-parameter>: [..]}, seeds: [0]}``, checked against the methods."""
     if raw is None:
         return {"seeds": None, "grids": {}}
-    from robench.tune import parse_task_tuning  # only tasks with a tuning key pay for importing the methods
+    from robench.methods.base import (
+        parse_task_tuning,  # only tasks with a tuning key pay for importing the methods
+    )
 
     return parse_task_tuning(raw, path)
 

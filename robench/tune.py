@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robench.errors import SEED_MAX, ConfigError
-from robench.outputs import guard_file_out, schema_of
+from robench.errors import ConfigError
+from robench.methods.base import _field_types, check_grid, coerce_value, parse_task_tuning  # noqa: F401
+from robench.outputs import guard_file_out, run_lock, schema_of
 from robench.progress import console
 from robench.results import (
     RUN_FILE,
@@ -43,6 +44,13 @@ from robench.results import (
     method_label,
     model_label,
     provenance,
+)
+from robench.runspec import (  # noqa: F401 - labels re-exported for callers
+    _show,
+    parse_seeds,
+    setting_label,
+    tuned_label,
+    tuned_signature,
 )
 
 TUNED_SCHEMA = "robench.tuned/1"
@@ -68,95 +76,12 @@ def method_class(name: str):
     return METHODS.get(name)
 
 
-def _field_types(cls) -> dict[str, str]:
-    return {f.name: (f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type)))
-            for f in dataclasses.fields(cls.Config)}
-
-
-def coerce_value(cls, key: str, value: Any, where: str) -> Any:
-    """One grid value, typed as the trainer (``lr``) or the method's Config field wants it."""
-    if isinstance(value, dict | list | tuple | set) or value is None:
-        raise ConfigError(f"{where}: {key} value {value!r} is not a single number, true/false or name")
-    if key == "lr":
-        try:
-            lr = float(value) if not isinstance(value, bool) else float("nan")
-        except ValueError:
-            lr = float("nan")
-        if not (math.isfinite(lr) and lr > 0):
-            raise ConfigError(f"{where}: lr value {value!r} is not a positive number")
-        return lr
-    from robench.methods.base import make_config
-
-    try:
-        config = make_config(cls, {key: value})  # unknown names and bad values fail here, as with --set
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-    typed = getattr(config, key)
-    kind = _field_types(cls).get(key)
-    bad = ConfigError(f"{where}: {key} value {value!r} is not a valid {kind}")
-    if kind == "float":
-        if isinstance(typed, bool) or not isinstance(typed, int | float):
-            raise bad
-        return float(typed)
-    if kind == "int":
-        typed = int(typed) if isinstance(typed, float) and typed.is_integer() else typed
-        if isinstance(typed, bool) or not isinstance(typed, int):
-            raise bad
-    if kind == "bool" and not isinstance(typed, bool):
-        raise bad
-    return typed
-
-
-def check_grid(cls, grid: Any, where: str) -> dict[str, list[Any]]:
-    """A grid ``{name: [values]}`` checked against ``lr`` and the method's Config fields, values typed,
-    repeats dropped (order kept)."""
-    if not isinstance(grid, dict):
-        raise ConfigError(f"{where}: must map hyper-parameters to lists of values, e.g. {{lr: [1.0e-4, 2.0e-4]}}")
-    fields = ["lr", *_field_types(cls)]
-    out: dict[str, list[Any]] = {}
-    for key, values in grid.items():
-        if key not in fields:
-            raise ConfigError(f"{where}: method {cls.name!r} has no hyper-parameter {key!r}; tune one of: "
-                              f"{', '.join(fields)}")
-        if not isinstance(values, list | tuple) or not values:
-            raise ConfigError(f"{where}: {key} must be a non-empty list of values, e.g. {key}: [a, b]; got {values!r}")
-        out[key] = list(dict.fromkeys(coerce_value(cls, key, v, where) for v in values))
-    return out
-
-
 def default_grid(cls) -> dict[str, list[Any]]:
     """The method's ``tune_grid`` (a method without one: the trainer's lr alone)."""
-    from robench.train import TrainConfig
+    from robench.runspec import TrainConfig
 
     grid = check_grid(cls, dict(getattr(cls, "tune_grid", None) or {}), f"method {cls.name!r} tune_grid")
     return {"lr": grid.pop("lr", [TrainConfig.lr]), **grid}
-
-
-def parse_task_tuning(raw: Any, path: Path | str) -> dict[str, Any]:
-    """A task file's ``tuning:`` -> ``{"seeds": [..] | None, "grids": {method: grid}}`` (checked)."""
-    from robench.methods import METHODS
-
-    if raw is None:
-        return {"seeds": None, "grids": {}}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: key 'tuning': must be a mapping; e.g. tuning: {{ram: {{lr: [1.0e-4, 2.0e-4]}}, "
-                          "seeds: [0]}")
-    seeds = None
-    grids: dict[str, dict[str, list[Any]]] = {}
-    for key, value in raw.items():
-        where = f"{path}: key 'tuning.{key}'"
-        if key == "seeds":
-            if not isinstance(value, list) or not value or not all(
-                    isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= SEED_MAX for s in value):
-                raise ConfigError(f"{where}: must be a non-empty list of seeds from 0 to {SEED_MAX}, e.g. seeds: [0]; "
-                                  f"got {value!r}")
-            seeds = list(dict.fromkeys(value))
-            continue
-        if not isinstance(key, str) or key not in METHODS:
-            raise ConfigError(f"{where}: unknown method {key!r}; use seeds or one of: {', '.join(METHODS.names())}")
-        cls = METHODS.get(key)
-        grids[cls.name] = check_grid(cls, value, where)
-    return {"seeds": seeds, "grids": grids}
 
 
 def parse_grid_options(options: Sequence[str] | None) -> list[tuple[str | None, str, list[str]]]:
@@ -209,15 +134,6 @@ def settings(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(grid[k] for k in keys))]
 
 
-def _show(value: Any) -> str:
-    return repr(value) if isinstance(value, float) else str(value)
-
-
-def setting_label(setting: dict[str, Any]) -> str:
-    """``lr=0.0001, selective_alpha=0.6``."""
-    return ", ".join(f"{k}={_show(v)}" for k, v in setting.items())
-
-
 def trial_id(setting: dict[str, Any]) -> str:
     """A short, stable folder name for a setting: ``lr0.0001-selective_alpha0.6`` (floats written
     exactly), or a hash where that would be long or hold other characters."""
@@ -266,10 +182,6 @@ def trial_dir(runs_dir: Path | str, cfg, tid: str) -> Path:
 
     run_dir = identity(cfg).run_dir(tune_root(runs_dir))
     return run_dir.parent / tid / run_dir.name
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
 
 
 def _finished_trial(run_dir: Path, cfg) -> float:
@@ -344,7 +256,7 @@ def tune(task: str = "sentiment", methods: str | Sequence[str] = "vanilla", *, m
     """Train every setting x seed of each method's grid (where not done yet), choose by validation
     accuracy, and write (merge into) ``tuned.json``."""
     from robench import train as training
-    from robench.bench import parse_seeds, resolve_methods, run_lock
+    from robench.methods import resolve_methods
     from robench.tasks import load_task
 
     spec = load_task(task, profile, limit)
@@ -437,23 +349,6 @@ def tune(task: str = "sentiment", methods: str | Sequence[str] = "vanilla", *, m
 
 
 # --------------------------------------------------------------------------------------------- applying
-
-
-def tuned_signature(tuned: dict[str, Any] | None) -> Any:
-    """What makes two runs' tuned settings the same (not which file they came from)."""
-    if not tuned:
-        return None
-    return _jsonable({"setting": tuned.get("setting"), "overridden": tuned.get("overridden") or {}})
-
-
-def tuned_label(tuned: dict[str, Any] | None) -> str | None:
-    """A run's tuned setting for the board: ``lr=0.0001, selective_alpha=0.6``; a value given by hand
-    on top reads ``lr=0.0003 (explicit; tuned 0.0001)``."""
-    if not tuned or not isinstance(tuned.get("setting"), dict):
-        return None
-    overridden = tuned.get("overridden") or {}
-    return ", ".join(f"{k}={_show(overridden[k])} (explicit; tuned {_show(v)})" if k in overridden else
-                     f"{k}={_show(v)}" for k, v in tuned["setting"].items())
 
 
 def apply_tuned(cfg, path: Path | str, data: dict[str, Any] | None = None, *, explicit_lr: float | None = None,

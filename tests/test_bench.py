@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from robench.bench import parse_seeds, resolve_methods, run_benchmark
 from robench.errors import ConfigError
+from robench.matrix import parse_seeds, resolve_methods, run_benchmark
 
 
 def test_run_benchmark_resumable(tmp_path):

@@ -7,10 +7,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from robench.baseline import parse_tolerances, tolerance_for
 from robench.cli import app
 from robench.errors import ConfigError
 from robench.evaluators import EVALUATORS
-from robench.regress import parse_tolerances, tolerance_for
 from robench.results import atomic_write_json, make_result, result_path
 
 
@@ -109,7 +109,7 @@ def test_tolerances_and_errors(tmp_path):
 
 def test_directions_come_from_declarations(tmp_path):
     """The gate reads the direction each result declares: flip a declaration and the verdict flips."""
-    from robench.regress import collect_scores
+    from robench.baseline import collect_scores
 
     write_runs(tmp_path / "r", seeds=(0,))
     scores = collect_scores(tmp_path / "r")["sentiment (quick) | tiny | vanilla"]

@@ -290,7 +290,7 @@ def test_terminal_board_fits_80_columns(synthetic):
 
 
 def test_report_package_has_no_import_cycle():
-    """robench.report's modules import only those before them in data-flow order; regress and results
+    """robench.report's modules import only those before them in data-flow order; baseline and results
     never import the report."""
     import ast
     from pathlib import Path
@@ -308,7 +308,7 @@ def test_report_package_has_no_import_cycle():
         for module in imports(root / "report" / f"{name}.py"):
             if module.startswith("robench.report."):
                 assert module.split(".")[-1] in order[:i], f"report.{name} imports {module}"
-    for name in ("results.py", "regress.py"):
+    for name in ("results.py", "baseline.py"):
         assert not any(m.startswith("robench.report") for m in imports(root / name)), name
 
 
@@ -342,3 +342,60 @@ def test_regulariser_check_comes_from_the_result_files(tmp_path):
     assert table.loc[0, "alive_ratio"] == pytest.approx(4.0) and table.loc[0, "seeds"] == 2
     _board, written = write_leaderboard(tmp_path, tmp_path / "out", plots=False)
     assert "| smart | 1.2 | 0.3 | 4.00 |" in written["markdown"].read_text()
+
+
+def test_no_import_cycle_counting_function_level_imports():
+    """Every robench module's imports, module-level and inside functions, form no cycle: data flows one way.
+    (A submodule's implicit import of its parent package is not counted; an explicit one is.)"""
+    import ast
+    from pathlib import Path
+
+    import robench
+
+    root = Path(robench.__file__).parent
+    modules = {".".join(("robench", *p.relative_to(root).with_suffix("").parts)).removesuffix(".__init__"): p
+               for p in root.rglob("*.py")}
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("robench"):
+                targets = [f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules]
+                graph[name] |= set(targets or ([node.module] if node.module in modules else []))
+            elif isinstance(node, ast.Import):
+                graph[name] |= {a.name for a in node.names if a.name in modules}
+        graph[name].discard(name)
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:  # depth-first search; a grey node met again closes a cycle
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(nxt):] + [nxt]))
+            if nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)
+
+
+def test_schema_1_result_files_still_load_with_their_frozen_declarations(tmp_path):
+    """A result written before files carried metric declarations reads with the frozen ones
+    (robench/legacy_specs.json), the same as the file's own declarations today."""
+    import json
+    from pathlib import Path
+
+    from robench.results import load_results
+
+    source = next((Path(__file__).resolve().parent.parent / "results" / "files").rglob("id.json"))
+    data = json.loads(source.read_text())
+    own = load_results(source)[0].specs
+    data["schema"] = "robench.result/1"
+    del data["metric_specs"]
+    (tmp_path / "id.json").write_text(json.dumps(data))
+    old = load_results(tmp_path / "id.json")[0]
+    assert old.specs == own and old.spec("accuracy").headline

@@ -18,7 +18,7 @@ FIRST = ("--epochs", "1", "--precision", "fp32")
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """One finished FreeLB run (1 epoch, fp32, lr and batch size and max length at their defaults)."""
-    from robench.bench import run_benchmark
+    from robench.matrix import run_benchmark
 
     root = tmp_path_factory.mktemp("spec")
     run_benchmark("sentiment", "freelb", "0", "id", None, model="tiny-bert", runs_dir=root / "runs",

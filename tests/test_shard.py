@@ -10,8 +10,8 @@ import time
 import pytest
 from cli_helpers import run_cli
 
-from robench.bench import parse_shard, run_benchmark, run_lock, shard_jobs
 from robench.errors import ConfigError
+from robench.matrix import parse_shard, run_benchmark, run_lock, shard_jobs
 
 JOBS = [(m, sel, s) for m, sel in [("vanilla", False), ("r3f", False), ("r3f", True), ("ram", False), ("alum", False)]
         for s in (0, 1, 2)]

@@ -224,7 +224,7 @@ def test_tune_writes_tuned_json_resumes_and_applies(monkeypatch, capsys, tmp_pat
     assert record["config"]["tuned"]["overridden"] == {"lr": 3e-4}
 
     # one board row of a tuned and an untuned run: an error naming the runs
-    from robench.bench import run_benchmark
+    from robench.matrix import run_benchmark
     from robench.report import build_leaderboard
 
     run_benchmark(str(task), "vanilla", "1", "id", None, model="tiny-bert", runs_dir=tmp_path / "r2", results_dir=None,

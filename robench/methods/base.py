@@ -13,12 +13,14 @@ RAM's selective mask); the trainer runs them beside it. Methods never read files
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
-from robench.errors import ConfigError
+from robench.errors import SEED_MAX, ConfigError
 from robench.methods.diagnostics import TermMeans
 from robench.registry import Registry
 
@@ -194,3 +196,87 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, str]:
             raise ConfigError(f"--set expects key=value, got {pair!r}")
         out[key.strip()] = value.strip()
     return out
+
+
+# ---- tuning grids: a method's tune_grid and a task's tuning: section, checked as --set values are
+
+
+def _field_types(cls) -> dict[str, str]:
+    return {f.name: (f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type)))
+            for f in dataclasses.fields(cls.Config)}
+
+
+def coerce_value(cls, key: str, value: Any, where: str) -> Any:
+    """One grid value, typed as the trainer (``lr``) or the method's Config field wants it."""
+    if isinstance(value, dict | list | tuple | set) or value is None:
+        raise ConfigError(f"{where}: {key} value {value!r} is not a single number, true/false or name")
+    if key == "lr":
+        try:
+            lr = float(value) if not isinstance(value, bool) else float("nan")
+        except ValueError:
+            lr = float("nan")
+        if not (math.isfinite(lr) and lr > 0):
+            raise ConfigError(f"{where}: lr value {value!r} is not a positive number")
+        return lr
+    from robench.methods.base import make_config
+
+    try:
+        config = make_config(cls, {key: value})  # unknown names and bad values fail here, as with --set
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    typed = getattr(config, key)
+    kind = _field_types(cls).get(key)
+    bad = ConfigError(f"{where}: {key} value {value!r} is not a valid {kind}")
+    if kind == "float":
+        if isinstance(typed, bool) or not isinstance(typed, int | float):
+            raise bad
+        return float(typed)
+    if kind == "int":
+        typed = int(typed) if isinstance(typed, float) and typed.is_integer() else typed
+        if isinstance(typed, bool) or not isinstance(typed, int):
+            raise bad
+    if kind == "bool" and not isinstance(typed, bool):
+        raise bad
+    return typed
+
+
+def check_grid(cls, grid: Any, where: str) -> dict[str, list[Any]]:
+    """A grid ``{name: [values]}`` checked against ``lr`` and the method's Config fields, values typed,
+    repeats dropped (order kept)."""
+    if not isinstance(grid, dict):
+        raise ConfigError(f"{where}: must map hyper-parameters to lists of values, e.g. {{lr: [1.0e-4, 2.0e-4]}}")
+    fields = ["lr", *_field_types(cls)]
+    out: dict[str, list[Any]] = {}
+    for key, values in grid.items():
+        if key not in fields:
+            raise ConfigError(f"{where}: method {cls.name!r} has no hyper-parameter {key!r}; tune one of: "
+                              f"{', '.join(fields)}")
+        if not isinstance(values, list | tuple) or not values:
+            raise ConfigError(f"{where}: {key} must be a non-empty list of values, e.g. {key}: [a, b]; got {values!r}")
+        out[key] = list(dict.fromkeys(coerce_value(cls, key, v, where) for v in values))
+    return out
+
+
+def parse_task_tuning(raw: Any, path: Path | str) -> dict[str, Any]:
+    """A task file's ``tuning:`` -> ``{"seeds": [..] | None, "grids": {method: grid}}`` (checked)."""
+    if raw is None:
+        return {"seeds": None, "grids": {}}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: key 'tuning': must be a mapping; e.g. tuning: {{ram: {{lr: [1.0e-4, 2.0e-4]}}, "
+                          "seeds: [0]}")
+    seeds = None
+    grids: dict[str, dict[str, list[Any]]] = {}
+    for key, value in raw.items():
+        where = f"{path}: key 'tuning.{key}'"
+        if key == "seeds":
+            if not isinstance(value, list) or not value or not all(
+                    isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= SEED_MAX for s in value):
+                raise ConfigError(f"{where}: must be a non-empty list of seeds from 0 to {SEED_MAX}, e.g. seeds: [0]; "
+                                  f"got {value!r}")
+            seeds = list(dict.fromkeys(value))
+            continue
+        if not isinstance(key, str) or key not in METHODS:
+            raise ConfigError(f"{where}: unknown method {key!r}; use seeds or one of: {', '.join(METHODS.names())}")
+        cls = METHODS.get(key)
+        grids[cls.name] = check_grid(cls, value, where)
+    return {"seeds": seeds, "grids": grids}

@@ -55,7 +55,7 @@ from robench.report.stats import (
     wilson_interval,
 )
 from robench.results import ResultRecord, load_results
-from robench.tune import tuned_label
+from robench.runspec import tuned_label
 
 BASELINE_METHOD = "vanilla"
 ADVERSARIAL = "adversarial"

@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robench.errors import SEED_MAX, ConfigError
+from robench.errors import ConfigError
+from robench.methods import resolve_methods  # noqa: F401 - re-exported
 from robench.metrics import N_BOOT
-from robench.outputs import guard_board_out
+from robench.outputs import guard_board_out, run_lock
 from robench.progress import console, progress_enabled
-from robench.results import RUN_FILE, method_label, parse_method_label, result_path
+from robench.results import RUN_FILE, method_label, result_path
+from robench.runspec import parse_seeds  # noqa: F401 - re-exported
 
 SHARD_FORMAT = "give K/N with 1 <= K <= N, e.g. --shard 2/6 (Slurm: --array=1-N with --shard ${SLURM_ARRAY_TASK_ID}/N)"
 
@@ -40,41 +42,6 @@ class BenchResult:
     leaderboard: dict[str, Path] = field(default_factory=dict)
     board: Any = None  # the robench.report.Board written (printed by the CLI without rebuilding it)
     merge_command: str = ""  # the command that builds the leaderboard of the whole matrix (after sharded runs)
-
-
-def resolve_methods(methods: str | Sequence[str]) -> list[tuple[str, bool]]:
-    """``"all"`` or a comma list (``vanilla,ram,r3f+selective``) -> [(method, selective)]."""
-    from robench.methods import METHODS
-
-    items = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods) if m.strip()]
-    if not items:
-        raise ConfigError("empty --methods; give 'all' or method names separated by commas")
-    out: list[tuple[str, bool]] = []
-    for item in items:
-        if item.lower() == "all":
-            out.extend((name, False) for name in METHODS.names())
-            continue
-        name, selective = parse_method_label(item)
-        out.append((METHODS.canonical(name), selective))
-    return list(dict.fromkeys(out))
-
-
-def parse_seeds(seeds: str | int | Sequence[int]) -> list[int]:
-    if isinstance(seeds, int):
-        return [seeds]
-    if isinstance(seeds, str):
-        try:
-            parts = [int(s) for s in seeds.split(",") if s.strip()]
-        except ValueError:
-            raise ConfigError(f"bad --seeds {seeds!r}; give integers separated by commas, e.g. 0,1,2") from None
-    else:
-        parts = [int(s) for s in seeds]
-    if not parts:
-        raise ConfigError("empty --seeds; give integers separated by commas, e.g. 0,1,2")
-    bad = [s for s in parts if not 0 <= s <= SEED_MAX]
-    if bad:
-        raise ConfigError(f"bad --seeds value {bad[0]}; a seed is a whole number from 0 to {SEED_MAX} (numpy's range)")
-    return list(dict.fromkeys(parts))
 
 
 def split_overrides(overrides: dict[str, Any], methods: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -125,30 +92,6 @@ def shard_jobs(jobs: Sequence[tuple[str, bool, int]], k: int, n: int) -> list[tu
     canonical = sorted(dict.fromkeys(jobs), key=lambda j: job_key(*j))
     mine = set(canonical[k - 1::n])
     return [j for j in dict.fromkeys(jobs) if j in mine]
-
-
-@contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold ``<run_dir>.lock`` (``fcntl.flock``, exclusive) while a run is trained and evaluated: a second
-    process on the same run waits, then finds it done. Where the file system has no locks (or there is no
-    ``fcntl``), it goes on unlocked."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX
-        yield
-        return
-    lock = run_dir.with_name(run_dir.name + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as fh:
-        try:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                console.print(f"[dim]{run_dir}: another process holds {lock.name}; waiting for it[/dim]")
-                fcntl.flock(fh, fcntl.LOCK_EX)
-        except OSError as exc:  # e.g. ENOLCK / ENOSYS on a file system mounted without locks
-            console.print(f"[yellow]warning: cannot lock {lock} ({exc.strerror}); going on without a lock[/yellow]")
-        yield  # closing the file releases the lock
 
 
 @contextmanager
@@ -289,7 +232,7 @@ def _check_tuned_matches(cfg) -> None:
     with none): a run trained before ``--tuned`` (or with another tuned file) must not pass for a tuned one."""
     import json
 
-    from robench.tune import setting_label, tuned_signature
+    from robench.runspec import setting_label, tuned_signature
 
     path = Path(cfg.out) / RUN_FILE
     if not path.exists():
