@@ -449,7 +449,9 @@ def test_trains_end_to_end(tmp_path, method, selective):
     assert record["method"]["name"] == method
     assert math.isfinite(record["training"]["history"][0]["train_loss"])
     assert record["method"]["preset"] == {"name": {"ram": "sentiment", "freelb": "sentiment"}.get(method),
-                                          "source": "task" if method in ("ram", "freelb") else "default"}
+                                          # the sentiment presets of RAM and FreeLB hold their defaults' values
+                                          "source": "task (same values as the defaults)" if method in ("ram", "freelb")
+                                          else "default"}
     diag = record["training"]["history"][0]["diagnostics"]
     if method != "vanilla":  # 32 examples = 2 steps: step 1 runs the dropout-only reference pass
         assert diag["sampled_steps"] == 1 and diag["alive_ratio"] > 0
