@@ -16,7 +16,6 @@ baseline with nothing to check, or with a non-finite value or a missing directio
 from __future__ import annotations
 
 import fnmatch
-import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from robench.errors import ConfigError
-from robench.outputs import guard_file_out, schema_of
+from robench.outputs import guard_file_out, load_record, schema_of
 from robench.results import atomic_write_json, load_results
 
 BASELINE_SCHEMA = "robench.baseline/1"
@@ -123,14 +122,7 @@ def load_baseline(path: Path | str) -> dict[str, Any]:
     path = Path(path)
     if not path.exists() and not path.suffix and len(path.parts) == 1 and packaged_baseline(path.name):
         path = packaged_baseline(path.name)  # a packaged baseline by name, e.g. --baseline ci-minilm
-    if not path.exists():
-        raise ConfigError(f"baseline {path} does not exist; record one with 'robench baseline record'")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ConfigError(f"baseline {path} is not valid JSON; re-record it with 'robench baseline record'") from None
-    if not isinstance(data, dict) or data.get("schema") != BASELINE_SCHEMA:
-        raise ConfigError(f"{path} is not a robench baseline (schema {data.get('schema') if isinstance(data, dict) else None!r})")
+    data = load_record(path, "baseline", BASELINE_SCHEMA, "record one with 'robench baseline record'")
     tolerances = data.get("tolerances", {})
     if not isinstance(tolerances, dict) or not all(
             isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) and v >= 0

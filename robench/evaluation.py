@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +17,11 @@ from robench.models import load_trained, resolve_device, resolve_precision
 from robench.predict import Predictions, predict
 from robench.progress import console
 from robench.results import (
+    atomic_write,
     atomic_write_json,
     file_sha256,
     load_run,
     make_result,
-    private_temp,
     result_path,
     undeclared,
 )
@@ -144,16 +143,7 @@ def _read_cache(cache: Path, features: bool, n: int) -> Predictions | None:
 
 
 def _write_cache(cache: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Unique temp file + rename: concurrent writers never share a temp name."""
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = private_temp(cache.parent, f".{cache.stem}.", ".tmp.npz")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, cache)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(cache, lambda fh: np.savez(fh, **arrays))
 
 
 def make_context(run_dir: Path, device: str = "auto", precision: str = "fp32", limit: int | None = None,

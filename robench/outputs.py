@@ -52,6 +52,23 @@ def read_json(path: Path) -> object | None:
         return None
 
 
+def load_record(path: Path | str, what: str, schema: str, fix: str) -> dict:
+    """A robench JSON file of one kind (a tuned file, a baseline), or one line saying why it is not:
+    a folder, missing, not JSON, or another schema. ``fix`` says how to write a good one."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a folder; give the path of the file ({fix})")
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist; {fix}")
+    data = read_json(path)
+    if data is None:
+        raise ConfigError(f"{what} {path} is not valid JSON; {fix}")
+    if not isinstance(data, dict) or data.get("schema") != schema:
+        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise ConfigError(f"{path} is not a robench {what} (schema {found!r}, expected {schema!r}); {fix}")
+    return data
+
+
 def schema_of(path: Path) -> str:
     """The ``schema`` a robench JSON file names ("" for anything else): how a file's kind is told."""
     data = read_json(path)

@@ -7,7 +7,6 @@ writes the PNG atomically (temp file + rename) and returns the path.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -25,12 +24,11 @@ def _figure(width: float, height: float, ncols: int = 1):
 
 
 def _save(fig, path: Path | str) -> Path:
+    from robench.results import atomic_write
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
     fig.tight_layout()
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png"))
     return path
 
 

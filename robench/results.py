@@ -13,16 +13,17 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import platform
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from robench._version import __version__
 from robench.errors import ConfigError
@@ -54,16 +55,17 @@ def private_temp(folder: Path, prefix: str, suffix: str) -> tuple[int, str]:
     return fd, tmp
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder + rename: readers never see half a file. A write the
-    machine refuses (disk full, read-only) is an OSError that names ``path``."""
+def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
+    """The one atomic writer: ``write(fh)`` fills a unique temp file in the same folder (process umask),
+    which is synced and renamed over ``path``: readers never see half a file, concurrent writers never
+    share a temp name. A write the machine refuses (disk full, read-only) is an OSError naming ``path``."""
     path = Path(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = private_temp(path.parent, f".{path.name}.", ".tmp")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -73,6 +75,10 @@ def atomic_write_text(path: Path, text: str) -> None:
         if isinstance(exc, OSError) and not exc.filename:
             raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -547,8 +553,19 @@ def _legacy_specs(evaluator: str) -> list[MetricSpec]:
     return [MetricSpec.from_json(s) for s in _legacy_table().get(evaluator, [])]
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def is_number(value: Any, *, finite: bool = False) -> bool:
+    """A real number (bools are not), and with ``finite`` neither NaN nor infinite: the one number check."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    return not finite or math.isfinite(value)
+
+
+_is_number = is_number
+
+
+def outcome_string(bits: Any) -> str:
+    """Per-example 0/1 outcomes as result files store them: ``"0110"`` (the one writer of that format)."""
+    return "".join("1" if b else "0" for b in bits)
 
 
 def load_results(roots: Path | str | Iterable[Path | str]) -> list[ResultRecord]:

@@ -27,6 +27,7 @@ import numpy as np
 import yaml
 
 from robench.errors import ConfigError, OfflineError, RobenchError
+from robench.results import is_number
 
 FILE_FORMATS = {"csv", "tsv", "jsonl", "json", "parquet", "lines"}
 SOURCE_KEYS = {
@@ -346,7 +347,7 @@ def _is_int(value: Any, minimum: int | None = None) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return is_number(value, finite=True)
 
 
 def _is_names(value: Any) -> bool:

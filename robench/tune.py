@@ -34,7 +34,7 @@ from typing import Any
 
 from robench.errors import ConfigError
 from robench.methods.base import _field_types, check_grid, coerce_value, parse_task_tuning  # noqa: F401
-from robench.outputs import guard_file_out, run_lock, schema_of
+from robench.outputs import guard_file_out, load_record, run_lock, schema_of
 from robench.progress import console
 from robench.results import (
     RUN_FILE,
@@ -202,16 +202,7 @@ def _finished_trial(run_dir: Path, cfg) -> float:
 def load_tuned(path: Path | str) -> dict[str, Any]:
     """A tuned.json, checked for the keys every reader relies on."""
     path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"tuned file {path} is a folder; give the path of a tuned.json written by 'robench tune'")
-    if not path.is_file():
-        raise ConfigError(f"tuned file {path} does not exist; write it with 'robench tune'")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ConfigError(f"{path} is not valid JSON; write it again with 'robench tune'") from None
-    if not isinstance(data, dict) or data.get("schema") != TUNED_SCHEMA:
-        raise ConfigError(f"{path} is not a robench tuned file (schema {TUNED_SCHEMA}); write it with 'robench tune'")
+    data = load_record(path, "tuned file", TUNED_SCHEMA, "write it with 'robench tune'")
     if not isinstance(data.get("task"), dict) or not isinstance(data.get("methods"), dict) \
             or not isinstance(data.get("model"), str):
         raise ConfigError(f"{path}: task, model or methods missing; write it again with 'robench tune'")

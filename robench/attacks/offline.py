@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from robench.errors import AssetMissingError
+from robench.results import atomic_write, atomic_write_text
 from robench.split_asset import cache_root
 
 TA_MARKER = "post_install_check_3"
@@ -50,19 +51,13 @@ def nltk_data_dir() -> Path:
     return cache_root() / "nltk_data"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    from robench.results import atomic_write_text
-
-    atomic_write_text(path, text)
-
-
 def _prepare_stopwords(root: Path) -> None:
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
     target = root / "corpora" / "stopwords" / "english"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(target, "\n".join(sorted(ENGLISH_STOP_WORDS)) + "\n")
+        atomic_write_text(target, "\n".join(sorted(ENGLISH_STOP_WORDS)) + "\n")
 
 
 def wordnet_source() -> Path:
@@ -88,12 +83,11 @@ def prepare_wordnet() -> Path:
         return target
     target.mkdir(parents=True, exist_ok=True)
     for name in WORDNET_FILES:
-        tmp = target / f".{name}.{os.getpid()}.tmp"
-        shutil.copyfile(src / name, tmp)
-        tmp.replace(target / name)
+        with open(src / name, "rb") as source:
+            atomic_write(target / name, lambda fh, source=source: shutil.copyfileobj(source, fh))
     lexnames = "".join(f"{i:02d}\t{name}\t{cat}\n" for i, (name, cat) in enumerate(LEXNAMES))
-    _write_atomic(target / "lexnames", lexnames)
-    _write_atomic(done, "copied from " + str(src) + "\n")
+    atomic_write_text(target / "lexnames", lexnames)
+    atomic_write_text(done, "copied from " + str(src) + "\n")
     return target
 
 

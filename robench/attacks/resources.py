@@ -9,7 +9,6 @@ vectors used; later loads take well under a second.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -92,10 +91,9 @@ def load_glove(vocab_size: int = DEFAULT_VOCAB, k: int = NEIGHBOURS) -> GloveTab
             nn = None
     if nn is None:
         nn = nearest_neighbours(matrix, k)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
-        np.save(tmp, nn, allow_pickle=False)
-        tmp.replace(path)
+        from robench.results import atomic_write
+
+        atomic_write(path, lambda fh: np.save(fh, nn, allow_pickle=False))
     return GloveTable(matrix=matrix, words=words, nn=nn, key=key)
 
 

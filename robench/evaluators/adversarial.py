@@ -36,7 +36,7 @@ import numpy as np
 from robench import distributed
 from robench.evaluators.base import EvalOutput, Evaluator, register_evaluator
 from robench.metrics import wilson_interval
-from robench.results import MetricSpec
+from robench.results import MetricSpec, outcome_string
 
 DEFAULT_RECIPES = ("deepwordbug", "textfooler", "pwws")
 # None of the recipes' papers bounds the queries (TextFooler, PWWS and DeepWordBug search until they
@@ -128,8 +128,7 @@ def robust_bits(records: list[dict]) -> np.ndarray:
     return np.array([1 if r["outcome"] == "failed" else 0 for r in records], dtype=np.uint8)
 
 
-def bits_string(bits: np.ndarray) -> str:
-    return "".join("1" if b else "0" for b in bits)
+bits_string = outcome_string  # the adversarial evaluator's name for it
 
 
 def with_interval(out: dict[str, Any], name: str, successes: float, n: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from robench.evaluators.base import EvalOutput, Evaluator, register_evaluator
-from robench.results import MetricSpec
+from robench.results import MetricSpec, outcome_string
 
 
 @register_evaluator("id", aliases=("in-distribution", "accuracy"))
@@ -24,5 +24,5 @@ class InDistribution(Evaluator):
         correct = preds.logits.argmax(-1) == labels
         # Per-example correctness (as a 0/1 string) lets reports run paired bootstrap tests later.
         return EvalOutput(metrics={"accuracy": float(np.mean(correct)), "n": int(len(labels))},
-                          details={"correct": "".join("1" if c else "0" for c in correct)},
+                          details={"correct": outcome_string(correct)},
                           data=ctx.data_info(["test"]))

@@ -10,7 +10,7 @@ import numpy as np
 
 from robench.errors import ConfigError
 from robench.evaluators.base import EvalOutput, Evaluator, register_evaluator
-from robench.results import MetricSpec
+from robench.results import MetricSpec, outcome_string
 
 
 def group_keys(ctx, group: str, evaluator: str) -> list[str]:
@@ -53,8 +53,7 @@ def labelled_predictions(ctx, key: str, features: bool = False):
     return checked_logits(ctx, key, len(labels), features), labels
 
 
-def correct_string(correct: np.ndarray) -> str:
-    return "".join("1" if c else "0" for c in correct)
+correct_string = outcome_string  # the evaluators' name for it
 
 
 @register_evaluator("shift", aliases=("distribution-shift", "ood-generalization"))

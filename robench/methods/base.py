@@ -122,7 +122,7 @@ class Method(TrainingHook):
             setattr(self, key, value)
 
 
-def _number(value: Any) -> float | None:
+def _as_float(value: Any) -> float | None:
     """A recorded scalar as a Python float (methods keep per-step scalars on the device)."""
     return None if value is None else float(value)
 

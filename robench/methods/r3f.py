@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from robench.errors import ConfigError
-from robench.methods.base import Method, RegularisedConfig, _number, register_method
+from robench.methods.base import Method, RegularisedConfig, _as_float, register_method
 from robench.methods.embeddings import sym_kl, with_embeds, word_embeddings
 
 
@@ -65,4 +65,4 @@ class R3F(Method):
         return out.loss + cfg.r3f_lambda * reg
 
     def state(self) -> dict[str, Any]:
-        return {"last_symkl": _number(getattr(self, "last_reg", None))}
+        return {"last_symkl": _as_float(getattr(self, "last_reg", None))}

@@ -34,7 +34,7 @@ from robench.methods.base import (
     Method,
     RegularisedConfig,
     TrainingHook,
-    _number,
+    _as_float,
     make_config,
     register_method,
 )
@@ -113,4 +113,4 @@ class RAM(Method):
         return total
 
     def state(self) -> dict[str, Any]:
-        return {"last_adv_symkl": _number(getattr(self, "last_reg", None))}
+        return {"last_adv_symkl": _as_float(getattr(self, "last_reg", None))}

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from robench.errors import ConfigError
-from robench.methods.base import Method, RegularisedConfig, _number, register_method
+from robench.methods.base import Method, RegularisedConfig, _as_float, register_method
 from robench.methods.embeddings import (
     capture_embeddings,
     kl,
@@ -120,7 +120,7 @@ class VirtualAdversarial(Method, ABC):
         return self.adversarial_loss(model, batch)[1]
 
     def state(self) -> dict[str, Any]:
-        return {"last_adv_symkl": _number(getattr(self, "last_reg", None))}
+        return {"last_adv_symkl": _as_float(getattr(self, "last_reg", None))}
 
 
 @register_method("smart")
@@ -174,7 +174,7 @@ class SMART(VirtualAdversarial):
         torch._foreach_add_(t_params, s_params, alpha=1.0 - beta)
 
     def state(self) -> dict[str, Any]:
-        return {**super().state(), "last_bregman_symkl": _number(getattr(self, "last_bregman", None))}
+        return {**super().state(), "last_bregman_symkl": _as_float(getattr(self, "last_bregman", None))}
 
     def state_dict(self) -> dict[str, Any]:
         """Adds the EMA teacher's weights: it trails the model, so it cannot be rebuilt from it."""

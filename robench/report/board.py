@@ -54,7 +54,7 @@ from robench.report.stats import (
     relative_improvement,
     wilson_interval,
 )
-from robench.results import ResultRecord, load_results
+from robench.results import ResultRecord, is_number, load_results
 from robench.runspec import tuned_label
 
 BASELINE_METHOD = "vanilla"
@@ -358,7 +358,7 @@ def compute_table(records: Sequence[ResultRecord]) -> pd.DataFrame:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value)
+    return is_number(value, finite=True)
 
 
 def fmt_roots(results: Any) -> str:
