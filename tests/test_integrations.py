@@ -69,3 +69,15 @@ def test_callback_checks_its_schedule():
 
     with pytest.raises(ConfigError, match="use 'epoch', 'end' or a positive number of steps"):
         RobustnessCallback(every="weekly")
+
+
+@pytest.mark.parametrize("every, evaluations", [("end", 1), (2, 2)], ids=["end", "every-2-steps"])
+def test_callback_schedules(tmp_path, every, evaluations):
+    from robench.integrations import RobustnessCallback
+
+    trainer = tiny_trainer(tmp_path)  # 32 examples, batch 16, 2 epochs: 4 optimiser steps
+    callback = RobustnessCallback.attach(trainer, task="sentiment", suite="id", limit=16, every=every)
+    trainer.train()
+    assert len(callback.history) == evaluations
+    steps = sorted(p.name for p in (tmp_path / "trainer" / "robench").iterdir())
+    assert steps == (["step-4"] if every == "end" else ["step-2", "step-4"])

@@ -186,3 +186,23 @@ def test_list_tasks_shows_method_presets(monkeypatch, capsys):
     monkeypatch.setenv("COLUMNS", "400")
     code, out, _ = run_cli(monkeypatch, capsys, "list", "tasks")
     assert code == 0 and "method presets" in out and "ram: sentiment, freelb: sentiment" in out
+
+
+def test_a_users_tasks_folder_comes_before_the_packaged_tasks(monkeypatch, capsys, tmp_path):
+    """A name resolves in ./tasks/ first, then among the tasks packaged with robench; 'robench list tasks'
+    says where each comes from, and a run records a user's task by its absolute path."""
+    from test_cli import run_cli
+
+    from robench.tasks import TASKS_DIR, list_tasks, task_origin, task_path, task_source
+
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "mine.yaml").write_text((TASKS_DIR / "sentiment.yaml").read_text().replace(
+        "name: sentiment", "name: mine"))
+    monkeypatch.chdir(tmp_path)
+    assert "mine" in list_tasks() and "sentiment" in list_tasks()
+    assert task_path("mine").resolve() == (tmp_path / "tasks" / "mine.yaml").resolve()
+    assert task_origin("sentiment") == "packaged" and task_origin("mine").endswith("mine.yaml")
+    assert task_source("sentiment") == "sentiment"
+    assert task_source("mine") == str((tmp_path / "tasks" / "mine.yaml").resolve())
+    code, out, _ = run_cli(monkeypatch, capsys, "list", "tasks")
+    assert code == 0 and "packaged" in out and "mine" in out
