@@ -353,7 +353,7 @@ def tune(
     Every setting x seed of the grid is an ordinary training run; the setting with the best mean
     validation accuracy wins (ties: the smaller lr, then grid order). Resumable: finished trials are
     read, not retrained. Apply the choice with 'robench run --tuned FILE' (or 'robench train --tuned')."""
-    from robench.tune import setting_label
+    from robench.runspec import setting_label
     from robench.tune import tune as run_tune
 
     _check_numbers(limit=(limit, 1), epochs=(epochs, 1), batch_size=(batch_size, 1), max_length=(max_length, 1),
@@ -621,8 +621,6 @@ def main() -> None:
         os_exc = os_error_of(exc)
         if not is_write_failure(os_exc):
             raise
-        if not os_exc.filename and isinstance(exc, OSError):
-            os_exc = exc
         kept = KEPT.get(_command(), "files already written are whole")
         err.print(f"[bold red]error:[/bold red] {escape(str(write_failure(os_exc, None, kept)))}", highlight=False,
                   soft_wrap=True)

@@ -161,18 +161,18 @@ def make_context(run_dir: Path, device: str = "auto", precision: str = "fp32", l
             raise ConfigError(f"checkpoint folder {folder} (registered in {run_dir / 'run.json'}) is gone; register "
                               "the model again with 'robench eval --model ... --force'")
         weights = weights_fingerprint(folder)
-        if recorded and weights != recorded:
-            raise ConfigError(f"the weights in {folder} changed since they were registered (fingerprint {weights}, "
-                              f"run.json has {recorded}); register them again with 'robench eval --model "
-                              f"{run['external'].get('source')} --force' (other --out for a new row)")
+        changed = (f"the weights in {folder} changed since they were registered (fingerprint {weights}, run.json has "
+                   f"{recorded}); register them again with 'robench eval --model {run['external'].get('source')} "
+                   "--force' (other --out for a new row)")
     else:
         weights_file = run_dir / "model.safetensors"
         if not weights_file.exists():
             raise ConfigError(f"run directory {run_dir} has no model.safetensors; re-train it with 'robench train'")
         weights = file_sha256(weights_file)
-    if recorded and weights != recorded and not run.get("external"):
-        raise ConfigError(f"{weights_file} is not the file this run wrote (sha256 {weights}, run.json records "
-                          f"{recorded}): it was truncated or replaced; re-train the run ('robench train --force')")
+        changed = (f"{weights_file} is not the file this run wrote (sha256 {weights}, run.json records {recorded}): "
+                   "it was truncated or replaced; re-train the run ('robench train --force')")
+    if recorded and weights != recorded:
+        raise ConfigError(changed)
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be a positive number of examples, got {limit}")
     task_info = run["task"]

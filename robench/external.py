@@ -14,14 +14,14 @@ by a forward hook on the model, so predictions and attacks see the task's order.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 from robench.errors import ConfigError, OfflineError
-from robench.outputs import RUN_FILE, guard_run_out
-from robench.results import RUN_SCHEMA, RunIdentity, atomic_write_json, model_label, provenance
+from robench.outputs import RUN_FILE, guard_run_out, read_json
+from robench.results import RUN_SCHEMA, RunIdentity, atomic_write_json, file_sha256, model_label, provenance
 
 METHOD = "external"  # the method label of a checkpoint trained outside robench
 WEIGHT_PATTERNS = ("model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors")
@@ -67,20 +67,25 @@ def label_order(id2label: dict[Any, str], task_labels: list[str], label_map: dic
 
 
 def weights_fingerprint(folder: Path) -> str:
-    """sha256 prefix over the checkpoint's safetensors files (one file, or an index and its shards)."""
+    """The checkpoint's weights fingerprint: ``file_sha256`` of its one safetensors file, as a robench run
+    records it (so an outside copy of a robench run is recognised as the same weights), or of its shards
+    and index together. Memoised per file size and modification time: one command hashes a file once."""
     files = sorted(p for pattern in WEIGHT_PATTERNS for p in folder.glob(pattern))
     if not files:
         pickled = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt")]
         hint = (f" (it has {', '.join(pickled)}: pickle files, which robench never loads; re-save the model with "
                 "save_pretrained(..., safe_serialization=True))" if pickled else "")
         raise ConfigError(f"checkpoint {folder} has no safetensors weights{hint}")
-    h = hashlib.sha256()
-    for path in files:
-        h.update(path.name.encode() + b"\0")
-        with open(path, "rb") as fh:
-            while block := fh.read(1 << 20):
-                h.update(block)
-    return h.hexdigest()[:16]
+    hashes = [_file_hash(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    if len(files) == 1:
+        return hashes[0]
+    return hashlib.sha256("".join(f"{p.name}:{h}\n" for p, h in zip(files, hashes, strict=True)).encode()
+                          ).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=64)
+def _file_hash(path: str, size: int, mtime_ns: int) -> str:  # size and mtime: a changed file is hashed again
+    return file_sha256(Path(path))
 
 
 def resolve(model: str, revision: str | None = None) -> tuple[Path, str, str | None]:
@@ -122,7 +127,8 @@ def register(model: str, task: str = "sentiment", out: Path | str | None = None,
     local, kind, resolved = resolve(model, revision)
     spec = load_task(task, profile, limit)
     config = AutoConfig.from_pretrained(local)
-    order = label_order(config.id2label or {}, spec.labels, parse_label_map(label_map), model)
+    label_map = parse_label_map(label_map)
+    order = label_order(config.id2label or {}, spec.labels, label_map, model)
     positions = usable_positions(config)
     length = min(max_length, positions) if positions else max_length
     name = model_label(model) if kind == "hub" else local.name
@@ -130,13 +136,11 @@ def register(model: str, task: str = "sentiment", out: Path | str | None = None,
     out = Path(out) if out is not None else ident.run_dir(runs_dir)
     fingerprint = weights_fingerprint(local)
     source = {"kind": kind, "source": model if kind == "hub" else str(local), "revision": resolved,
-              "folder": str(local), "label_order": order, "label_map": parse_label_map(label_map),
+              "folder": str(local), "label_order": order, "label_map": label_map,
               "trained_outside_robench": True}
     if (out / RUN_FILE).is_file() and not force:
-        try:
-            old = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            old = {}
+        old = read_json(out / RUN_FILE)
+        old = old if isinstance(old, dict) else {}
         same = (old.get("external") or {}).get("source") == source["source"] and \
             old.get("weights_fingerprint") == fingerprint and (old.get("external") or {}).get("label_order") == order \
             and (old.get("task") or {}).get("data_hash") == spec.data_hash

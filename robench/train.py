@@ -92,11 +92,18 @@ def resolve_preset(cfg: TrainConfig) -> tuple[str | None, str]:
     return (preset, "task") if preset else (None, "default")
 
 
+def _preset_values(cfg: TrainConfig) -> tuple[str | None, str, dict[str, Any], dict[str, Any]]:
+    """(preset, where it came from, the method's default values, the preset's values)."""
+    preset, origin = resolve_preset(cfg)
+    defaults = dataclasses.asdict(build_method(cfg.method, {}, None).config)
+    return preset, origin, defaults, dataclasses.asdict(build_method(cfg.method, {}, preset).config) if preset \
+        else defaults
+
+
 def preset_record(cfg: TrainConfig) -> dict[str, Any]:
     """run.json's ``method.preset``: its name and source, saying so when its values are the defaults."""
-    name, source = resolve_preset(cfg)
-    if name and dataclasses.asdict(build_method(cfg.method, {}, name).config) == \
-            dataclasses.asdict(build_method(cfg.method, {}, None).config):
+    name, source, defaults, values = _preset_values(cfg)
+    if name and values == defaults:
         source += " (same values as the defaults)"
     return {"name": name, "source": source}
 
@@ -118,21 +125,23 @@ def build_hooks(cfg: TrainConfig) -> tuple[Any, list[TrainingHook]]:
     return method, hooks
 
 
-def planned_spec(cfg: TrainConfig) -> dict[str, Any]:
-    """The spec fields the run of ``cfg`` would have (robench.runspec), without training it."""
-    method, hooks = build_hooks(cfg)
-    task = load_task(cfg.task, cfg.profile, cfg.limit)
+def run_spec(cfg: TrainConfig, method, hooks: list[TrainingHook], data_hash: str) -> dict[str, Any]:
+    """The spec fields (robench.runspec) of ``cfg`` trained with its built method and hooks."""
     return spec_fields(cfg, dataclasses.asdict(method.config), hooks[-1].config_dict() if cfg.selective else None,
-                       task.data_hash)
+                       data_hash)
+
+
+def planned_spec(cfg: TrainConfig) -> dict[str, Any]:
+    """The spec fields the run of ``cfg`` would have, without training it."""
+    method, hooks = build_hooks(cfg)
+    return run_spec(cfg, method, hooks, load_task(cfg.task, cfg.profile, cfg.limit).data_hash)
 
 
 def spec_sources(cfg: TrainConfig, method) -> dict[str, dict[str, str]]:
     """Where each value of the spec came from: ``default``, ``preset NAME (task|user)``, ``tuned`` (a
     --tuned file) or ``cli`` (given by the command or the caller). Recorded beside the spec, not part of
     its key: the values decide the weights, not their origin."""
-    defaults = dataclasses.asdict(build_method(cfg.method, {}, None).config)
-    preset, origin = resolve_preset(cfg)
-    preset_values = dataclasses.asdict(build_method(cfg.method, {}, preset).config) if preset else defaults
+    preset, origin, defaults, preset_values = _preset_values(cfg)
     tuned = cfg.tuned or {}
     setting, overridden = tuned.get("setting") or {}, tuned.get("overridden") or {}
     method_sources = {}
@@ -242,8 +251,7 @@ def train(cfg: TrainConfig) -> Path:
     data = TaskData(task)
     checks = data.train_checks(warn=lambda m: console.print(m, style="yellow", markup=False))  # one-class train / overlaps
     fingerprints = {k: data.fingerprint(k) for k in ("train", "validation")}
-    spec = spec_fields(cfg, dataclasses.asdict(method.config), hooks[-1].config_dict() if cfg.selective else None,
-                       task.data_hash)
+    spec = run_spec(cfg, method, hooks, task.data_hash)
     # the checkpoint belongs to this spec, these very examples and this device (RNG states differ across them)
     key = checkpoint.config_key({"spec": spec, "data": fingerprints, "device": cfg.device,
                                  "hooks": [type(h).__name__ for h in hooks]})

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from robench.errors import ConfigError
-from robench.methods.base import _field_types, check_grid, coerce_value, parse_task_tuning  # noqa: F401
+from robench.methods.base import _field_types, check_grid
 from robench.outputs import guard_file_out, load_record, run_lock, schema_of
 from robench.progress import console
 from robench.results import (
@@ -45,12 +45,10 @@ from robench.results import (
     model_label,
     provenance,
 )
-from robench.runspec import (  # noqa: F401 - labels re-exported for callers
+from robench.runspec import (
     _show,
     parse_seeds,
     setting_label,
-    tuned_label,
-    tuned_signature,
 )
 
 TUNED_SCHEMA = "robench.tuned/1"
