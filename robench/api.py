@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from robench.errors import ConfigError
-from robench.results import RUN_FILE, ResultRecord, load_results, results_frame
+from robench.records import RUN_FILE
+from robench.results import ResultRecord, load_results, results_frame
 
 __all__ = ["Results", "evaluate", "leaderboard", "load_results"]
 
@@ -64,7 +65,7 @@ def _run_folder(model: Any, task: str, out: Path | str | None, tokenizer: Any, l
         return external.register(str(folder), task, base / "run", limit=limit, **register_kw)
     path = Path(str(model))
     if kind == "run" or (kind == "auto" and (path / RUN_FILE).is_file()):
-        from robench.results import load_run
+        from robench.records import load_run
 
         load_run(path)  # a robench run folder (or one clear line saying why it is not)
         return path

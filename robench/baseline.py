@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 
 from robench.errors import ConfigError
-from robench.outputs import guard_file_out, load_record, schema_of
-from robench.results import atomic_write_json, load_results
+from robench.outputs import guard_file_out, schema_of
+from robench.records import BASELINE_SCHEMA, Baseline, load_record, parse, to_json
+from robench.results import load_results
+from robench.storage import atomic_write_json
 
-BASELINE_SCHEMA = "robench.baseline/1"
 DEFAULT_TOLERANCE = 0.01  # absolute, in the metric's own units (0.01 = one accuracy point)
 
 
@@ -102,7 +103,7 @@ def record_baseline(results: Path | str | Iterable[Path | str], out: Path | str,
         raise ConfigError(f"no robench result files with scores found under {results}; evaluate runs first")
     baseline = {"schema": BASELINE_SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "tolerances": tolerances or {"*": DEFAULT_TOLERANCE}, "scores": scores}
-    atomic_write_json(Path(out), baseline)
+    atomic_write_json(Path(out), to_json(parse(Baseline, baseline)))  # checked by its type
     return baseline
 
 
@@ -118,29 +119,12 @@ def packaged_baseline(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def load_baseline(path: Path | str) -> dict[str, Any]:
+def load_baseline(path: Path | str) -> Baseline:
+    """A recorded baseline (:class:`robench.records.Baseline`), by path or packaged name (``ci-minilm``)."""
     path = Path(path)
     if not path.exists() and not path.suffix and len(path.parts) == 1 and packaged_baseline(path.name):
         path = packaged_baseline(path.name)  # a packaged baseline by name, e.g. --baseline ci-minilm
-    data = load_record(path, "baseline", BASELINE_SCHEMA, "record one with 'robench baseline record'")
-    tolerances = data.get("tolerances", {})
-    if not isinstance(tolerances, dict) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) and v >= 0
-            for v in tolerances.values()):
-        raise ConfigError(f"baseline {path}: 'tolerances' must map metric patterns to numbers >= 0; re-record it")
-    scores = data.get("scores")
-    if not isinstance(scores, dict) or not any(isinstance(m, dict) and m for m in scores.values()):
-        raise ConfigError(f"baseline {path} has no scores to check; re-record it with 'robench baseline record'")
-    for run, metrics in scores.items():
-        if not isinstance(metrics, dict):
-            raise ConfigError(f"baseline {path}: scores of {run!r} are not a mapping of metrics; re-record it")
-        for name, entry in metrics.items():
-            value = entry.get("value") if isinstance(entry, dict) else None
-            if not isinstance(value, int | float) or isinstance(value, bool) or not np.isfinite(value):
-                raise ConfigError(f"baseline {path}: {run} / {name} has no finite value ({value!r}); re-record it")
-            if entry.get("direction") not in ("higher", "lower"):
-                raise ConfigError(f"baseline {path}: {run} / {name} has no direction (higher/lower); re-record it")
-    return data
+    return load_record(Baseline, path, "baseline", "re-record it with 'robench baseline record'")
 
 
 @dataclass
@@ -162,14 +146,14 @@ class Comparison:
         return self.status in {"regressed", "missing"}
 
 
-def compare(baseline: dict[str, Any], current: dict[str, dict[str, dict[str, Any]]],
+def compare(baseline: Baseline, current: dict[str, dict[str, dict[str, Any]]],
             tolerances: dict[str, float] | None = None, allow_missing: bool = False) -> list[Comparison]:
-    tol = {**baseline.get("tolerances", {}), **(tolerances or {})}
+    tol = {**baseline.tolerances, **(tolerances or {})}
     rows = []
-    for run, metrics in baseline.get("scores", {}).items():
+    for run, metrics in baseline.scores.items():
         for name, entry in metrics.items():
-            direction = entry["direction"]
-            base = float(entry["value"])
+            direction = entry.direction
+            base = float(entry.value)
             cur_entry = current.get(run, {}).get(name)
             t = tolerance_for(name, tol)
             if cur_entry is None:

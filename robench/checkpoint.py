@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from robench.progress import console
-from robench.results import atomic_write_json
+from robench.storage import atomic_write_json
 
 SCHEMA = "robench.checkpoint/1"
 STATE_FILE = "state.json"

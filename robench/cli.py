@@ -426,7 +426,7 @@ def table(
 ) -> None:
     """Print the leaderboard as a LaTeX (booktabs), Markdown or CSV table."""
     from robench.report import build_leaderboard, format_table
-    from robench.results import atomic_write_text
+    from robench.storage import atomic_write_text
 
     _check_numbers(bootstrap=(bootstrap, 1), digits=(digits, 0))
     board = build_leaderboard(_paths(results, "runs"), aspects, n_boot=bootstrap)
@@ -506,7 +506,7 @@ def attack(
     from robench.distributed import is_main
     from robench.evaluation import make_context
     from robench.evaluators.adversarial import DEFAULT_QUERY_BUDGET, attack_recipe
-    from robench.results import atomic_write_text
+    from robench.storage import atomic_write_text
 
     _check_numbers(n=(n, 1), query_budget=(query_budget, 1), seed=(seed, 0))
     if save.suffix not in (".jsonl", ".csv"):
@@ -537,14 +537,14 @@ def attack(
         text = buffer.getvalue()
     else:
         text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    source = {"weights_fingerprint": ctx.weights, "run_id": ctx.run.get("run_id"),
-              "method": (ctx.run.get("method") or {}).get("name"), "seed": ctx.run.get("seed"),
+    source = {"weights_fingerprint": ctx.weights, "run_id": ctx.run.run_id,
+              "method": ctx.run.method.name, "seed": ctx.run.seed,
               "task": ctx.task.name, "split": ctx.task.attack_split, "recipe": recipe, "n": n, "sampling_seed": seed,
               "query_budget": query_budget, "constraints": constraints, "label_preservation": label_preservation,
               "settings": settings, "successful": len(rows), "attacked": len(records),
               "set_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),  # ties this record to the set
-              "description": f"{recipe} ({constraints}) against {(ctx.run.get('method') or {}).get('name')} seed "
-                             f"{ctx.run.get('seed')} (run {ctx.run.get('run_id')})"}
+              "description": f"{recipe} ({constraints}) against {ctx.run.method.name} seed "
+                             f"{ctx.run.seed} (run {ctx.run.run_id})"}
     atomic_write_text(save.with_suffix(".source.json"), json.dumps(source, indent=2, default=str) + "\n")
     atomic_write_text(save, text)
     out.print(f"[green]{len(rows)} adversarial examples saved:[/green] {save}  (accuracy under attack "
@@ -554,7 +554,7 @@ def attack(
 
 
 def _attack_record(path: Path) -> dict | None:
-    from robench.outputs import read_json
+    from robench.records import read_json
 
     data = read_json(path)
     return data if isinstance(data, dict) and isinstance(data.get("set_sha256"), str) else None

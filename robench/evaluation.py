@@ -13,18 +13,13 @@ import numpy as np
 from robench import distributed
 from robench.errors import ConfigError
 from robench.evaluators import EVALUATORS, EvalOutput, resolve_suite
+from robench.identity import result_path
 from robench.models import load_trained, resolve_device, resolve_precision
 from robench.predict import Predictions, predict
 from robench.progress import console
-from robench.results import (
-    atomic_write,
-    atomic_write_json,
-    file_sha256,
-    load_run,
-    make_result,
-    result_path,
-    undeclared,
-)
+from robench.records import RunRecord, RunTask, load_run
+from robench.results import make_result, undeclared
+from robench.storage import atomic_write, atomic_write_json, file_sha256
 from robench.tasks import TaskData, load_task
 
 CACHE_SUBDIR = "cache"
@@ -35,7 +30,7 @@ class EvalContext:
     """What an evaluator sees: the run, its task data, its model and a shared prediction pass."""
 
     run_dir: Path
-    run: dict[str, Any]
+    run: RunRecord
     task: Any  # TaskSpec
     data: TaskData
     device: str = "cpu"
@@ -53,7 +48,7 @@ class EvalContext:
     @property
     def model(self):
         if self._model is None:
-            if self.run.get("external"):  # a checkpoint trained outside robench (robench.external)
+            if self.run.external:  # a checkpoint trained outside robench (robench.external)
                 from robench.external import load as load_external
 
                 self._model, self._tokenizer = load_external(self.run)
@@ -80,7 +75,7 @@ class EvalContext:
 
     @property
     def max_length(self) -> int:
-        return int(self.run.get("config", {}).get("max_length", 128))
+        return int(self.run.config.get("max_length", 128))
 
     def texts(self, key: str) -> list[str]:
         return list(self.data.get(key)["text"])
@@ -152,17 +147,17 @@ def make_context(run_dir: Path, device: str = "auto", precision: str = "fp32", l
     if distributed.requested_world_size() > 1:  # under a launcher: join its group (gloo on CPU) or refuse
         distributed.state(resolve_device(device))  # a lone process; predictions and attacks shard over it
     run = load_run(run_dir)
-    recorded = run.get("weights_fingerprint")
-    if run.get("external"):  # trained outside robench: the weights stay where they were registered from
+    recorded = run.weights_fingerprint
+    if run.external:  # trained outside robench: the weights stay where they were registered from
         from robench.external import weights_fingerprint
 
-        folder = Path(run["external"].get("folder", ""))
+        folder = Path(run.external.get("folder", ""))
         if not folder.is_dir():
             raise ConfigError(f"checkpoint folder {folder} (registered in {run_dir / 'run.json'}) is gone; register "
                               "the model again with 'robench eval --model ... --force'")
         weights = weights_fingerprint(folder)
         changed = (f"the weights in {folder} changed since they were registered (fingerprint {weights}, run.json has "
-                   f"{recorded}); register them again with 'robench eval --model {run['external'].get('source')} "
+                   f"{recorded}); register them again with 'robench eval --model {run.external.get('source')} "
                    "--force' (other --out for a new row)")
     else:
         weights_file = run_dir / "model.safetensors"
@@ -175,20 +170,20 @@ def make_context(run_dir: Path, device: str = "auto", precision: str = "fp32", l
         raise ConfigError(changed)
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be a positive number of examples, got {limit}")
-    task_info = run["task"]
-    source = task_info.get("source", task_info["name"])
+    task_info = run.task
+    source = task_info.source or task_info.name
     if Path(source).suffix in {".yaml", ".yml"} and not Path(source).is_file():
         raise ConfigError(f"task file {source} (recorded in {run_dir / 'run.json'}) does not exist from here"
                           + ("; runs trained before task paths were recorded whole name it relative to where "
                              "training ran: evaluate from that folder" if not Path(source).is_absolute() else
                              "; put the task file back where the run was trained from"))
-    task = load_task(source, task_info.get("profile"), limit if limit is not None else task_info.get("limit"))
-    own = task_info.get("limit")
+    task = load_task(source, task_info.profile, limit if limit is not None else task_info.limit)
+    own = task_info.limit
     eval_limit = limit if limit is not None and limit != own else None
     changed = check_task_unchanged(run_dir, task, task_info, allow_changed_data)
     # every set the run recorded is checked as it is built (under another --limit the sets differ by design)
     expected = {} if eval_limit is not None else {
-        **(task_info.get("fingerprints") or {}), **(task_info.get("set_fingerprints") or {})}
+        **task_info.fingerprints, **task_info.set_fingerprints}
     data = TaskData(task, expected=expected, allow_changed=allow_changed_data)
     data.changed.update(changed)
     device = str(resolve_device(device))
@@ -197,14 +192,14 @@ def make_context(run_dir: Path, device: str = "auto", precision: str = "fp32", l
                        batch_size=batch_size, weights=weights, eval_limit=eval_limit)
 
 
-def check_task_unchanged(run_dir: Path, task, task_info: dict[str, Any], allow: bool) -> dict[str, dict[str, str]]:
+def check_task_unchanged(run_dir: Path, task, task_info: RunTask, allow: bool) -> dict[str, dict[str, str]]:
     """The task definition against the one the run was trained with: ``data_hash`` (what decides the
     examples), or for runs recorded before it, the whole file's ``spec_hash``. A change is an error, or
     with ``allow`` returned as ``{"task file": {"trained": hash, "now": hash}}`` to mark the results."""
-    if task_info.get("data_hash"):
-        was, now, what = task_info["data_hash"], task.data_hash, "its sources, sets, labels or sizes"
+    if task_info.data_hash:
+        was, now, what = task_info.data_hash, task.data_hash, "its sources, sets, labels or sizes"
     else:
-        was, now, what = task_info.get("spec_hash"), task.spec_hash, "its definition"
+        was, now, what = task_info.spec_hash, task.spec_hash, "its definition"
     if not was or was == now:
         return {}
     if not allow:
@@ -222,7 +217,7 @@ def evaluate_run(run_dir: Path, suite: str = "quick", *, force: bool = False, de
     names = resolve_suite(suite)
     ctx = ctx or make_context(run_dir, device, precision, limit, allow_changed_data=allow_changed_data)
     limit = ctx.eval_limit  # None when it is the run's own data limit: the full result
-    overlap = {k: v for k, v in ((ctx.run.get("task") or {}).get("overlap_with_train") or {}).items() if v}
+    overlap = {k: v for k, v in ctx.run.task.overlap_with_train.items() if v}
     if overlap and distributed.is_main():  # counted at training; the board footnotes it too
         console.print(f"[yellow]warning: sets that share texts with this run's train set (exact text, counted at "
                       f"training): {', '.join(f'{k} {v}' for k, v in overlap.items())}; their scores are "

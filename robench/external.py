@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from robench.errors import ConfigError, OfflineError
-from robench.outputs import RUN_FILE, guard_run_out, read_json
-from robench.results import RUN_SCHEMA, RunIdentity, atomic_write_json, file_sha256, model_label, provenance
+from robench.identity import RunIdentity, model_label
+from robench.outputs import guard_run_out
+from robench.records import RUN_FILE, RUN_SCHEMA, RunRecord, parse, read_json, to_json
+from robench.storage import atomic_write_json, file_sha256, provenance
 
 METHOD = "external"  # the method label of a checkpoint trained outside robench
 WEIGHT_PATTERNS = ("model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors")
@@ -172,15 +174,15 @@ def register(model: str, task: str = "sentiment", out: Path | str | None = None,
         **provenance(),
     }
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / RUN_FILE, record)
+    atomic_write_json(out / RUN_FILE, to_json(parse(RunRecord, record)))  # checked by its type
     return out
 
 
-def load(record: dict[str, Any]):
+def load(record: RunRecord):
     """Model and tokenizer of a registered checkpoint, outputs in the task's label order."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    ext = record["external"]
+    ext = record.external or {}
     folder = Path(ext["folder"])
     if not folder.is_dir():
         raise ConfigError(f"checkpoint folder {folder} (registered in run.json) is gone; register the model again "

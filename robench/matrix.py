@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from robench.errors import ConfigError
+from robench.identity import method_label, result_path
 from robench.methods import resolve_methods
 from robench.metrics import N_BOOT
 from robench.outputs import guard_board_out, run_lock
 from robench.progress import console, progress_enabled
-from robench.results import RUN_FILE, method_label, result_path
+from robench.records import RUN_FILE
 from robench.runspec import parse_seeds
 
 SHARD_FORMAT = "give K/N with 1 <= K <= N, e.g. --shard 2/6 (Slurm: --array=1-N with --shard ${SLURM_ARRAY_TASK_ID}/N)"

@@ -14,7 +14,6 @@ Writing can still fail for reasons outside robench (a full disk, a read-only fol
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -23,8 +22,8 @@ from pathlib import Path
 
 from robench.errors import ConfigError, RobenchError
 from robench.progress import console
+from robench.records import RUN_FILE, read_json
 
-RUN_FILE = "run.json"
 BOARD_FILE = "LEADERBOARD.md"
 BOARD_HEADING = "# robench leaderboard"
 # What a finished run folder holds besides what run.json lists in ``files``: the names robench's own
@@ -42,31 +41,6 @@ def _listing(names: Iterable[str], limit: int = 5) -> str:
     names = sorted(names)
     shown = ", ".join(names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-def read_json(path: Path) -> object | None:
-    """A JSON file's content, or None when it is missing, unreadable or not JSON."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
-
-
-def load_record(path: Path | str, what: str, schema: str, fix: str) -> dict:
-    """A robench JSON file of one kind (a tuned file, a baseline), or one line saying why it is not:
-    a folder, missing, not JSON, or another schema. ``fix`` says how to write a good one."""
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{what} {path} is a folder; give the path of the file ({fix})")
-    if not path.is_file():
-        raise ConfigError(f"{what} {path} does not exist; {fix}")
-    data = read_json(path)
-    if data is None:
-        raise ConfigError(f"{what} {path} is not valid JSON; {fix}")
-    if not isinstance(data, dict) or data.get("schema") != schema:
-        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise ConfigError(f"{path} is not a robench {what} (schema {found!r}, expected {schema!r}); {fix}")
-    return data
 
 
 def schema_of(path: Path) -> str:

@@ -4,10 +4,11 @@ finished run is the one a command asks for.
 A run's weights are decided by the task's data (its ``data_hash``, profile and limit), the model, the
 method with its resolved hyper-parameters (dataclass defaults -> preset -> tuned setting -> ``--set``),
 selective training and its mask, the seed and the trainer's numbers (epochs, batch size, lr, weight
-decay, warm-up, Adam betas and eps, clipping, max length, precision). :func:`spec_fields` collects
-exactly those; ``train`` (its checkpoint), ``tune`` (its trials) and ``run`` (its finished runs) all
-compare them with :func:`differences`, so a finished run trained with other settings is never reused
-for a command that asks for different ones. run.json records them under ``spec``.
+decay, warm-up, Adam betas and eps, clipping, max length, precision). :class:`RunSpec` holds
+exactly those in a frozen :class:`RunSpec`; ``train`` (its checkpoint), ``tune`` (its trials) and ``run``
+(its finished runs) all compare them (:meth:`RunSpec.key`, :meth:`RunSpec.differences`), so a finished
+run trained with other settings is never reused for a command that asks for different ones. run.json
+records the spec under ``spec``.
 
 This module imports no torch: the CLI takes its option defaults from :class:`TrainConfig`.
 """
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from robench.errors import SEED_MAX, ConfigError
+from robench.records import RunRecord
 
 SPEC_VERSION = 1
 
@@ -71,45 +73,69 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
-def spec_fields(cfg: TrainConfig, method_config: dict[str, Any], selective_config: dict[str, Any] | None,
-                data_hash: str) -> dict[str, Any]:
-    """Everything that decides a run's weights, as JSON values."""
-    trainer = {name: getattr(cfg, name) for name in TRAINER_FIELDS}
-    return _jsonable({"version": SPEC_VERSION, "trainer": trainer, "method_config": method_config,
-                      "selective_config": selective_config, "data_hash": data_hash})
+@dataclass(frozen=True)
+class RunSpec:
+    """A run, resolved: every value that decides its weights, and where each came from.
 
+    ``trainer`` holds the trainer's numbers (:data:`TRAINER_FIELDS`), ``method_config`` and
+    ``selective_config`` the method's and the mask's resolved hyper-parameters, ``data_hash`` the
+    task's data. :meth:`key` hashes exactly those; ``sources`` (``default``, ``preset NAME (task|user)``,
+    ``tuned``, ``cli``) is recorded beside them and left out of the key and of equality: the values
+    decide the weights, not their origin. Built by ``robench.train.resolve_run_spec``.
+    """
 
-def spec_key(fields: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+    trainer: dict[str, Any]
+    method_config: dict[str, Any]
+    selective_config: dict[str, Any] | None
+    data_hash: str | None
+    sources: dict[str, dict[str, str]] = field(default_factory=dict, compare=False)
+    version: int = SPEC_VERSION
 
+    @classmethod
+    def of(cls, cfg: TrainConfig, method_config: dict[str, Any], selective_config: dict[str, Any] | None,
+           data_hash: str, sources: dict[str, dict[str, str]] | None = None) -> RunSpec:
+        trainer = {name: getattr(cfg, name) for name in TRAINER_FIELDS}
+        return cls(trainer=_jsonable(trainer), method_config=_jsonable(method_config),
+                   selective_config=_jsonable(selective_config), data_hash=data_hash, sources=sources or {})
 
-def recorded_fields(record: dict[str, Any]) -> dict[str, Any]:
-    """The spec fields of a finished run: as recorded, or rebuilt from an older run.json's config and
-    method blocks (a trainer setting it lacks is taken to be that setting's default; an unknown data
-    hash is not compared)."""
-    spec = record.get("spec")
-    if isinstance(spec, dict) and isinstance(spec.get("fields"), dict):
-        return spec["fields"]
-    config = record.get("config") if isinstance(record.get("config"), dict) else {}
-    method = record.get("method") if isinstance(record.get("method"), dict) else {}
-    defaults = TrainConfig()
-    trainer = {name: config.get(name, getattr(defaults, name)) for name in TRAINER_FIELDS}
-    return _jsonable({"version": SPEC_VERSION, "trainer": trainer, "method_config": method.get("config") or {},
-                      "selective_config": method.get("selective_config"),
-                      "data_hash": (record.get("task") or {}).get("data_hash")})
+    @classmethod
+    def from_record(cls, record: RunRecord) -> RunSpec:
+        """The spec of a finished run: as recorded, or rebuilt from an older run.json's config and method
+        blocks (a trainer setting it lacks is taken to be that setting's default; an unknown data hash is
+        not compared)."""
+        spec = record.spec or {}
+        fields = spec.get("fields")
+        if isinstance(fields, dict):
+            return cls(trainer=fields.get("trainer") or {}, method_config=fields.get("method_config") or {},
+                       selective_config=fields.get("selective_config"), data_hash=fields.get("data_hash"),
+                       sources=spec.get("sources") or {}, version=fields.get("version", SPEC_VERSION))
+        defaults = TrainConfig()
+        trainer = {name: record.config.get(name, getattr(defaults, name)) for name in TRAINER_FIELDS}
+        return cls(trainer=_jsonable(trainer), method_config=_jsonable(record.method.config or {}),
+                   selective_config=_jsonable(record.method.selective_config), data_hash=record.task.data_hash)
 
+    def fields(self) -> dict[str, Any]:
+        """What the key hashes, as run.json records it under ``spec.fields``."""
+        return {"version": self.version, "trainer": self.trainer, "method_config": self.method_config,
+                "selective_config": self.selective_config, "data_hash": self.data_hash}
 
-def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """``"epochs 1, now 3"``-style lines for every field of the key that differs (empty: the same run)."""
-    out: list[str] = []
-    for group, prefix in (("trainer", ""), ("method_config", "method "), ("selective_config", "selective ")):
-        a, b = old.get(group) or {}, new.get(group) or {}
-        for name in sorted(set(a) | set(b)):
-            if a.get(name) != b.get(name):
-                out.append(f"{prefix}{name} {a.get(name)!r}, now {b.get(name)!r}")
-    if old.get("data_hash") and old.get("data_hash") != new.get("data_hash"):
-        out.append(f"task data hash {old['data_hash']}, now {new.get('data_hash')}")
-    return out
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.fields(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key(), "fields": self.fields(), "sources": self.sources}
+
+    def differences(self, new: RunSpec) -> list[str]:
+        """``"epochs 1, now 3"``-style lines for every field of the key that differs (empty: the same run)."""
+        out: list[str] = []
+        for group, prefix in (("trainer", ""), ("method_config", "method "), ("selective_config", "selective ")):
+            a, b = getattr(self, group) or {}, getattr(new, group) or {}
+            for name in sorted(set(a) | set(b)):
+                if a.get(name) != b.get(name):
+                    out.append(f"{prefix}{name} {a.get(name)!r}, now {b.get(name)!r}")
+        if self.data_hash and self.data_hash != new.data_hash:
+            out.append(f"task data hash {self.data_hash}, now {new.data_hash}")
+        return out
 
 
 # ---- tuned settings and seeds as the CLI and the board show them (no torch, no registry)

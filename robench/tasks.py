@@ -27,7 +27,7 @@ import numpy as np
 import yaml
 
 from robench.errors import ConfigError, OfflineError, RobenchError
-from robench.results import is_number
+from robench.records import is_number
 
 FILE_FORMATS = {"csv", "tsv", "jsonl", "json", "parquet", "lines"}
 SOURCE_KEYS = {

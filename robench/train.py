@@ -31,13 +31,15 @@ import torch
 from robench import checkpoint
 from robench.errors import ConfigError
 from robench.hardware import make_adamw, native_bf16, size_threads, training_precision
+from robench.identity import RunIdentity
 from robench.methods import build_method
 from robench.methods.base import TrainingHook, make_config
 from robench.models import load_model, load_tokenizer, resolve_device, usable_positions
 from robench.outputs import guard_checkpoint_dir, guard_run_out
 from robench.progress import console, progress_bar
-from robench.results import RUN_FILE, RUN_SCHEMA, RunIdentity, atomic_write_json, file_sha256, provenance
-from robench.runspec import TRAINER_FIELDS, TrainConfig, differences, recorded_fields, spec_fields, spec_key
+from robench.records import RUN_FILE, RUN_SCHEMA, RunRecord, parse, to_json
+from robench.runspec import TRAINER_FIELDS, RunSpec, TrainConfig
+from robench.storage import atomic_write_json, file_sha256, provenance
 from robench.tasks import TaskData, load_task, task_source
 
 
@@ -125,16 +127,18 @@ def build_hooks(cfg: TrainConfig) -> tuple[Any, list[TrainingHook]]:
     return method, hooks
 
 
-def run_spec(cfg: TrainConfig, method, hooks: list[TrainingHook], data_hash: str) -> dict[str, Any]:
-    """The spec fields (robench.runspec) of ``cfg`` trained with its built method and hooks."""
-    return spec_fields(cfg, dataclasses.asdict(method.config), hooks[-1].config_dict() if cfg.selective else None,
-                       data_hash)
-
-
-def planned_spec(cfg: TrainConfig) -> dict[str, Any]:
-    """The spec fields the run of ``cfg`` would have, without training it."""
-    method, hooks = build_hooks(cfg)
-    return run_spec(cfg, method, hooks, load_task(cfg.task, cfg.profile, cfg.limit).data_hash)
+def resolve_run_spec(cfg: TrainConfig, built: tuple[Any, list[TrainingHook]] | None = None,
+                     data_hash: str | None = None) -> RunSpec:
+    """The one builder of a run's :class:`~robench.runspec.RunSpec`. ``cfg`` is the command's request
+    with a tuned file already applied (``robench.tune.apply_tuned``); the method config resolves
+    dataclass defaults -> preset (``--preset``, else the task's ``method_presets``) -> ``--set``.
+    ``built`` (the method and hooks ``build_hooks(cfg)`` made) and ``data_hash`` are passed by
+    ``train``, which has them; planning builds them here without training."""
+    method, hooks = built if built is not None else build_hooks(cfg)
+    if data_hash is None:
+        data_hash = load_task(cfg.task, cfg.profile, cfg.limit).data_hash
+    return RunSpec.of(cfg, dataclasses.asdict(method.config), hooks[-1].config_dict() if cfg.selective else None,
+                      data_hash, spec_sources(cfg, method))
 
 
 def spec_sources(cfg: TrainConfig, method) -> dict[str, dict[str, str]]:
@@ -161,9 +165,9 @@ def spec_sources(cfg: TrainConfig, method) -> dict[str, dict[str, str]]:
 
 def check_finished_run(run_dir: Path, cfg: TrainConfig, fix: str) -> None:
     """A finished run at ``run_dir`` may stand for ``cfg`` only if every field of the spec matches."""
-    from robench.results import load_run
+    from robench.records import load_run
 
-    diff = differences(recorded_fields(load_run(run_dir)), planned_spec(cfg))
+    diff = RunSpec.from_record(load_run(run_dir)).differences(resolve_run_spec(cfg))
     if diff:
         raise ConfigError(f"run {run_dir} was trained with other settings ({'; '.join(diff)}); {fix}")
 
@@ -251,9 +255,9 @@ def train(cfg: TrainConfig) -> Path:
     data = TaskData(task)
     checks = data.train_checks(warn=lambda m: console.print(m, style="yellow", markup=False))  # one-class train / overlaps
     fingerprints = {k: data.fingerprint(k) for k in ("train", "validation")}
-    spec = run_spec(cfg, method, hooks, task.data_hash)
+    spec = resolve_run_spec(cfg, (method, hooks), task.data_hash)
     # the checkpoint belongs to this spec, these very examples and this device (RNG states differ across them)
-    key = checkpoint.config_key({"spec": spec, "data": fingerprints, "device": cfg.device,
+    key = checkpoint.config_key({"spec": spec.fields(), "data": fingerprints, "device": cfg.device,
                                  "hooks": [type(h).__name__ for h in hooks]})
     saved = resume_point(ckpt_dir, key, cfg.force)
     tokenizer = load_tokenizer(cfg.model)
@@ -388,7 +392,7 @@ def train(cfg: TrainConfig) -> Path:
         "seed": cfg.seed,
         "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in {"force"}},
         # what decides the weights (robench.runspec), and where each value came from
-        "spec": {"key": spec_key(spec), "fields": spec, "sources": spec_sources(cfg, method)},
+        "spec": spec.to_json(),
         "training": {
             "epochs": cfg.epochs, "best_epoch": loop.best_epoch, "best_val_accuracy": loop.best_acc,
             "history": loop.history, "resumed": loop.resumed,
@@ -455,7 +459,7 @@ def _write_run_dir(out: Path, model, tokenizer, record: dict[str, Any], force: b
         tokenizer.save_pretrained(tmp)
         record["weights_fingerprint"] = file_sha256(tmp / "model.safetensors")
         record["files"] = sorted({p.name for p in tmp.iterdir()} | {RUN_FILE})
-        atomic_write_json(tmp / RUN_FILE, record)
+        atomic_write_json(tmp / RUN_FILE, to_json(parse(RunRecord, record)))  # checked by its type
         guard_run_out(out, force)
         checkpoint.replace_dir(tmp, out)
     except BaseException as exc:

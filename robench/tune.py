@@ -24,7 +24,6 @@ import dataclasses
 import hashlib
 import itertools
 import json
-import math
 import re
 import time
 from collections.abc import Sequence
@@ -33,25 +32,18 @@ from pathlib import Path
 from typing import Any
 
 from robench.errors import ConfigError
+from robench.identity import RunIdentity, method_label, model_label
 from robench.methods.base import _field_types, check_grid
-from robench.outputs import guard_file_out, load_record, run_lock, schema_of
+from robench.outputs import guard_file_out, run_lock, schema_of
 from robench.progress import console
-from robench.results import (
-    RUN_FILE,
-    RunIdentity,
-    atomic_write_json,
-    file_sha256,
-    method_label,
-    model_label,
-    provenance,
-)
+from robench.records import RUN_FILE, TUNED_SCHEMA, TunedFile, load_record, load_run, parse, to_json
 from robench.runspec import (
     _show,
     parse_seeds,
     setting_label,
 )
+from robench.storage import atomic_write_json, file_sha256, provenance
 
-TUNED_SCHEMA = "robench.tuned/1"
 TUNED_FILE = "tuned.json"
 TUNE_SUBDIR = "tune"
 DEFAULT_SEEDS = (0,)
@@ -185,39 +177,19 @@ def trial_dir(runs_dir: Path | str, cfg, tid: str) -> Path:
 def _finished_trial(run_dir: Path, cfg) -> float:
     """The best validation accuracy of a finished trial, after checking it was trained as planned (the
     one rule of robench.runspec, which train and run use too)."""
-    from robench.results import load_run
     from robench.train import check_finished_run
 
     check_finished_run(run_dir, cfg, "pass --force to retrain the trials, or --runs-dir for a separate tuning "
                                      "folder")
-    record = load_run(run_dir)
-    acc = (record.get("training") or {}).get("best_val_accuracy")
+    acc = load_run(run_dir).training.get("best_val_accuracy")
     if not isinstance(acc, int | float) or isinstance(acc, bool):
         raise ConfigError(f"{run_dir / RUN_FILE} has no training.best_val_accuracy; delete the trial folder to redo it")
     return float(acc)
 
 
-def load_tuned(path: Path | str) -> dict[str, Any]:
-    """A tuned.json, checked for the keys every reader relies on."""
-    path = Path(path)
-    data = load_record(path, "tuned file", TUNED_SCHEMA, "write it with 'robench tune'")
-    if not isinstance(data.get("task"), dict) or not isinstance(data.get("methods"), dict) \
-            or not isinstance(data.get("model"), str):
-        raise ConfigError(f"{path}: task, model or methods missing; write it again with 'robench tune'")
-    for label, entry in data["methods"].items():
-        chosen = entry.get("chosen") if isinstance(entry, dict) else None
-        if not isinstance(chosen, dict) or not isinstance(chosen.get("setting"), dict) \
-                or "lr" not in chosen["setting"]:
-            raise ConfigError(f"{path}: method {label!r} has no chosen setting; run 'robench tune --method {label}' again")
-        lr = chosen["setting"]["lr"]
-        if not isinstance(lr, int | float) or isinstance(lr, bool) or not math.isfinite(lr) or lr <= 0:
-            raise ConfigError(f"{path}: method {label!r} has chosen lr {lr!r}, not a positive number; run "
-                              f"'robench tune --method {label}' again")
-        bad = [k for k, v in chosen["setting"].items() if not isinstance(v, int | float | str | bool)]
-        if bad:
-            raise ConfigError(f"{path}: method {label!r} has chosen {bad[0]} {chosen['setting'][bad[0]]!r}, not a "
-                              f"single value; run 'robench tune --method {label}' again")
-    return data
+def load_tuned(path: Path | str) -> TunedFile:
+    """A tuned.json (:class:`robench.records.TunedFile`), or one line saying what is wrong with it."""
+    return load_record(TunedFile, path, "tuned file", "write it again with 'robench tune'")
 
 
 def is_tuned_file(path: Path) -> bool:
@@ -225,13 +197,13 @@ def is_tuned_file(path: Path) -> bool:
     return schema_of(path) == TUNED_SCHEMA
 
 
-def _check_merge(existing: dict[str, Any], path: Path, task_block: dict[str, Any], model: str) -> None:
-    old = existing["task"]
-    same = (old.get("name"), old.get("profile"), old.get("limit"), existing["model"]) == \
+def _check_merge(existing: TunedFile, path: Path, task_block: dict[str, Any], model: str) -> None:
+    old = existing.task
+    same = (old.get("name"), old.get("profile"), old.get("limit"), existing.model) == \
         (task_block["name"], task_block["profile"], task_block["limit"], model)
     if not same:
         raise ConfigError(f"{path} holds settings tuned for task {old.get('name')!r} (profile {old.get('profile')}, "
-                          f"limit {old.get('limit')}) and model {existing['model']!r}, not task {task_block['name']!r} "
+                          f"limit {old.get('limit')}) and model {existing.model!r}, not task {task_block['name']!r} "
                           f"(profile {task_block['profile']}, limit {task_block['limit']}) and model {model!r}; "
                           "pass --out for another file")
 
@@ -328,10 +300,10 @@ def tune(task: str = "sentiment", methods: str | Sequence[str] = "vanilla", *, m
                       f"{chosen['mean_val_accuracy']:.4f} over {len(seed_list)} seed(s))", highlight=False,
                       soft_wrap=True)
         with run_lock(path):  # tune calls for other methods may merge into the same file at the same time
-            existing = load_tuned(path) if path.exists() else {"methods": {}}
+            existing = to_json(load_tuned(path))["methods"] if path.exists() else {}
             data = {"schema": TUNED_SCHEMA, "task": task_block, "model": model, "selection": SELECTION,
-                    "methods": {**existing["methods"], label: entry}, **provenance()}
-            atomic_write_json(path, data)  # after every method: a later kill keeps the methods already chosen
+                    "methods": {**existing, label: entry}, **provenance()}
+            atomic_write_json(path, to_json(parse(TunedFile, data)))  # after every method: a later kill keeps the methods already chosen
         result.data = data
         result.methods.append(label)
     return result
@@ -340,7 +312,7 @@ def tune(task: str = "sentiment", methods: str | Sequence[str] = "vanilla", *, m
 # --------------------------------------------------------------------------------------------- applying
 
 
-def apply_tuned(cfg, path: Path | str, data: dict[str, Any] | None = None, *, explicit_lr: float | None = None,
+def apply_tuned(cfg, path: Path | str, data: TunedFile | None = None, *, explicit_lr: float | None = None,
                 explicit_overrides: dict[str, Any] | None = None):
     """Set ``cfg``'s lr and method hyper-parameters to the setting chosen in a tuned.json; explicit
     values (``--lr``, ``--set``) win. ``cfg.tuned`` records the file, its hash, the setting and what
@@ -350,23 +322,24 @@ def apply_tuned(cfg, path: Path | str, data: dict[str, Any] | None = None, *, ex
     path = Path(path)
     data = data if data is not None else load_tuned(path)
     label = method_label(method_class(cfg.method).name, cfg.selective)
-    tuned_task = data["task"].get("name")
+    tuned_task = data.task.get("name")
     task = load_task(cfg.task)
     fix = f"run 'robench tune --task {cfg.task} --model {cfg.model} --method {label}'"
     if tuned_task != task.name:
         raise ConfigError(f"{path} was tuned on task {tuned_task!r}, not {task.name!r}; {fix} (or pass the tuned "
                           f"file of task {task.name!r})")
-    if model_label(data["model"]) != model_label(cfg.model):
-        raise ConfigError(f"{path} was tuned for model {data['model']!r}, not {cfg.model!r}; {fix} (or pass the "
+    if model_label(data.model) != model_label(cfg.model):
+        raise ConfigError(f"{path} was tuned for model {data.model!r}, not {cfg.model!r}; {fix} (or pass the "
                           f"tuned file of model {cfg.model!r})")
-    entry = data["methods"].get(label)
+    entry = data.methods.get(label)
     if entry is None:
-        have = ", ".join(sorted(data["methods"])) or "none"
+        have = ", ".join(sorted(data.methods)) or "none"
         raise ConfigError(f"{path} has no tuned setting for method {label!r} (it has: {have}); {fix}")
-    if entry.get("task_spec_hash", data["task"].get("spec_hash")) != task.spec_hash:
+    tuned_hash = entry.extra.get("task_spec_hash", data.task.get("spec_hash"))
+    if tuned_hash != task.spec_hash:
         console.print(f"[yellow]warning: {path} was tuned on another version of task {task.name!r} (spec hash "
-                      f"{entry.get('task_spec_hash')}, now {task.spec_hash})[/yellow]", soft_wrap=True)
-    setting = dict(entry["chosen"]["setting"])
+                      f"{tuned_hash}, now {task.spec_hash})[/yellow]", soft_wrap=True)
+    setting = dict(entry.chosen.setting)
     explicit = dict(explicit_overrides or {})
     overridden = {k: explicit[k] for k in setting if k in explicit}
     if explicit_lr is not None:

@@ -163,12 +163,12 @@ def _results(tmp_path, run):
     (lambda p: p.write_text(p.read_text()[:200]), "not valid JSON"),
     (lambda p: p.write_bytes(b""), "empty or damaged"),
     (lambda p: p.write_bytes(b"\x00" * 64), "empty or damaged"),
-    (lambda p: _edit_json(p, lambda d: d["metric_specs"][0].__setitem__("name", 5)), "'name' is 5"),
+    (lambda p: _edit_json(p, lambda d: d["metric_specs"][0].__setitem__("name", 5)), "metric_specs[0].name is 5, not text"),
     (lambda p: _edit_json(p, lambda d: d["run"].__setitem__("training_diagnostics", 5)), "training_diagnostics"),
-    (lambda p: _edit_json(p, lambda d: d.__setitem__("metrics", [1, 2])), "'metrics' is missing or not a mapping"),
+    (lambda p: _edit_json(p, lambda d: d.__setitem__("metrics", [1, 2])), "metrics is [1, 2], not a mapping"),
     (lambda p: _edit_json(p, lambda d: d["run"].__setitem__("seed", "0; rm")), "run.seed"),
-    (lambda p: _edit_json(p, lambda d: d.__setitem__("metric_specs", [{"name": "accuracy"}])), "declaration"),
-    (lambda p: _edit_json(p, lambda d: d.__setitem__("artifacts", "x.png")), "'artifacts'"),
+    (lambda p: _edit_json(p, lambda d: d.__setitem__("metric_specs", [{"name": "accuracy"}])), "key 'metric_specs[0].direction' is missing"),
+    (lambda p: _edit_json(p, lambda d: d.__setitem__("artifacts", "x.png")), "artifacts is 'x.png', not a list"),
 ])
 def test_damaged_result_names_the_file(monkeypatch, capsys, tmp_path, run, damage, fragment):
     path = _results(tmp_path, run)
@@ -189,16 +189,16 @@ def _edit_json(path, change) -> None:
 
 @pytest.mark.parametrize("content, fragment", [
     (b"\x89PNG\r\n\x1a\n\x00\x00binary", "not valid JSON"),
-    (json.dumps({"schema": "robench.baseline/1", "scores": []}).encode(), "no scores to check"),
-    (json.dumps({"schema": "robench.baseline/1", "scores": {}}).encode(), "no scores to check"),
+    (json.dumps({"schema": "robench.baseline/1", "scores": []}).encode(), "scores is [], not a mapping"),
+    (json.dumps({"schema": "robench.baseline/1", "scores": {}}).encode(), "scores is {}, not a mapping with scores to check"),
     (json.dumps({"schema": "robench.baseline/1", "scores": {"a | b | c": {"id.accuracy": {
-        "value": 0.5, "direction": "higher"}}, "x": []}}).encode(), "are not a mapping"),
+        "value": 0.5, "direction": "higher"}}, "x": []}}).encode(), 'scores["x"] is [], not a mapping'),
     (json.dumps({"schema": "robench.baseline/1", "scores": {"a | b | c": {"id.accuracy": {"direction": "higher"}}}}
-                ).encode(), "no finite value"),
+                ).encode(), 'key \'scores["a | b | c"]["id.accuracy"].value\' is missing'),
     (json.dumps({"schema": "robench.baseline/1", "scores": {"a | b | c": {"id.accuracy": {
-        "value": "high", "direction": "higher"}}}}).encode(), "no finite value"),
+        "value": "high", "direction": "higher"}}}}).encode(), "value is 'high', not a number"),
     (json.dumps({"schema": "robench.baseline/1", "scores": {"a | b | c": {"id.accuracy": {
-        "value": 0.5, "direction": "higher"}}}, "tolerances": {"*": "big"}}).encode(), "'tolerances'"),
+        "value": 0.5, "direction": "higher"}}}, "tolerances": {"*": "big"}}).encode(), 'tolerances["*"] is \'big\', not a number'),
 ])
 def test_bad_baseline_gives_one_line(monkeypatch, capsys, tmp_path, run, content, fragment):
     _results(tmp_path, run)

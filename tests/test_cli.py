@@ -107,7 +107,7 @@ def test_library_chatter_is_quiet_unless_verbose():
 
 
 def test_run_identity_is_built_in_one_place(tmp_path):
-    from robench.results import RunIdentity, method_label, parse_method_label, task_label
+    from robench.identity import RunIdentity, method_label, parse_method_label, task_label
     from robench.train import TrainConfig, default_run_dir
 
     ident = RunIdentity("sentiment", "minilm", "r3f", selective=True, seed=2, profile="quick", limit=64)

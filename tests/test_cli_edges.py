@@ -73,12 +73,12 @@ def test_disk_full_during_training_names_the_folder_and_what_was_kept(monkeypatc
 @pytest.mark.parametrize("code_, words", [(errno.ENOSPC, "no space left on the device"),
                                           (errno.EROFS, "the file system is read-only")], ids=["full", "read-only"])
 def test_eval_into_a_full_or_read_only_run_folder_is_one_line(monkeypatch, capsys, run, code_, words):
-    import robench.results
+    import robench.storage
 
     def refuse(fd):
         raise OSError(code_, os.strerror(code_))
 
-    monkeypatch.setattr(robench.results.os, "fsync", refuse)
+    monkeypatch.setattr(robench.storage.os, "fsync", refuse)
     code, _, err = run_cli(monkeypatch, capsys, "eval", "--run", str(run), "--suite", "id", "--device", "cpu")
     assert_one_line_error(code, err, f"cannot write in {run}", words, "none was half-written")  # its cache or results
     assert not list((run / "results").glob("*.json")) and not list((run / "results").glob(".*"))
@@ -98,7 +98,7 @@ def test_ctrl_c_prints_how_to_resume(monkeypatch, capsys, tmp_path):
 
 
 def test_files_are_written_with_the_process_umask(tmp_path, run):
-    from robench.results import UMASK, atomic_write_text
+    from robench.storage import UMASK, atomic_write_text
 
     atomic_write_text(tmp_path / "x.json", "{}")
     assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o666 & ~UMASK

@@ -7,8 +7,14 @@ import json
 import pytest
 
 from robench.evaluation import evaluate_run
-from robench.results import load_run
+from robench.records import load_run as load_record
+from robench.records import to_json
 from robench.train import TrainConfig, train
+
+
+def load_run(path):
+    """run.json as its mapping, read through the typed loader."""
+    return to_json(load_record(path))
 
 pytestmark = pytest.mark.slow
 

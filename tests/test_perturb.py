@@ -50,7 +50,9 @@ def test_perturb_evaluator_on_tiny_run(tiny_run):
 
 def _perturb_result(root, method, seed, correct):
     from robench.evaluators import EVALUATORS
-    from robench.results import atomic_write_json, make_result, result_path
+    from robench.identity import result_path
+    from robench.results import make_result
+    from robench.storage import atomic_write_json
 
     run = {"run_id": f"sentiment/tiny/{method}/seed{seed}", "task": {"name": "sentiment", "profile": "default"},
            "model": {"name": "tiny"}, "method": {"name": method}, "seed": seed}

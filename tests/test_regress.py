@@ -11,7 +11,9 @@ from robench.baseline import parse_tolerances, tolerance_for
 from robench.cli import app
 from robench.errors import ConfigError
 from robench.evaluators import EVALUATORS
-from robench.results import atomic_write_json, make_result, result_path
+from robench.identity import result_path
+from robench.results import make_result
+from robench.storage import atomic_write_json
 
 
 def result(evaluator, run, metrics, **kwargs):

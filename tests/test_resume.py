@@ -21,8 +21,14 @@ import robench.train as tr
 from robench import checkpoint
 from robench.methods import METHODS
 from robench.methods.base import TrainingHook
-from robench.results import load_run
+from robench.records import load_run as load_record
+from robench.records import to_json
 from robench.train import TrainConfig, train
+
+
+def load_run(path):
+    """run.json as its mapping, read through the typed loader."""
+    return to_json(load_record(path))
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMINGS = ("train_seconds", "setup_seconds", "examples_per_second", "seconds_per_example", "wall_seconds")
@@ -34,6 +40,7 @@ import robench.train as tr
 from robench.cli import main
 from robench.methods.base import TrainingHook
 from robench.methods.vanilla import Vanilla
+
 
 step, on_epoch_end, accuracy = Vanilla.training_step, TrainingHook.on_epoch_end, tr.accuracy
 seen = {}

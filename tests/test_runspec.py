@@ -8,7 +8,8 @@ import json
 import pytest
 from test_cli import assert_one_line_error, run_cli
 
-from robench.runspec import TrainConfig, differences, recorded_fields
+from robench.records import RUN_SCHEMA, RunRecord, parse
+from robench.runspec import RunSpec, TrainConfig
 
 BASE = ("run", "--model", "tiny-bert", "--methods", "freelb", "--seeds", "0", "--suite", "id", "--limit", "16",
         "--device", "cpu", "--no-plots")
@@ -75,11 +76,17 @@ def test_recorded_fields_of_an_older_run_json_are_rebuilt_from_its_config(runs):
     record_path = next((runs / "runs").rglob("run.json"))
     record = json.loads(record_path.read_text())
     spec = record.pop("spec")
-    rebuilt = recorded_fields(record)  # a run.json from before the spec was recorded
-    rebuilt["data_hash"] = spec["fields"]["data_hash"]  # older runs carried no data hash (not compared then)
-    assert differences(rebuilt, spec["fields"]) == []
+    now = RunSpec.from_record(parse(RunRecord, {**record, "spec": spec}))
+    assert now.key() == spec["key"] and now.to_json() == spec
+    data_hash = record["task"].pop("data_hash")  # older runs carried no data hash (not compared then)
+    rebuilt = RunSpec.from_record(parse(RunRecord, record))  # a run.json from before the spec was recorded
+    assert rebuilt.differences(now) == [] and rebuilt.data_hash is None
     record["config"]["epochs"] = 3
-    assert differences(recorded_fields(record), spec["fields"]) == ["epochs 3, now 1"]
+    assert RunSpec.from_record(parse(RunRecord, record)).differences(now) == ["epochs 3, now 1"]
+    record["task"]["data_hash"] = "other"
+    assert RunSpec.from_record(parse(RunRecord, record)).differences(now)[-1] == \
+        f"task data hash other, now {data_hash}"
+    assert record["schema"] == RUN_SCHEMA
     assert set(spec["fields"]["trainer"]) >= {"epochs", "lr", "batch_size", "max_length", "precision", "seed",
                                                "model", "method", "selective", "profile", "limit"}
     assert TrainConfig().epochs == spec["fields"]["trainer"]["epochs"] + 3

@@ -7,8 +7,15 @@ import json
 import pytest
 
 from robench.evaluation import evaluate_run
-from robench.results import load_run, result_path
+from robench.identity import result_path
+from robench.records import load_run as load_record
+from robench.records import to_json
 from robench.train import TrainConfig, train
+
+
+def load_run(path):
+    """run.json as its mapping, read through the typed loader."""
+    return to_json(load_record(path))
 
 
 def tiny(tmp_path, name="run", **kw):
@@ -97,7 +104,7 @@ def test_eval_id_writes_result_and_skips_unless_forced(tiny_run):
 
 
 def test_atomic_write_never_leaves_half_a_file(tmp_path, monkeypatch):
-    import robench.results as results
+    import robench.storage as results
 
     target = tmp_path / "r.json"
     results.atomic_write_json(target, {"ok": 1})

@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 
 from robench.errors import AssetMissingError
-from robench.results import atomic_write, atomic_write_text
 from robench.split_asset import cache_root
+from robench.storage import atomic_write, atomic_write_text
 
 TA_MARKER = "post_install_check_3"
 WORDNET_FIX = "apt-get install wordnet-base wordnet-sense-index"

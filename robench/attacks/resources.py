@@ -91,7 +91,7 @@ def load_glove(vocab_size: int = DEFAULT_VOCAB, k: int = NEIGHBOURS) -> GloveTab
             nn = None
     if nn is None:
         nn = nearest_neighbours(matrix, k)
-        from robench.results import atomic_write
+        from robench.storage import atomic_write
 
         atomic_write(path, lambda fh: np.save(fh, nn, allow_pickle=False))
     return GloveTable(matrix=matrix, words=words, nn=nn, key=key)

@@ -65,7 +65,7 @@ def read_log(path: Path) -> tuple[dict | None, list[dict]]:
 
 
 def _rewrite(path: Path, header: dict, records: list[dict]) -> None:
-    from robench.results import atomic_write_text
+    from robench.storage import atomic_write_text
 
     atomic_write_text(path, "".join(json.dumps(obj, ensure_ascii=False) + "\n" for obj in [header, *records]))
 

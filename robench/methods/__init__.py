@@ -19,7 +19,7 @@ __all__ = ["METHODS", "Method", "MethodConfig", "TrainingHook", "build_method", 
 
 def resolve_methods(methods: str | Sequence[str]) -> list[tuple[str, bool]]:
     """``"all"`` or a comma list (``vanilla,ram,r3f+selective``) -> [(method, selective)]."""
-    from robench.results import parse_method_label
+    from robench.identity import parse_method_label
 
     items = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods) if m.strip()]
     if not items:
