@@ -197,6 +197,23 @@ def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = DEFAULT_
             "accuracy": [None if c == 0 else float(v) for c, v in zip(count, acc, strict=True)]}
 
 
+def confidence_bins(confidence: np.ndarray, correct: np.ndarray, bins: int = DEFAULT_BINS) -> dict[str, Any]:
+    """:func:`reliability_bins` from stored top-label confidences and 0/1 correctness (a result's
+    ``details.examples``), binned exactly as the ECE bins them (:func:`ece_weighted`, netcal's binning)."""
+    conf, hits = _check_confidence(confidence, correct)
+    eps = np.finfo(np.float64).eps
+    conf = np.clip(conf, eps, 1.0 - eps)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, bins - 1)
+    count = np.bincount(idx, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(idx, weights=conf, minlength=bins) / count
+        acc = np.bincount(idx, weights=hits.astype(np.float64), minlength=bins) / count
+    return {"edges": edges.tolist(), "count": count.tolist(),
+            "confidence": [None if c == 0 else float(v) for c, v in zip(count, mean_conf, strict=True)],
+            "accuracy": [None if c == 0 else float(v) for c, v in zip(count, acc, strict=True)]}
+
+
 def calibration_metrics(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0,
                         bins: int = DEFAULT_BINS) -> dict[str, float]:
     """ECE, MCE, Brier, NLL and accuracy of ``softmax(logits / T)``; plus mean confidence."""

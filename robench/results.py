@@ -9,6 +9,7 @@ tables and the regression gate read.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Iterable, Sequence
@@ -189,6 +190,11 @@ class ResultRecord:
     path: Path
     file: ResultFile
     specs: list[MetricSpec] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)  # labels a board view renamed (model, method)
+
+    def relabel(self, **names: str) -> ResultRecord:
+        """The same result under other row labels (``method=``, ``model=``): a board view's rows."""
+        return dataclasses.replace(self, names={**self.names, **names})
 
     @property
     def evaluator(self) -> str:
@@ -202,11 +208,13 @@ class ResultRecord:
 
     @property
     def model(self) -> str:
-        return str(self.file.run.model or "?")
+        return self.names.get("model") or str(self.file.run.model or "?")
 
     @property
     def method(self) -> str:
         """The method label, "+selective" appended for selective training."""
+        if "method" in self.names:
+            return self.names["method"]
         return method_label(str(self.file.run.method or "?"), bool(self.file.run.selective))
 
     @property

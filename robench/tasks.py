@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-import inspect
 import json
 import logging
 import math
@@ -26,8 +25,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from robench.configs import number, whole
 from robench.errors import ConfigError, OfflineError, RobenchError
-from robench.records import is_number
 
 FILE_FORMATS = {"csv", "tsv", "jsonl", "json", "parquet", "lines"}
 SOURCE_KEYS = {
@@ -343,84 +342,18 @@ def outside_paths_allowed_by_env() -> bool:
 
 
 def _is_int(value: Any, minimum: int | None = None) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and (minimum is None or value >= minimum)
-
-
-def _is_number(value: Any) -> bool:
-    return is_number(value, finite=True)
-
-
-def _is_names(value: Any) -> bool:
-    return isinstance(value, str) or (isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value))
-
-
-def _names(value: str | list[str]) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else list(value)
-
-
-def _known_recipes(value: Any) -> str | None:
-    from robench.attacks.recipes import unknown_recipe_message
-
-    for name in _names(value):
-        message = unknown_recipe_message(name)
-        if message:
-            return message
-    return None
-
-
-def _known_perturbations(value: Any) -> str | None:
-    from robench.evaluators.perturb import PERTURBATIONS
-
-    bad = [n for n in _names(value) if n not in PERTURBATIONS]
-    return f"unknown perturbation {bad[0]!r}; choose from {', '.join(PERTURBATIONS)}" if bad else None
-
-
-# What the task file may set per evaluator, checked when the task loads (the evaluator's own
-# constructor then checks the rest): option -> (test, what it must be, example, further check).
-_OptionCheck = tuple[Callable[[Any], bool], str, str, Callable[[Any], str | None] | None]
-EVALUATOR_OPTION_CHECKS: dict[str, dict[str, _OptionCheck]] = {
-    "adversarial": {
-        "n": (lambda v: v is None or _is_int(v, 1), "a positive integer or null (every example)", "n: 20", None),
-        "query_budget": (lambda v: v is None or _is_int(v, 1), "a positive integer or null", "query_budget: 2000", None),
-        "seed": (_is_int, "an integer", "seed: 0", None),
-        "recipes": (_is_names, "a recipe name or a list of recipe names", "recipes: [deepwordbug, pwws]",
-                    _known_recipes),
-        "constraints": (lambda v: isinstance(v, str), "a constraint preset name", "constraints: filtered", None),
-        "label_preservation": (lambda v: v is None or isinstance(v, str), "a label-preservation constraint or null",
-                               "label_preservation: valence", None),
-    },
-    "perturb": {
-        "rate": (lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]", "rate: 0.1", None),
-        "seed": (_is_int, "an integer", "seed: 0", None),
-        "perturbations": (lambda v: isinstance(v, list) and _is_names(v), "a list of perturbation names",
-                          "perturbations: [keyboard, ocr]", _known_perturbations),
-        "split": (lambda v: v is None or isinstance(v, str), "a set name", "split: test", None),
-    },
-    "calibration": {
-        "bins": (lambda v: _is_int(v, 1), "a positive integer", "bins: 10", None),
-        "temperature": (lambda v: isinstance(v, str), "a method name", "temperature: grid", None),
-        "grid_criterion": (lambda v: isinstance(v, str), "nll or ece", "grid_criterion: nll", None),
-    },
-    "anomaly": {
-        "scores": (_is_names, "a score name or a list of them", "scores: [msp, energy]", None),
-        "mahalanobis_ridge": (lambda v: _is_number(v) and v > 0, "a positive number", "mahalanobis_ridge: 0.001",
-                              None),
-    },
-}
-
-
-def _accepted_options(cls: type) -> set[str]:
-    params = inspect.signature(cls.__init__).parameters.values()
-    return {p.name for p in params if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    return whole(minimum)(value)
 
 
 def _check_evaluator_options(options: Any, where: str, path: Path | str,
                              base: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
-    """Validate ``evaluators:`` options against what each evaluator accepts; returns them by canonical name."""
+    """Validate ``evaluators:`` options with each evaluator's own ``Config`` (robench.configs); returns
+    them by canonical name."""
     if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
         raise _fail(path, where, "must map evaluator names to option mappings", "e.g. adversarial: {n: 50}")
     if not options:
         return {}
+    from robench.configs import make_config, option_problem
     from robench.evaluators import EVALUATORS
 
     out: dict[str, dict[str, Any]] = {}
@@ -430,22 +363,15 @@ def _check_evaluator_options(options: Any, where: str, path: Path | str,
             raise _fail(path, key, "unknown evaluator", f"use one of: {', '.join(EVALUATORS.names())}")
         canonical = EVALUATORS.canonical(name)
         cls = EVALUATORS.get(canonical)
-        accepted = _accepted_options(cls)
-        checks = EVALUATOR_OPTION_CHECKS.get(canonical, {})
         for opt, value in opts.items():
-            if opt not in accepted:
-                known = ", ".join(sorted(accepted)) or "none"
-                raise _fail(path, f"{key}.{opt}", "unknown option", f"{canonical} accepts: {known}")
-            if opt in checks:
-                test, what, example, further = checks[opt]
-                if not test(value):
-                    raise _fail(path, f"{key}.{opt}", f"must be {what}, got {value!r}", f"e.g. {example}")
-                problem = further(value) if further else None
-                if problem:
-                    raise _fail(path, f"{key}.{opt}", problem, "fix the value in the task file")
+            problem = option_problem(cls.Config, opt, value)
+            if problem:
+                fix = f"{canonical} accepts: {problem[1][len('it accepts: '):]}" if problem[0] == "unknown option" \
+                    else problem[1] if problem[1].startswith("e.g.") else "fix the value in the task file"
+                raise _fail(path, f"{key}.{opt}", problem[0], fix)
         merged = {**(base or {}).get(canonical, {}), **out.get(canonical, {}), **opts}
         try:
-            cls(**merged)  # the evaluator's own checks; constructors do no work
+            make_config(cls, merged)  # the checks across options (Config.__post_init__)
         except (RobenchError, TypeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise _fail(path, key, first.rstrip(";"), "fix the value in the task file") from None
@@ -522,10 +448,10 @@ def _parse_source(name: str, s: Any, path: Path | str, labels: list[str], allow_
         if not isinstance(binarize, dict) or set(binarize) - {"threshold", "min_abs"} or len(labels) != 2:
             raise _fail(path, f"{where}.binarize", "must be {threshold, min_abs} on a two-label task",
                         "e.g. binarize: {threshold: 0.0, min_abs: 0.5}")
-        if "threshold" in binarize and not _is_number(binarize["threshold"]):
+        if "threshold" in binarize and not number(binarize["threshold"]):
             raise _fail(path, f"{where}.binarize.threshold", f"must be a number, got {binarize['threshold']!r}",
                         "e.g. threshold: 0.0")
-        if "min_abs" in binarize and not (_is_number(binarize["min_abs"]) and binarize["min_abs"] >= 0):
+        if "min_abs" in binarize and not (number(binarize["min_abs"]) and binarize["min_abs"] >= 0):
             raise _fail(path, f"{where}.binarize.min_abs", f"must be a non-negative number, got {binarize['min_abs']!r}",
                         "e.g. min_abs: 0.5 (drops scores closer than that to the threshold)")
     if s.get("text_pattern") is not None:
@@ -543,7 +469,7 @@ def _parse_source(name: str, s: Any, path: Path | str, labels: list[str], allow_
         if not isinstance(fr, dict) or not fr or set(partition) != {"fractions"}:
             raise _fail(path, f"{where}.partition", "needs fractions that sum to 1 (and nothing else)",
                         "e.g. partition: {fractions: {train: 0.8, validation: 0.1, test: 0.1}}")
-        if not all(_is_number(v) and 0 < v <= 1 for v in fr.values()):
+        if not all(number(v) and 0 < v <= 1 for v in fr.values()):
             raise _fail(path, f"{where}.partition", f"fractions must be numbers in (0, 1], got {fr}",
                         "e.g. partition: {fractions: {train: 0.8, validation: 0.1, test: 0.1}}")
         if abs(sum(fr.values()) - 1.0) > 1e-6:

@@ -29,11 +29,12 @@ from typing import Any
 import torch
 
 from robench import checkpoint
+from robench.configs import make_config
 from robench.errors import ConfigError
 from robench.hardware import make_adamw, native_bf16, size_threads, training_precision
 from robench.identity import RunIdentity
 from robench.methods import build_method
-from robench.methods.base import TrainingHook, make_config
+from robench.methods.base import TrainingHook
 from robench.models import load_model, load_tokenizer, resolve_device, usable_positions
 from robench.outputs import guard_checkpoint_dir, guard_run_out
 from robench.progress import console, progress_bar

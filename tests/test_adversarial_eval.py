@@ -3,6 +3,7 @@ transfer-set sources, resume."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -118,7 +119,7 @@ def test_threat_model_card_changes_with_every_setting(tiny_run):
     assert Adversarial(recipes=["pwws"], n=6, seed=2).threat_model(
         ctx, sample_indices(len(ctx.texts("test")), 6, 2))["card_id"] != base
     # nothing of the run is in the card: another training seed's weights share the column
-    ctx.weights, ctx.run = "0" * 16, {**ctx.run, "weights_fingerprint": "0" * 16, "seed": 7}
+    ctx.weights, ctx.run = "0" * 16, dataclasses.replace(ctx.run, weights_fingerprint="0" * 16, seed=7)
     assert Adversarial(recipes=["pwws"], n=6, seed=1).threat_model(ctx, idx)["card_id"] == base
 
 

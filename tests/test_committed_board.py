@@ -10,7 +10,8 @@ import pytest
 
 from robench.report import build_leaderboard, cross_model_table, format_table
 from robench.report.cross import cross_model_csv, cross_model_lines
-from robench.report.write import legend
+from robench.report.figures import FIGURE_KINDS, OLD_KINDS, slug
+from robench.report.write import legend, legend_markdown
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 RERENDER = ("it was rendered by another robench version: re-render it with "
@@ -32,7 +33,10 @@ def test_committed_board_rebuilds_from_its_result_files(board):
     # every number: means, intervals, raw and Holm-adjusted p-values, ranks, costs
     pd.testing.assert_frame_equal(rebuilt, committed)
     markdown = (RESULTS / "LEADERBOARD.md").read_text()
-    assert legend(board) in markdown, f"LEADERBOARD.md's header text (what is tested and how) is stale: {RERENDER}"
+    assert legend(board) in markdown, f"LEADERBOARD.md's header list is stale: {RERENDER}"
+    legend_file = RESULTS / "LEGEND.md"
+    assert legend_file.is_file() and legend_file.read_text() == legend_markdown(board), (
+        f"LEGEND.md (what is tested and how) is missing or stale: {RERENDER}")
     for method in board.frame["method"]:
         assert f"| {method} |" in markdown
 
@@ -50,3 +54,16 @@ def test_committed_board_compares_both_backbones(board):
     markdown = (RESULTS / "LEADERBOARD.md").read_text()
     for line in cross_model_lines(rebuilt, board.baseline):  # the "Across models" section, every line
         assert line in markdown, f"LEADERBOARD.md lacks {line[:80]!r}: {RERENDER}"
+
+
+def test_committed_board_figures_are_this_versions(board):
+    """plots/ holds this version's figures of every table (each embedded in LEADERBOARD.md) and none of an
+    earlier version's kinds."""
+    markdown = (RESULTS / "LEADERBOARD.md").read_text()
+    for task, model in set(zip(board.frame["task"], board.frame["model"], strict=True)):
+        stem = f"{slug(task)}-{slug(model)}"
+        for kind in FIGURE_KINDS:
+            assert (RESULTS / "plots" / f"{stem}-{kind}.png").is_file(), f"plots/{stem}-{kind}.png: {RERENDER}"
+            assert f"](plots/{stem}-{kind}.png)" in markdown
+        for kind in OLD_KINDS:
+            assert not (RESULTS / "plots" / f"{stem}-{kind}.png").exists(), f"plots/{stem}-{kind}.png: {RERENDER}"

@@ -134,11 +134,10 @@ def test_model_board_compares_checkpoints_against_a_reference(monkeypatch, capsy
     assert np.isclose(rows.loc["bad", "id_delta"], (bad_acc - good_acc) / good_acc)
     assert 0 < rows.loc["bad", "id_p"] <= 1 and np.isnan(rows.loc["good", "id_p"])
     # the same statistics as a method board: the same records with the rows renamed give the same p-value
-    import dataclasses
 
     from robench.report import leaderboard as method_board
 
-    renamed = [dataclasses.replace(r, method="vanilla" if r.model == "good" else "bad", model="m")
+    renamed = [r.relabel(method="vanilla" if r.model == "good" else "bad", model="m")
                for r in robench.load_results([tmp_path / "runs"])]
     same = method_board(renamed, "id", n_boot=200).frame.set_index("method")
     assert same.loc["bad", "id_p"] == rows.loc["bad", "id_p"]

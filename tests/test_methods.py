@@ -16,9 +16,9 @@ import math
 import pytest
 import torch
 
+from robench.configs import make_config
 from robench.errors import ConfigError
 from robench.methods import build_method
-from robench.methods.base import make_config
 from robench.methods.embeddings import linf_normalize
 from robench.methods.freelb import ascend
 from robench.methods.selective import SelectiveTraining, expected_keep

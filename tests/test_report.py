@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from robench.errors import ConfigError
 from robench.evaluators import EVALUATORS
+from robench.identity import result_path
 from robench.report import (
     build_leaderboard,
     format_table,
@@ -19,7 +20,8 @@ from robench.report import (
     terminal_tables,
     write_leaderboard,
 )
-from robench.results import atomic_write_json, make_result, result_path
+from robench.results import make_result
+from robench.storage import atomic_write_json
 
 
 def write_result(root, method, seed, evaluator, metrics, details=None, *, model="tiny", task="sentiment",
@@ -195,10 +197,17 @@ def test_write_leaderboard_and_artifacts(synthetic, tmp_path):
     plt.close(fig)
     _board, written = write_leaderboard(synthetic, tmp_path / "out", n_boot=200)
     md = written["markdown"].read_text()
-    assert "| ram" in md and "plots/sentiment-tiny-aspects.png" in md and "reliability" in md
-    assert (tmp_path / "out" / "plots" / "sentiment-tiny-radar.png").exists()
-    assert (tmp_path / "out" / "plots" / "sentiment-tiny-attack.png").exists()
+    plots = tmp_path / "out" / "plots"
+    assert "| ram" in md
+    for kind in ("aspects", "reliability", "roc"):  # one figure per kind, each embedded once
+        assert (plots / f"sentiment-tiny-{kind}.png").exists() and md.count(f"plots/sentiment-tiny-{kind}.png)") == 1
+    assert sorted(p.name for p in plots.iterdir()) == [f"sentiment-tiny-{k}.png" for k in ("aspects", "reliability",
+                                                                                            "roc")]
     assert (tmp_path / "out" / "artifacts" / "sentiment" / "tiny" / "vanilla" / "seed0" / "reliability.png").exists()
+    # the copied per-run figures: one line linking the table's folder, no image of them on the board
+    assert md.count("[artifacts/sentiment/tiny/](artifacts/sentiment/tiny/)") == 1 and "](artifacts/" in md
+    assert "![" not in "".join(line for line in md.splitlines() if "artifacts/" in line)
+    assert "no per-run figures" not in md
     assert written["csv"].exists() and written["latex"].exists()
 
 

@@ -14,9 +14,11 @@ from typer.testing import CliRunner
 
 from robench.errors import ConfigError
 from robench.evaluators import EVALUATORS
+from robench.identity import result_path
 from robench.report import attack_table, build_leaderboard, format_table, wilson_interval, write_leaderboard
 from robench.report.tables import attack_markdown
-from robench.results import MetricSpec, atomic_write_json, make_result, result_path
+from robench.results import MetricSpec, make_result
+from robench.storage import atomic_write_json
 
 SAMPLE = "test:ab12cd34ef56"
 RECIPES = ("deepwordbug", "textfooler")
@@ -320,6 +322,9 @@ def test_attack_files_are_written(tmp_path):
     assert {"worst_acc", "worst_acc_low", "worst_p", "textfooler_valid_success_rate"} <= set(csv.columns)
     md = written["attacks_markdown"].read_text()
     assert "textfooler acc [95% CI]" in md and "worst case [95% CI]" in md and '"constraints": "filtered"' in md
+    # the threat-model card as a table (one row per field), its JSON kept in a collapsed block
+    assert "| setting | value |" in md and "| constraints | filtered |" in md and "| query budget | 200 |" in md
+    assert "<details><summary>The threat-model card as JSON</summary>" in md and "Threat model: `{" not in md
     ram = next(line for line in md.splitlines() if line.startswith("| ram"))
     assert " [" in ram and "ref" not in ram
     board_md = written["markdown"].read_text()

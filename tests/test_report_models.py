@@ -83,14 +83,16 @@ def test_leaderboard_files_with_two_models(two_models, tmp_path):
     out = tmp_path / "out"
     (out / "plots").mkdir(parents=True)
     (out / "plots" / "sentiment-aspects.png").write_bytes(b"an earlier version's per-task figure")
+    (out / "plots" / "sentiment-tiny-radar.png").write_bytes(b"an earlier version's kind of figure")
     (out / "LEADERBOARD.md").write_text("# robench leaderboard\n")  # that earlier version's board
     board, written = write_leaderboard(two_models, out, n_boot=N_BOOT)
     md = written["markdown"].read_text()
     assert md.index("## sentiment (model big)") < md.index("## sentiment (model tiny)") < md.index(
         "## Across models: sentiment")
     for model in ("big", "tiny"):
-        assert f"plots/sentiment-{model}-aspects.png" in md and (out / "plots" / f"sentiment-{model}-gain.png").exists()
+        assert f"plots/sentiment-{model}-aspects.png" in md and (out / "plots" / f"sentiment-{model}-roc.png").exists()
     assert not (out / "plots" / "sentiment-aspects.png").exists()
+    assert not (out / "plots" / "sentiment-tiny-radar.png").exists()
     assert "Threat model of the attack columns: the same on every model (big: `none`, tiny: `none`)" in md
     assert "[cross_model.csv](cross_model.csv)" in md
 

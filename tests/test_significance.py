@@ -25,7 +25,7 @@ from robench.report.stats import (
     two_sided_p,
 )
 from robench.report.tables import table_rows
-from robench.report.write import legend
+from robench.report.write import legend, legend_markdown
 
 # --------------------------------------------------------------------------------------------- Holm
 
@@ -262,8 +262,9 @@ def test_results_without_per_example_data_are_shown_untested(suite, tmp_path):
     ram = next(line for line in md.splitlines() if line.startswith("| ram"))
     assert "**5.0 ± 0.0**†" in ram and "84.0 ± 0.0**\\*" in ram
     assert r"$^{\dagger}$" in format_table(board, "latex")
-    text = legend(board)
+    text = legend_markdown(board)
     assert "`†` (on this board: ECE, AUROC): not tested for that method" in text
+    assert "`†` not tested for that method" in legend(board)  # the board's short list names the dagger too
     # vanilla's own results without the data: every method untested on that column
     _strip(copy, "calibration", "vanilla")
     board = build_leaderboard(copy, n_boot=100)
@@ -302,15 +303,18 @@ def test_csv_columns_and_header_text(suite, tmp_path):
         assert cols.index(f"{key}_delta") + 1 == cols.index(f"{key}_p") == cols.index(f"{key}_p_holm") - 1
     assert "ece_low" not in csv.columns and "auroc_low" not in csv.columns  # intervals: accuracies only
     md = written["markdown"].read_text()
-    assert legend(board) in md
-    assert "Holm's step-down correction" in md and "`<key>_p_holm`" in md and "Not tested (" not in md
-    assert "ECE: the metric itself, recomputed on every resample" in md and "AUROC: likewise" in md
+    assert legend(board) in md and "[LEGEND.md](LEGEND.md)" in md  # the short list, the details linked
+    details = written["legend"].read_text()
+    assert written["legend"] == tmp_path / "out" / "LEGEND.md" and legend_markdown(board) == details
+    assert "Holm's step-down correction" in details and "`<key>_p_holm`" in details and "Not tested (" not in details
+    assert "ECE: the metric itself, recomputed on every resample" in details and "AUROC: likewise" in details
 
 
 def test_custom_columns_without_per_example_data_are_named_untested(suite):
     board = build_leaderboard(suite, "id,calibration.ece_raw", n_boot=100)
-    text = legend(board)
+    text = legend_markdown(board)
     assert "or the evaluator stores none): calibration.ece_raw." in text and "†" not in text
+    assert "not tested: calibration.ece_raw" in legend(board)
     assert np.isnan(board.frame.set_index("method").loc["ram", "calibration.ece_raw_p_holm"])
     assert not board.untested
 

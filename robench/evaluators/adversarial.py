@@ -28,12 +28,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from robench import distributed
+from robench.configs import name_list, names, option, whole
+from robench.errors import ConfigError
 from robench.evaluators.base import EvalOutput, Evaluator, register_evaluator
 from robench.metrics import wilson_interval
 from robench.results import MetricSpec, outcome_string
@@ -46,6 +49,12 @@ DEFAULT_RECIPES = ("deepwordbug", "textfooler", "pwws")
 # changing typical outcomes. ``--query-budget`` changes it (and the threat-model card with it).
 DEFAULT_QUERY_BUDGET = 1000
 DEFAULT_N = 270  # Wilson 95% half-width <= 6 points at any accuracy (263 suffice at p = 0.5)
+
+
+def _unknown_recipe(value: Any) -> str | None:
+    from robench.attacks.recipes import unknown_recipe_message
+
+    return next((m for m in map(unknown_recipe_message, name_list(value)) if m), None)
 
 
 def attack_log_name(recipe: str, n: int | None, seed: int, query_budget: int | None, constraints: str = "filtered",
@@ -183,20 +192,40 @@ class Adversarial(Evaluator):
         MetricSpec("transfer.*", "higher", aspect),
     )
 
-    def __init__(self, recipes: list[str] | tuple[str, ...] | str | None = None, n: int | None = DEFAULT_N,
-                 query_budget: int | None = DEFAULT_QUERY_BUDGET, seed: int = 0, constraints: str = "filtered",
-                 label_preservation: str | None = None, **options: Any) -> None:
+    @dataclass
+    class Config:
+        recipes: list[str] = field(default_factory=lambda: list(DEFAULT_RECIPES), metadata=option(
+            "a recipe name or a list of recipe names", names, "recipes: [deepwordbug, pwws]", _unknown_recipe))
+        n: int | None = field(default=DEFAULT_N, metadata=option(
+            "a positive integer or null (every example)", whole(1, none=True), "n: 20"))
+        query_budget: int | None = field(default=DEFAULT_QUERY_BUDGET, metadata=option(
+            "a positive integer or null", whole(1, none=True), "query_budget: 2000"))
+        seed: int = field(default=0, metadata=option("an integer", whole(), "seed: 0"))
+        constraints: str = field(default="filtered", metadata=option(
+            "a constraint preset name", lambda v: isinstance(v, str), "constraints: filtered"))
+        label_preservation: str | None = field(default=None, metadata=option(
+            "a label-preservation constraint or null", lambda v: v is None or isinstance(v, str),
+            "label_preservation: valence"))
+
+        def __post_init__(self) -> None:
+            from robench.attacks.recipes import check_constraint_options
+
+            self.recipes = [r.lower() for r in (name_list(self.recipes) or DEFAULT_RECIPES)]
+            problem = _unknown_recipe(self.recipes)
+            if problem:
+                raise ConfigError(problem)
+            self.n = None if self.n is None else int(self.n)
+            self.query_budget = None if self.query_budget is None else int(self.query_budget)
+            self.seed = int(self.seed)
+            check_constraint_options(self.constraints, self.label_preservation)
+
+    def __init__(self, config: Config | None = None, **options: Any) -> None:
         from robench.attacks.recipes import check_constraint_options
 
-        if isinstance(recipes, str):
-            recipes = [r.strip() for r in recipes.split(",") if r.strip()]
-        self.recipes = [r.lower() for r in (recipes or DEFAULT_RECIPES)]
-        self.n = None if n is None else int(n)
-        self.query_budget = None if query_budget is None else int(query_budget)
-        self.seed = int(seed)
-        self.constraints, self.label_preservation = check_constraint_options(constraints, label_preservation)
-        super().__init__(recipes=self.recipes, n=self.n, query_budget=self.query_budget, seed=self.seed,
-                         constraints=constraints, label_preservation=label_preservation, **options)
+        super().__init__(config, **options)
+        c = self.config
+        self.recipes, self.n, self.query_budget, self.seed = c.recipes, c.n, c.query_budget, c.seed
+        self.constraints, self.label_preservation = check_constraint_options(c.constraints, c.label_preservation)
 
     def threat_model(self, ctx, indices: list[int], checker=None) -> dict[str, Any]:
         """The threat-model card: what an attacker may do and how hard it tries. Two different cards never

@@ -20,15 +20,19 @@ across methods by index within each set.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from robench import metrics as M
+from robench.configs import name_list, names, number, option
 from robench.errors import ConfigError
 from robench.evaluators.base import EvalOutput, Evaluator, register_evaluator
 from robench.evaluators.shift import checked_logits, group_keys, labelled_predictions
 from robench.results import MetricSpec
 
 SCORES = ("msp", "max_logit", "energy", "mahalanobis")
+HEADLINE_SCORE = "msp"
 LOGIT_SCORES = {"msp": M.msp_score, "max_logit": M.max_logit_score, "energy": M.energy_score}
 
 
@@ -37,7 +41,7 @@ class Anomaly(Evaluator):
     description = "OOD detection vs the in-distribution test set: AUROC/AUPR/FPR95 of MSP, max logit, energy, Mahalanobis"
     aspect = "anomaly"
     version = 2  # 2: per-example scores of the headline detector (details.examples)
-    headline_score = "msp"
+    headline_score = HEADLINE_SCORE
     metrics = (
         MetricSpec("auroc", "higher", aspect, headline=True, column="auroc", label="AUROC", short="AUROC",
                    per_example="examples", statistic="auroc"),
@@ -48,22 +52,28 @@ class Anomaly(Evaluator):
         MetricSpec("scores.*.fpr95", "lower", aspect),
     )
 
-    def __init__(self, scores: list[str] | tuple[str, ...] | str = SCORES, mahalanobis_ridge: float = 1e-3,
-                 **options) -> None:
-        if options:
-            raise ConfigError(f"anomaly: unknown option(s) {', '.join(sorted(options))}; known: scores, mahalanobis_ridge")
-        if isinstance(scores, str):
-            scores = [s.strip() for s in scores.split(",") if s.strip()]
-        scores = list(scores)
-        unknown = [s for s in scores if s not in SCORES]
-        if unknown or not scores:
-            raise ConfigError(f"anomaly: unknown score {unknown[0] if unknown else '(none)'}; choose from {', '.join(SCORES)}")
-        if self.headline_score not in scores:
-            scores.insert(0, self.headline_score)
-        if not mahalanobis_ridge > 0:
-            raise ConfigError(f"anomaly: mahalanobis_ridge must be positive, got {mahalanobis_ridge}")
-        super().__init__(scores=scores, mahalanobis_ridge=float(mahalanobis_ridge))
-        self.scores, self.ridge = scores, float(mahalanobis_ridge)
+    @dataclass
+    class Config:
+        scores: list[str] = field(default_factory=lambda: list(SCORES), metadata=option(
+            "a score name or a list of them", names, "scores: [msp, energy]"))
+        mahalanobis_ridge: float = field(default=1e-3, metadata=option(
+            "a positive number", lambda v: number(v) and v > 0, "mahalanobis_ridge: 0.001"))
+
+        def __post_init__(self) -> None:
+            scores = name_list(self.scores)
+            unknown = [s for s in scores if s not in SCORES]
+            if unknown or not scores:
+                raise ConfigError(f"anomaly: unknown score {unknown[0] if unknown else '(none)'}; choose from "
+                                  f"{', '.join(SCORES)}")
+            if HEADLINE_SCORE not in scores:
+                scores.insert(0, HEADLINE_SCORE)
+            if not (number(self.mahalanobis_ridge) and self.mahalanobis_ridge > 0):
+                raise ConfigError(f"anomaly: mahalanobis_ridge must be positive, got {self.mahalanobis_ridge}")
+            self.scores, self.mahalanobis_ridge = scores, float(self.mahalanobis_ridge)
+
+    def __init__(self, config: Config | None = None, **options) -> None:
+        super().__init__(config, **options)
+        self.scores, self.ridge = self.config.scores, self.config.mahalanobis_ridge
 
     def evaluate(self, ctx) -> EvalOutput:
         keys = group_keys(ctx, "ood", self.name)

@@ -7,11 +7,13 @@ It never trains and never writes result files itself: ``robench.evaluation`` doe
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from robench.configs import make_config
 from robench.errors import ConfigError
 from robench.registry import Registry
 from robench.results import MetricSpec
@@ -27,21 +29,31 @@ class EvalOutput:
     artifacts: list[str] = field(default_factory=list)  # paths relative to the run directory
 
 
+@dataclass
+class NoOptions:
+    """The options of an evaluator that takes none."""
+
+
 class Evaluator(ABC):
     """An aspect of robustness. Subclasses DECLARE every numeric metric they write (``metrics``):
     direction, aspect, headline column, per-example outcomes. Result files carry these
     declarations, and the board, the tables and ``robench check`` read nothing else; a test
     fails when an evaluator writes a metric it has not declared. Bump ``version`` when the
-    meaning of a metric changes."""
+    meaning of a metric changes. Options are the fields of its ``Config`` dataclass, checked there for
+    task files, the CLI and the API alike (:func:`robench.configs.make_config`)."""
 
     name: ClassVar[str] = "base"
     description: ClassVar[str] = ""
     aspect: ClassVar[str] = ""  # in-distribution / shift / adversarial / perturbation / calibration / anomaly
     version: ClassVar[int] = 1
     metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+    kind: ClassVar[str] = "evaluator"
+    Config: ClassVar[type] = NoOptions
 
-    def __init__(self, **options: Any) -> None:
-        self.options = options
+    def __init__(self, config: Any = None, **options: Any) -> None:
+        if config is not None and options:
+            raise TypeError("pass a Config or options, not both")
+        self.config = config if config is not None else make_config(type(self), options)
 
     @abstractmethod
     def evaluate(self, ctx: Any) -> EvalOutput:  # ctx: robench.evaluation.EvalContext
@@ -49,7 +61,7 @@ class Evaluator(ABC):
 
     def settings_key(self) -> dict[str, Any]:
         """Options that change the result (a re-run with other options is not a cache hit)."""
-        return dict(self.options)
+        return dataclasses.asdict(self.config)
 
 
 EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator")

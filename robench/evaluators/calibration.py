@@ -17,15 +17,22 @@ set); ``id`` is the in-distribution test set (``metrics.id``), not part of the h
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from robench import metrics as M
+from robench.configs import option, whole
 from robench.errors import ConfigError
 from robench.evaluators.base import EvalOutput, Evaluator, register_evaluator
 from robench.evaluators.shift import correct_string, group_keys, labelled_predictions
 from robench.results import MetricSpec
 
 TEMPERATURE_METHODS = ("grid", "continuous")
+
+
+def _is_str(v) -> bool:
+    return isinstance(v, str)
 
 
 def _set_metrics(logits: np.ndarray, labels: np.ndarray, temperature: float, bins: int) -> dict[str, float]:
@@ -59,20 +66,24 @@ class Calibration(Evaluator):
                                                               "*.n", "temperature_*")),
     )
 
-    def __init__(self, temperature: str = "grid", bins: int = M.DEFAULT_BINS, grid_criterion: str = "nll",
-                 **options) -> None:
-        if options:
-            raise ConfigError(f"calibration: unknown option(s) {', '.join(sorted(options))}; "
-                              "known: temperature, bins, grid_criterion")
-        if temperature not in TEMPERATURE_METHODS:
-            raise ConfigError(f"calibration: temperature must be one of {', '.join(TEMPERATURE_METHODS)}, "
-                              f"got {temperature!r}")
-        if not isinstance(bins, int) or bins < 1:
-            raise ConfigError(f"calibration: bins must be a positive integer, got {bins!r}")
-        if grid_criterion not in {"nll", "ece"}:
-            raise ConfigError(f"calibration: grid_criterion must be nll or ece, got {grid_criterion!r}")
-        super().__init__(temperature=temperature, bins=bins, grid_criterion=grid_criterion)
-        self.method, self.bins, self.criterion = temperature, bins, grid_criterion
+    @dataclass
+    class Config:
+        temperature: str = field(default="grid", metadata=option("a fitting method name", _is_str, "temperature: grid"))
+        bins: int = field(default=M.DEFAULT_BINS, metadata=option("a positive integer", whole(1), "bins: 10"))
+        grid_criterion: str = field(default="nll", metadata=option("nll or ece", _is_str, "grid_criterion: nll"))
+
+        def __post_init__(self) -> None:
+            if self.temperature not in TEMPERATURE_METHODS:
+                raise ConfigError(f"calibration: temperature must be one of {', '.join(TEMPERATURE_METHODS)}, "
+                                  f"got {self.temperature!r}")
+            if not whole(1)(self.bins):
+                raise ConfigError(f"calibration: bins must be a positive integer, got {self.bins!r}")
+            if self.grid_criterion not in {"nll", "ece"}:
+                raise ConfigError(f"calibration: grid_criterion must be nll or ece, got {self.grid_criterion!r}")
+
+    def __init__(self, config: Config | None = None, **options) -> None:
+        super().__init__(config, **options)
+        self.method, self.bins, self.criterion = self.config.temperature, self.config.bins, self.config.grid_criterion
 
     def evaluate(self, ctx) -> EvalOutput:
         warnings: list[str] = []

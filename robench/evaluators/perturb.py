@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import random
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from robench.configs import name_list, names, number, option, whole
+from robench.errors import ConfigError
 from robench.evaluators.base import EvalOutput, Evaluator, register_evaluator
 from robench.evaluators.shift import correct_string
 from robench.predict import predict
@@ -22,6 +25,11 @@ from robench.results import MetricSpec
 
 PERTURBATIONS = ("keyboard", "ocr", "char_random", "word_swap", "word_delete", "spelling")
 DEFAULT_RATE = 0.1
+
+
+def _unknown_perturbation(value: Any) -> str | None:
+    bad = [n for n in name_list(value) if n not in PERTURBATIONS]
+    return f"unknown perturbation {bad[0]!r}; choose from {', '.join(PERTURBATIONS)}" if bad else None
 
 
 def make_augmenter(name: str, rate: float):
@@ -81,13 +89,28 @@ class Perturb(Evaluator):
         MetricSpec("n", "none", aspect),
     )
 
-    def __init__(self, perturbations: list[str] | None = None, rate: float = DEFAULT_RATE, seed: int = 0,
-                 split: str | None = None, **options: Any) -> None:
-        self.perturbations = list(perturbations or PERTURBATIONS)
-        self.rate = float(rate)
-        self.seed = int(seed)
-        self.split = split
-        super().__init__(perturbations=self.perturbations, rate=self.rate, seed=self.seed, split=split, **options)
+    @dataclass
+    class Config:
+        perturbations: list[str] = field(default_factory=lambda: list(PERTURBATIONS), metadata=option(
+            "a list of perturbation names", lambda v: isinstance(v, list | tuple) and names(v),
+            "perturbations: [keyboard, ocr]", _unknown_perturbation))
+        rate: float = field(default=DEFAULT_RATE, metadata=option(
+            "a number in (0, 1]", lambda v: number(v) and 0 < v <= 1, "rate: 0.1"))
+        seed: int = field(default=0, metadata=option("an integer", whole(), "seed: 0"))
+        split: str | None = field(default=None, metadata=option(
+            "a set name", lambda v: v is None or isinstance(v, str), "split: test"))
+
+        def __post_init__(self) -> None:
+            self.perturbations = list(self.perturbations or PERTURBATIONS)
+            problem = _unknown_perturbation(self.perturbations)
+            if problem:
+                raise ConfigError(f"perturb: {problem}")
+            self.rate, self.seed = float(self.rate), int(self.seed)
+
+    def __init__(self, config: Config | None = None, **options: Any) -> None:
+        super().__init__(config, **options)
+        c = self.config
+        self.perturbations, self.rate, self.seed, self.split = c.perturbations, c.rate, c.seed, c.split
 
     def evaluate(self, ctx) -> EvalOutput:
         key = self.split or "test"

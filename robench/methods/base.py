@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from robench.configs import make_config
 from robench.errors import SEED_MAX, ConfigError
 from robench.methods.diagnostics import TermMeans
 from robench.registry import Registry
@@ -138,50 +139,6 @@ def register_method(name: str, *, aliases: tuple[str, ...] = ()):
     return decorator
 
 
-def _coerce(field: dataclasses.Field, value: Any, owner: str) -> Any:
-    if not isinstance(value, str):
-        return value
-    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
-    try:
-        if kind in ("bool",):
-            if value.lower() in {"1", "true", "yes", "on"}:
-                return True
-            if value.lower() in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError(value)
-        if kind in ("int",):
-            return int(value)
-        if kind in ("float",):
-            return float(value)
-    except ValueError:
-        raise ConfigError(f"{owner}: {field.name}={value!r} is not a valid {kind}") from None
-    return value
-
-
-def make_config(owner: Any, overrides: dict[str, Any] | None = None, preset: str | None = None) -> Any:
-    """``owner.Config`` from its defaults, then the named preset, then explicit overrides.
-
-    The one preset/override path for everything configurable: a method class or a training
-    hook class with ``name``, ``Config`` (a dataclass, which may validate in ``__post_init__``)
-    and ``presets``. ``"paper"`` is always a valid preset (the dataclass defaults).
-    """
-    label = f"{getattr(owner, 'kind', 'method')} {owner.name!r}"
-    fields = {f.name: f for f in dataclasses.fields(owner.Config)}
-    presets: dict[str, dict[str, Any]] = getattr(owner, "presets", {})
-    values: dict[str, Any] = {}
-    if preset and preset in presets:
-        values.update(presets[preset])
-    elif preset and preset != "paper":
-        known = ", ".join(dict.fromkeys(["paper", *presets]))
-        raise ConfigError(f"{label} has no preset {preset!r}; choose one of: {known}")
-    for key, value in (overrides or {}).items():
-        if key not in fields:
-            known = ", ".join(fields) or "(none)"
-            raise ConfigError(f"{label} has no hyper-parameter {key!r}; its hyper-parameters: {known}")
-        values[key] = _coerce(fields[key], value, label)
-    return owner.Config(**values)
-
-
 def build_method(name: str, overrides: dict[str, Any] | None = None, preset: str | None = None) -> Method:
     cls = METHODS.get(name)
     return cls(make_config(cls, overrides, preset))
@@ -218,7 +175,6 @@ def coerce_value(cls, key: str, value: Any, where: str) -> Any:
         if not (math.isfinite(lr) and lr > 0):
             raise ConfigError(f"{where}: lr value {value!r} is not a positive number")
         return lr
-    from robench.methods.base import make_config
 
     try:
         config = make_config(cls, {key: value})  # unknown names and bad values fail here, as with --set

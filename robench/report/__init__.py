@@ -6,7 +6,7 @@ intervals, paired bootstrap on per-example outcomes and on the ECE / AUROC metri
 correction, relative improvement) -> ``board`` (records -> :class:`Board`) ->
 ``tables`` (Markdown, LaTeX, CSV, terminal, the attack table; one table per (task, model)) -> ``cross``
 (the cross-model summary: does a method's change keep its sign across models) -> ``figures``
-(matplotlib) -> ``write`` (the files).
+(which figures a board shows; :mod:`robench.plots` draws every figure) -> ``write`` (the files).
 Result loading lives with the result schema in :mod:`robench.results`.
 """
 

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from robench.errors import ConfigError
+from robench.records import is_number
 from robench.report.aspects import Aspect, resolve_aspects
 from robench.report.stats import (
     N_BOOT,
@@ -54,7 +55,7 @@ from robench.report.stats import (
     relative_improvement,
     wilson_interval,
 )
-from robench.results import ResultRecord, is_number, load_results
+from robench.results import ResultRecord, load_results
 from robench.runspec import tuned_label
 
 BASELINE_METHOD = "vanilla"
@@ -192,6 +193,29 @@ def example_data(rec: ResultRecord, aspect: Aspect) -> Any:
     return data
 
 
+def aspect_results(records: Sequence[ResultRecord], aspect: Aspect) -> list[ResultRecord]:
+    """The results of one board row whose value enters an aspect's mean (one per seed): the one rule
+    the board's means and the figures' per-seed points share."""
+    return [r for r in records if r.evaluator == aspect.evaluator and aspect.metric in r.metrics]
+
+
+def seed_values(board: Board, task: str, model: str) -> dict[str, dict[str, list[tuple[str, float]]]]:
+    """Each aspect's per-seed values in one (task, model) table: {aspect key: {method: [(seed, value)]}},
+    methods in the board's row order, seeds sorted; the ``_mean`` and ``_std`` of a row are the mean and
+    sample std of its values here."""
+    rows = board.frame[(board.frame["task"] == task) & (board.frame["model"] == model)]
+    recs: dict[str, list[ResultRecord]] = {str(m): [] for m in rows["method"]}
+    for rec in board.records:
+        if rec.task == task and rec.model == model and rec.method in recs:
+            recs[rec.method].append(rec)
+    out: dict[str, dict[str, list[tuple[str, float]]]] = {}
+    for aspect in board.aspects:
+        out[aspect.key] = {method: sorted(((str(r.seed), float(r.metrics[aspect.metric]))
+                                           for r in aspect_results(mine, aspect)), key=lambda sv: (len(sv[0]), sv[0]))
+                           for method, mine in recs.items()}
+    return out
+
+
 def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | None = None, *,
                 baseline: str = BASELINE_METHOD, n_boot: int = N_BOOT, seed: int = 0) -> Board:
     records, dropped, excluded = transfer_exclusions(records)
@@ -207,7 +231,7 @@ def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | 
         row: dict[str, Any] = {"task": key[0], "model": key[1], "method": key[2],
                                "seeds": len({str(r.seed) for r in recs})}
         for aspect in chosen:
-            used = [r for r in recs if r.evaluator == aspect.evaluator and aspect.metric in r.metrics]
+            used = aspect_results(recs, aspect)
             values = [r.metrics[aspect.metric] for r in used]
             mean = float(np.mean(values)) if values else float("nan")
             row[f"{aspect.key}_mean"] = mean
@@ -382,10 +406,8 @@ def by_model(records: Iterable[ResultRecord]) -> list[ResultRecord]:
     """The records of a board whose rows are models (RobustBench's model-zoo view): one table per task,
     one row per model (``model/method`` for robench-trained runs, the model's name for a checkpoint
     trained outside robench). The statistics are the method board's, with rows renamed."""
-    import dataclasses
-
-    return [dataclasses.replace(r, method=r.model if r.method == "external" else f"{r.model}/{r.method}",
-                                model=MODELS_GROUP) for r in records]
+    return [r.relabel(method=r.model if r.method == "external" else f"{r.model}/{r.method}", model=MODELS_GROUP)
+            for r in records]
 
 
 def build_board(results: Iterable[ResultRecord] | Path | str | Iterable[Path | str],

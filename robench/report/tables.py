@@ -86,7 +86,7 @@ def table_groups(frame: pd.DataFrame) -> list[tuple[tuple[str, str], pd.DataFram
     return [((str(task), str(model)), sub) for (task, model), sub in frame.groupby(["task", "model"], sort=True)]
 
 
-def _shown(board: Board) -> list[Aspect]:
+def shown_aspects(board: Board) -> list[Aspect]:
     """Columns with at least one value."""
     return [a for a in board.aspects if board.frame[f"{a.key}_mean"].notna().any()] or list(board.aspects)
 
@@ -95,7 +95,7 @@ def table_rows(board: Board, fmt: str = "text", *, digits: int = 1, std: bool = 
                ) -> dict[tuple[str, str], tuple[list[str], list[list[str]]]]:
     """{(task, model): (headers, rows)} of display strings, one table per task and model (the best value
     of a column is the best within that table)."""
-    chosen = _shown(board)
+    chosen = shown_aspects(board)
     out = {}
     for key, sub in table_groups(board.frame):
         arrow = {True: r"$\uparrow$", False: r"$\downarrow$"} if fmt == "latex" else {True: "↑", False: "↓"}
@@ -127,8 +127,9 @@ def _latex_escape(text: str) -> str:
     return text
 
 
-def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
-    align = ["---", "--:", *["--:"] * (len(headers) - 2)]
+def markdown_table(headers: list[str], rows: list[list[str]], *, text: bool = False) -> str:
+    """A Markdown table: numbers right-aligned after the first column, or every column left-aligned (``text``)."""
+    align = ["---"] * len(headers) if text else ["---", "--:", *["--:"] * (len(headers) - 2)]
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     return "\n".join(lines)
@@ -297,6 +298,52 @@ def _with_interval(row: pd.Series, key: str) -> str:
     return _pct(value) + (f" [{_pct(low)}, {_pct(high)}]" if np.isfinite(low) and np.isfinite(high) else "")
 
 
+def _setting(value: Any, sep: str = "<br>") -> str:
+    """One threat-model card value as one table cell: a dict as ``key: value`` items, a list as its items
+    (a constraint as ``name (its parameters)``), one item a line (``sep``; ``; `` inside an item), None as
+    ``none``; pipes and line breaks escaped."""
+    if isinstance(value, dict):
+        text = sep.join(f"{k}: {_setting(v, '; ')}" for k, v in value.items()) or "–"
+    elif isinstance(value, list | tuple):
+        items = []
+        for item in value:
+            if isinstance(item, dict) and "constraint" in item:
+                rest = {k: v for k, v in item.items() if k != "constraint"}
+                items.append(f"{item['constraint']}" + (f" ({_setting(rest, '; ')})" if rest else ""))
+            else:
+                items.append(_setting(item, "; "))
+        text = sep.join(items) or "–"
+    elif value is None:
+        text = "none"
+    elif isinstance(value, bool):
+        text = "yes" if value else "no"
+    else:
+        text = str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def threat_card_lines(card: dict[str, Any]) -> list[str]:
+    """A threat-model card as Markdown: a table of its settings (one row per field), a table of its recipes
+    (one row per recipe setting, one column per recipe) where the card describes them, and the card itself
+    as JSON in a collapsed block (machine-readable; ``attacks.csv``'s ``threat_model`` column names its id)."""
+    if not card:
+        return ["Threat model: none recorded (result files written before threat-model cards).", ""]
+    recipes = card.get("recipes") if isinstance(card.get("recipes"), dict) else {}
+    general = [[str(k).replace("_", " "), _setting(v)] for k, v in card.items()
+               if k != "card_id" and not (k == "recipes" and recipes)]
+    lines = [f"Threat model (card `{card.get('card_id', '(no id)')}`):", "",
+             markdown_table(["setting", "value"], general, text=True), ""]
+    if recipes:
+        blocks = {str(r): (b if isinstance(b, dict) else {"setting": b}) for r, b in recipes.items()}
+        fields = list(dict.fromkeys(f for b in blocks.values() for f in b))
+        rows = [[str(f).replace("_", " "), *[_setting(b[f]) if f in b else "–" for b in blocks.values()]]
+                for f in fields]
+        lines += ["Recipes:", "", markdown_table(["recipe setting", *blocks], rows, text=True), ""]
+    lines += ["<details><summary>The threat-model card as JSON</summary>", "", "```json",
+              json.dumps(card, sort_keys=True, default=str), "```", "", "</details>", ""]
+    return lines
+
+
 def attack_markdown(board: Board, frame: pd.DataFrame | None = None) -> str | None:
     """The attack table as Markdown, one section per (task, model) with its threat model; None without
     adversarial results."""
@@ -338,9 +385,7 @@ def attack_markdown(board: Board, frame: pd.DataFrame | None = None) -> str | No
                       "ref" if row["method"] == board.baseline else (f"{p:.3g}" if np.isfinite(p) else "–")]
             rows.append(cells)
         lines += [f"## {group_title(*key)}", "", markdown_table(headers, rows), ""]
-        card = cards.get(key) or {}
-        lines += ["Threat model: " + (f"`{json.dumps(card, sort_keys=True, default=str)}`" if card else
-                                      "none recorded (result files written before threat-model cards)"), ""]
+        lines += threat_card_lines(cards.get(key) or {})
         for name, source in sorted(sources.get(key, {}).items()):
             if isinstance(source, dict):
                 lines += [f"Transfer set `{name}`: generated against weights `{source.get('weights_fingerprint')}`"
@@ -354,7 +399,7 @@ def attack_markdown(board: Board, frame: pd.DataFrame | None = None) -> str | No
 def improvement_table(board: Board) -> dict[tuple[str, str], tuple[list[str], list[list[str]]]]:
     """{(task, model): (headers, rows)}: each method's relative improvement over the baseline (on the same
     task and model) per aspect (percent)."""
-    chosen = _shown(board)
+    chosen = shown_aspects(board)
     out = {}
     for key, sub in table_groups(board.frame):
         headers = ["method", *[a.label for a in chosen], "average"]

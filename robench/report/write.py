@@ -1,5 +1,6 @@
-"""Writing the leaderboard files: LEADERBOARD.md, leaderboard.csv, leaderboard.tex, compute.csv (the board's
-own training and evaluation minutes, also a "Compute" line under each table), plots/, artifacts/,
+"""Writing the leaderboard files: LEADERBOARD.md (its legend a short list), LEGEND.md (the full legend),
+leaderboard.csv, leaderboard.tex, compute.csv (the board's own training and evaluation minutes, also a
+"Compute" line under each table), plots/ (drawn by robench.plots, chosen by robench.report.figures), artifacts/,
 attacks.csv / attacks.md where there are adversarial results, and cross_model.csv (with its section in
 LEADERBOARD.md) where a task was run on two or more models."""
 
@@ -35,11 +36,34 @@ from robench.report.tables import (
     markdown_table,
     table_rows,
 )
-from robench.results import atomic_write_text
+from robench.storage import atomic_write_text
+
+LEGEND_FILE = "LEGEND.md"
 
 
 def legend(board: Board) -> str:
-    """The board's header text: what each number is, and exactly what is tested and how."""
+    """The board's header: a short list (one line per convention), the details linked (:func:`legend_details`)."""
+    base = board.baseline
+    tested = any(a.bootstrap for a in board.aspects)
+    untested = [a.label for a in board.aspects if not a.bootstrap]
+    items = [
+        "Numbers: mean over seeds in percent, ± the sample standard deviation over seeds (blank with one seed).",
+        "↑ higher is better, ↓ lower is better; **bold**: the best value of the column.",
+        (f"`*` p < 0.05, `**` p < 0.01 against {base} (paired bootstrap over test examples, Holm-adjusted over the "
+         "row)" + ("; `†` not tested for that method" if board.untested else "")
+         + (f"; not tested: {', '.join(untested)}." if untested else ".")) if tested
+        else "No column is tested for significance.",
+        f"Δ vs {base}: mean relative improvement over the aspects (positive is better); rank orders it; cost ×: "
+        f"training time per example relative to {base}.",
+        "Figures: each seed a point, the mean a line; reliability and ROC curves one per seed.",
+        f"How each column is tested, p-values, intervals, untested columns: [{LEGEND_FILE}]({LEGEND_FILE}).",
+    ]
+    return "\n".join(f"- {item}" for item in items)
+
+
+def legend_details(board: Board) -> list[tuple[str, str]]:
+    """The full legend, section by section: [(heading, paragraph)], written to LEGEND.md: what each number
+    is, exactly what is tested and how, and what the figures show."""
     base = board.baseline
     accuracies = [a.label for a in board.aspects if a.accuracy_like]
     by_metric = {s: [a.label for a in board.aspects if a.statistic == s] for s in ("ece", "auroc")}
@@ -58,33 +82,62 @@ def legend(board: Board) -> str:
         tests.append(f"{', '.join(by_metric['auroc'])}: likewise the metric itself, from the stored per-example scores "
                      "of the headline OOD detector (the in-distribution test set and each OOD set resampled on their "
                      "own), averaged over OOD sets, then over seeds")
-    tested = bool(tests)
-    return (
-        "Mean over seeds in percent, ± the sample standard deviation over seeds (blank with one seed). "
-        "↑ higher is better, ↓ lower is better (as each evaluator declares); the best value per column is bold. "
-        + (f"Significance against {base} (same task and model): paired bootstrap over test examples "
-           f"({board.n_boot} resamples, seed {board.boot_seed}); each resample draws one set of example indices per "
-           f"evaluated set, shared by the method and {base} and by all their seeds (examples paired by index within "
-           "each set, attacked examples by sample id). " + ". ".join(tests) + ". "
-           "p is two-sided: twice the smaller of the shares (count + 1) / (resamples + 1) of resampled differences "
-           "at or below and at or above 0, at most 1. `*` p < 0.05, `**` p < 0.01 after Holm's step-down "
-           "correction over the tested columns of the method's row (the family: that row's columns with a p-value "
-           "on this board); leaderboard.csv gives `<key>_p` (raw) and `<key>_p_holm` (adjusted). "
-           + (f"`†` (on this board: {', '.join(daggers)}): not tested for that method, because its results or "
-              f"{base}'s for that column carry no per-example data (written by an older evaluator version: re-run "
-              f"`robench eval --force` on those runs), data that do not give back the result's headline metric, or "
-              f"examples that do not pair with {base}'s; never tested on part of the seeds, and left out of the "
-              "row's Holm family. " if daggers else "")
-           if tested else "No column is tested for significance. ")
-        + (f"Not tested (no result on this board carries per-example data for them, e.g. written by an older "
-           f"evaluator version, or the evaluator stores none): {', '.join(untested)}. " if untested else "")
-        + ("For the accuracy columns leaderboard.csv also gives `<key>_low` / `<key>_high`: the Wilson 95% interval "
-           "of the seed mean with n = the size of the largest set one seed was scored on (conservative for several "
-           "disjoint sets); it covers the sampling of examples, not the spread over seeds. " if accuracies else "")
-        + f"Δ vs {base}: mean over aspects of the relative improvement (direction-aware, so positive is "
-        "better for ECE too); rank orders it. cost ×: training seconds per example relative to "
-        f"{base}."
-    )
+    sections = [("Numbers",
+                 "Mean over seeds in percent, ± the sample standard deviation over seeds (blank with one seed). "
+                 "↑ higher is better, ↓ lower is better (as each evaluator declares); the best value per column is "
+                 "bold.")]
+    if tests:
+        sections.append((
+            "Significance",
+            f"Significance against {base} (same task and model): paired bootstrap over test examples "
+            f"({board.n_boot} resamples, seed {board.boot_seed}); each resample draws one set of example indices per "
+            f"evaluated set, shared by the method and {base} and by all their seeds (examples paired by index within "
+            "each set, attacked examples by sample id). " + ". ".join(tests) + ". "
+            "p is two-sided: twice the smaller of the shares (count + 1) / (resamples + 1) of resampled differences "
+            "at or below and at or above 0, at most 1. `*` p < 0.05, `**` p < 0.01 after Holm's step-down "
+            "correction over the tested columns of the method's row (the family: that row's columns with a p-value "
+            "on this board); leaderboard.csv gives `<key>_p` (raw) and `<key>_p_holm` (adjusted)."
+            + (f" `†` (on this board: {', '.join(daggers)}): not tested for that method, because its results or "
+               f"{base}'s for that column carry no per-example data (written by an older evaluator version: re-run "
+               f"`robench eval --force` on those runs), data that do not give back the result's headline metric, or "
+               f"examples that do not pair with {base}'s; never tested on part of the seeds, and left out of the "
+               "row's Holm family." if daggers else "")))
+    else:
+        sections.append(("Significance", "No column is tested for significance."))
+    if untested:
+        sections.append(("Not tested", "Not tested (no result on this board carries per-example data for them, e.g. "
+                         "written by an older evaluator version, or the evaluator stores none): "
+                         f"{', '.join(untested)}."))
+    if accuracies:
+        sections.append(("Intervals", "For the accuracy columns leaderboard.csv also gives `<key>_low` / `<key>_high`: "
+                         "the Wilson 95% interval of the seed mean with n = the size of the largest set one seed was "
+                         "scored on (conservative for several disjoint sets); it covers the sampling of examples, not "
+                         "the spread over seeds."))
+    sections.append(("Δ, rank, cost",
+                     f"Δ vs {base}: mean over aspects of the relative improvement (direction-aware, so positive is "
+                     "better for ECE too); rank orders it. cost ×: training seconds per example relative to "
+                     f"{base}."))
+    sections.append(("Figures",
+                     "Under each table, `plots/<task>-<model>-aspects.png` has one small panel per column of the "
+                     "table (its direction arrow in the panel title): each method's value on every seed is a point, "
+                     "its mean (the table's number) a black line. `-reliability.png` (one panel per method, a "
+                     "reliability diagram per seed, from the calibration results' stored per-example confidences "
+                     "after temperature scaling, pooled over the sets the ECE column averages, binned as the ECE "
+                     "bins them) and `-roc.png` (one panel per method, per OOD set the ROC curve of every seed, from "
+                     "the anomaly results' stored scores of the headline detector, OOD positive) are drawn where "
+                     "those results carry their per-example data. Where the runs' folders are at hand, each run's "
+                     "own figures (as its evaluators drew them) are copied to `artifacts/<task>/<model>/<method>/"
+                     "seed<N>/` and linked once under the table."))
+    return sections
+
+
+def legend_markdown(board: Board) -> str:
+    """LEGEND.md: the board's full legend."""
+    lines = ["# robench leaderboard: legend", "",
+             "The details behind the short list at the top of [LEADERBOARD.md](LEADERBOARD.md).", ""]
+    for heading, text in legend_details(board):
+        lines += [f"## {heading}", "", text, ""]
+    return "\n".join(lines)
 
 
 FILES_SUBDIR = "files"
@@ -204,14 +257,18 @@ def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | st
         written_cross.unlink(missing_ok=True)
 
     figures: dict[tuple[str, str], list[Path]] = {}
-    artefacts: dict[tuple[str, str], list[tuple[str, list[Path]]]] = {}
+    artefacts: dict[tuple[str, str], Path] = {}
     notes: list[str] = []
     if plots:
         from robench.report.figures import collect_artifacts, plot_leaderboard
 
         figures = plot_leaderboard(board, out / "plots")
         artefacts, notes = collect_artifacts(board.records, out / "artifacts")
+        if any(p.stem.endswith(("-reliability", "-roc")) for paths in figures.values() for p in paths):
+            notes = []  # the board draws the calibration and anomaly curves itself
 
+    written["legend"] = out / LEGEND_FILE
+    atomic_write_text(written["legend"], legend_markdown(board))
     lines = ["# robench leaderboard", "",
              f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from {len(board.records)} result files "
              + (f"(+{len(board.excluded_records)} excluded, see below) " if board.excluded_records else "")
@@ -241,15 +298,18 @@ def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | st
         lines += _regulariser_lines(board, *key)
         for fig in figures.get(key, []):
             lines += [f"![{fig.stem}]({fig.relative_to(out).as_posix()})", ""]
-        for label, pngs in artefacts.get(key, []):
-            lines += [f"**{label}**", "", " ".join(f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in pngs), ""]
+        if key in artefacts:
+            folder = artefacts[key].relative_to(out).as_posix() + "/"
+            lines += [f"Per-run figures (each run's own, as its evaluators drew them, per method and seed): "
+                      f"[{folder}]({folder})", ""]
     threat_models: dict[str, dict[str, str]] = {}
     for (task, model), ids in cards.items():
         threat_models.setdefault(task, {})[model] = ", ".join(sorted(ids))
     lines += cross_model_lines(cross, baseline, threat_models)
     if notes:
         lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
-    lines += ["Files: [leaderboard.csv](leaderboard.csv) (every number), [leaderboard.tex](leaderboard.tex) "
+    lines += [f"Files: [{LEGEND_FILE}]({LEGEND_FILE}) (the full legend), [leaderboard.csv](leaderboard.csv) "
+              "(every number), [leaderboard.tex](leaderboard.tex) "
               "(LaTeX booktabs), [compute.csv](compute.csv) (training and evaluation minutes per table and "
               "evaluator), "
               + ("[attacks.md](attacks.md) / [attacks.csv](attacks.csv) (each attack recipe), " if attack_tables else "")
