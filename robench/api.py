@@ -22,6 +22,7 @@ from typing import Any
 from robench.errors import ConfigError
 from robench.records import RUN_FILE
 from robench.results import ResultRecord, load_results, results_frame
+from robench.runspec import EVAL_PRECISION
 
 __all__ = ["Results", "evaluate", "leaderboard", "load_results"]
 
@@ -74,7 +75,7 @@ def _run_folder(model: Any, task: str, out: Path | str | None, tokenizer: Any, l
 
 def evaluate(model: Any, task: str = "sentiment", suite: str = "all", *, tokenizer: Any = None,
              out: Path | str | None = None, label_map: str | dict[str, int] | None = None, revision: str | None = None,
-             runs_dir: Path | str = "runs", force: bool = False, device: str = "auto", precision: str = "fp32",
+             runs_dir: Path | str = "runs", force: bool = False, device: str = "auto", precision: str = EVAL_PRECISION,
              limit: int | None = None, options: dict[str, dict[str, Any]] | None = None,
              allow_changed_data: bool = False, profile: str | None = None, kind: str = "auto") -> Results:
     """Evaluate a model on a task's suite; returns the result files as :class:`Results`.

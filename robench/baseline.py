@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from robench.configs import name_list
 from robench.errors import ConfigError
 from robench.outputs import guard_file_out, schema_of
 from robench.records import BASELINE_SCHEMA, Baseline, load_record, parse, to_json
@@ -44,7 +45,7 @@ def parse_tolerances(specs: Iterable[str] | str | None, base: dict[str, float] |
     if isinstance(specs, str):
         specs = [specs]
     for spec in specs or []:
-        for part in [p.strip() for p in str(spec).split(",") if p.strip()]:
+        for part in name_list(str(spec)):
             pattern, _, value = part.rpartition("=")
             try:
                 number = float(value)

@@ -11,9 +11,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from robench.configs import name_list
 from robench.errors import RobenchError
 from robench.metrics import N_BOOT
-from robench.runspec import TrainConfig
+from robench.runspec import EVAL_PRECISION, TrainConfig
 
 TRAIN = TrainConfig()  # every training option's default comes from the trainer's own settings
 
@@ -59,15 +60,15 @@ def _check_numbers(**values: tuple) -> None:
 
 
 def _csv(value: str | None) -> list[str]:
-    return [v.strip() for v in (value or "").split(",") if v.strip()]
+    return name_list(value or "")
 
 
 @app.command()
 def train(
-    method: str = typer.Option("vanilla", help="fine-tuning method (robench list methods)"),
-    task: str = typer.Option("sentiment", help="task name in tasks/ or a path to a task YAML"),
-    model: str = typer.Option("minilm", help=MODEL_HELP),
-    seed: int = typer.Option(0, help="random seed (data order, head init, dropout, perturbations)"),
+    method: str = typer.Option(TRAIN.method, help="fine-tuning method (robench list methods)"),
+    task: str = typer.Option(TRAIN.task, help="task name in tasks/ or a path to a task YAML"),
+    model: str = typer.Option(TRAIN.model, help=MODEL_HELP),
+    seed: int = typer.Option(TRAIN.seed, help="random seed (data order, head init, dropout, perturbations)"),
     epochs: int = typer.Option(TRAIN.epochs, help=f"training epochs ({TRAIN.epochs}: where vanilla's validation accuracy "
                                                   "plateaus on the default task)"),
     batch_size: int = typer.Option(TRAIN.batch_size, help="training batch size"),
@@ -84,10 +85,10 @@ def train(
     limit: int = typer.Option(None, help="cap every data set at this many examples"),
     precision: str = typer.Option(TRAIN.precision, help="training precision: auto (bf16 autocast where the hardware has "
                                                         "native bf16, else fp32), fp32 or bf16"),
-    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    device: str = typer.Option(TRAIN.device, help="auto, cpu or cuda"),
     out_dir: str = typer.Option(None, "--out", help="run directory (default runs/<task>/<model>/<method>/seed<N>)"),
     force: bool = typer.Option(False, help="overwrite an existing run directory and discard a checkpoint"),
-    checkpoint_steps: int = typer.Option(0, help="also checkpoint every N optimiser steps (0: at epoch ends "
+    checkpoint_steps: int = typer.Option(TRAIN.checkpoint_steps, help="also checkpoint every N optimiser steps (0: at epoch ends "
                                                    "only); re-running a killed command resumes"),
     tuned: Path = typer.Option(None, "--tuned", help="tuned.json from 'robench tune': train with the method's chosen lr "
                                                      "and hyper-parameter (--lr and --set win; run.json records both)"),
@@ -129,7 +130,7 @@ def eval_(
     run: Path = typer.Option(None, "--run", help="run directory written by 'robench train'"),
     model: str = typer.Option(None, "--model", help="a checkpoint robench did not train: a folder saved with "
                                                     "save_pretrained, or a hub id (instead of --run)"),
-    task: str = typer.Option("sentiment", help="--model: task name in tasks/ or a path to a task YAML"),
+    task: str = typer.Option(TRAIN.task, help="--model: task name in tasks/ or a path to a task YAML"),
     label_map: str = typer.Option(None, "--label-map", help="--model: task label = model output index, e.g. "
                                                             "negative=0,positive=1 (default: match id2label by name)"),
     revision: str = typer.Option(None, help="--model with a hub id: the revision (branch, tag or commit)"),
@@ -139,8 +140,8 @@ def eval_(
     suite: str = typer.Option("quick", help="'all', 'quick' or evaluator names separated by commas"),
     force: bool = typer.Option(False, help="recompute results that already exist"),
     limit: int = typer.Option(None, help="cap every evaluation set at this many examples"),
-    precision: str = typer.Option("fp32", help="fp32 or bf16"),
-    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    precision: str = typer.Option(EVAL_PRECISION, help="evaluation precision: fp32 (the committed results'), bf16, or auto (bf16 where the hardware has it natively)"),
+    device: str = typer.Option(TRAIN.device, help="auto, cpu or cuda"),
     recipe: str = typer.Option(None, help="adversarial: attack recipes, comma-separated"),
     n: int = typer.Option(None, help="adversarial: number of examples to attack"),
     query_budget: int = typer.Option(None, help="adversarial: model queries per example"),
@@ -269,12 +270,12 @@ def _paths(values: list[str] | None, default: str) -> list[Path]:
 
 @app.command("run")
 def run_bench(
-    task: str = typer.Option("sentiment", help="task name in tasks/ or a path to a task YAML"),
+    task: str = typer.Option(TRAIN.task, help="task name in tasks/ or a path to a task YAML"),
     methods: str = typer.Option("all", help="'all' or methods separated by commas (name+selective for RAM's mask)"),
     seeds: str = typer.Option("0,1,2", help="seeds separated by commas"),
     suite: str = typer.Option("all", help="evaluator suite (all, quick) or evaluators separated by commas"),
     profile: str = typer.Option("default", help="task size profile: default, quick (minutes, for one seed) or full"),
-    model: str = typer.Option("minilm", help=MODEL_HELP),
+    model: str = typer.Option(TRAIN.model, help=MODEL_HELP),
     runs_dir: str = typer.Option("runs", help="where run directories go (runs/<task>/<model>/<method>/seed<N>)"),
     results_dir: str = typer.Option("results", help="where the leaderboard (LEADERBOARD.md, CSV, LaTeX, plots) goes"),
     limit: int = typer.Option(None, help="cap every data set at this many examples"),
@@ -287,10 +288,10 @@ def run_bench(
                                                         "every method that has it"),
     preset: str = typer.Option(None, help="method preset for every method, e.g. 'paper' (default: the task's "
                                           "method_presets)"),
-    device: str = typer.Option("auto", help="auto, cpu or cuda"),
-    precision: str = typer.Option("auto", help="training precision: auto (bf16 autocast where the hardware has native bf16, else fp32), fp32 or bf16"),
+    device: str = typer.Option(TRAIN.device, help="auto, cpu or cuda"),
+    precision: str = typer.Option(TRAIN.precision, help="training precision: auto (bf16 autocast where the hardware has native bf16, else fp32), fp32 or bf16"),
     plots: bool = typer.Option(True, help="draw the leaderboard figures"),
-    checkpoint_steps: int = typer.Option(0, help="training also checkpoints every N optimiser steps (0: at epoch "
+    checkpoint_steps: int = typer.Option(TRAIN.checkpoint_steps, help="training also checkpoints every N optimiser steps (0: at epoch "
                                                  "ends only); a killed run resumes from its last checkpoint"),
     shard: str = typer.Option(None, help="K/N, 1 <= K <= N: run only the K-th of N disjoint slices of the "
                                          "method x seed jobs (a cluster array job; no leaderboard, it prints the "
@@ -326,8 +327,8 @@ def run_bench(
 def tune(
     method: str = typer.Option(..., "--method", "--methods", help="method(s) to tune: a name, names separated by "
                                                                    "commas (name+selective for RAM's mask) or 'all'"),
-    task: str = typer.Option("sentiment", help="task name in tasks/ or a path to a task YAML"),
-    model: str = typer.Option("minilm", help=MODEL_HELP),
+    task: str = typer.Option(TRAIN.task, help="task name in tasks/ or a path to a task YAML"),
+    model: str = typer.Option(TRAIN.model, help=MODEL_HELP),
     grid: list[str] = typer.Option(None, "--grid", help="replace a hyper-parameter's values, name=v1,v2 (every tuned "
                                                         "method that has it) or method.name=v1,v2 (repeatable)"),
     seeds: str = typer.Option(None, help="tuning seeds separated by commas (default: the task's tuning.seeds, else 0)"),
@@ -341,11 +342,11 @@ def tune(
     runs_dir: str = typer.Option("runs", help="trials go to <runs-dir>/tune/<task>/<model>/<method>/<trial>/seed<N>"),
     out_file: Path = typer.Option(None, "--out", help="tuned file to write or update "
                                                       "(default <runs-dir>/tune/<task>/<model>/tuned.json)"),
-    device: str = typer.Option("auto", help="auto, cpu or cuda"),
-    precision: str = typer.Option("auto", help="training precision of every trial: auto (bf16 autocast where the "
+    device: str = typer.Option(TRAIN.device, help="auto, cpu or cuda"),
+    precision: str = typer.Option(TRAIN.precision, help="training precision of every trial: auto (bf16 autocast where the "
                                                "hardware has native bf16, else fp32), fp32 or bf16"),
     force: bool = typer.Option(False, help="retrain trials that are finished already"),
-    checkpoint_steps: int = typer.Option(0, help="trials also checkpoint every N optimiser steps (0: at epoch ends "
+    checkpoint_steps: int = typer.Option(TRAIN.checkpoint_steps, help="trials also checkpoint every N optimiser steps (0: at epoch ends "
                                                  "only); a killed trial resumes"),
 ) -> None:
     """Tune each method's lr and one hyper-parameter on the validation split; writes tuned.json.
@@ -490,8 +491,8 @@ def attack(
     constraints: str = typer.Option("filtered", help="constraint preset: recipe, filtered or strict"),
     label_preservation: str = typer.Option(None, help="label-preservation constraint (default: the task's; 'valence' "
                                                       "for sentiment tasks, 'none' to drop it)"),
-    precision: str = typer.Option("fp32", help="fp32 or bf16"),
-    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    precision: str = typer.Option(EVAL_PRECISION, help="evaluation precision: fp32 (the committed results'), bf16, or auto (bf16 where the hardware has it natively)"),
+    device: str = typer.Option(TRAIN.device, help="auto, cpu or cuda"),
 ) -> None:
     """Attack a run and save its successful adversarial examples as a labelled set (a task source).
 

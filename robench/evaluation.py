@@ -13,12 +13,14 @@ import numpy as np
 from robench import distributed
 from robench.errors import ConfigError
 from robench.evaluators import EVALUATORS, EvalOutput, resolve_suite
+from robench.hardware import resolve_precision
 from robench.identity import result_path
-from robench.models import load_trained, resolve_device, resolve_precision
+from robench.models import load_trained, resolve_device
 from robench.predict import Predictions, predict
 from robench.progress import console
 from robench.records import RunRecord, RunTask, load_run
 from robench.results import make_result, undeclared
+from robench.runspec import EVAL_PRECISION
 from robench.storage import atomic_write, atomic_write_json, file_sha256
 from robench.tasks import TaskData, load_task
 
@@ -141,7 +143,7 @@ def _write_cache(cache: Path, arrays: dict[str, np.ndarray]) -> None:
     atomic_write(cache, lambda fh: np.savez(fh, **arrays))
 
 
-def make_context(run_dir: Path, device: str = "auto", precision: str = "fp32", limit: int | None = None,
+def make_context(run_dir: Path, device: str = "auto", precision: str = EVAL_PRECISION, limit: int | None = None,
                  batch_size: int = 128, allow_changed_data: bool = False) -> EvalContext:
     run_dir = Path(run_dir)
     if distributed.requested_world_size() > 1:  # under a launcher: join its group (gloo on CPU) or refuse
@@ -188,7 +190,7 @@ def make_context(run_dir: Path, device: str = "auto", precision: str = "fp32", l
     data.changed.update(changed)
     device = str(resolve_device(device))
     return EvalContext(run_dir=run_dir, run=run, task=task, data=data,
-                       device=device, precision=resolve_precision(precision),
+                       device=device, precision=resolve_precision(precision, device),
                        batch_size=batch_size, weights=weights, eval_limit=eval_limit)
 
 
@@ -210,7 +212,7 @@ def check_task_unchanged(run_dir: Path, task, task_info: RunTask, allow: bool) -
 
 
 def evaluate_run(run_dir: Path, suite: str = "quick", *, force: bool = False, device: str = "auto",
-                 precision: str = "fp32", limit: int | None = None, options: dict[str, dict[str, Any]] | None = None,
+                 precision: str = EVAL_PRECISION, limit: int | None = None, options: dict[str, dict[str, Any]] | None = None,
                  ctx: EvalContext | None = None, allow_changed_data: bool = False) -> dict[str, Path]:
     """Evaluate one run with a suite; skips results already present unless ``force``. Returns written paths.
     Data that changed since training is an error unless ``allow_changed_data`` (the results are then marked)."""

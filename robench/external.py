@@ -19,6 +19,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from robench.configs import name_list
 from robench.errors import ConfigError, OfflineError
 from robench.identity import RunIdentity, model_label
 from robench.outputs import guard_run_out
@@ -36,7 +37,7 @@ def parse_label_map(text: str | dict[str, int] | None) -> dict[str, int] | None:
     if text is None or isinstance(text, dict):
         return text
     out: dict[str, int] = {}
-    for part in (p.strip() for p in text.split(",") if p.strip()):
+    for part in name_list(text):
         name, eq, index = part.partition("=")
         if not eq or not name.strip() or not index.strip().isdigit():
             raise ConfigError(f"bad --label-map entry {part!r}; give task-label=model-output-index pairs separated "

@@ -20,7 +20,7 @@ import torch
 
 from robench.errors import ConfigError
 
-TRAINING_PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def native_bf16(device: str | torch.device = "cpu") -> bool:
@@ -32,9 +32,12 @@ def native_bf16(device: str | torch.device = "cpu") -> bool:
     return any(bool(check()) for check in checks if callable(check))
 
 
-def training_precision(precision: str, device: str | torch.device = "cpu") -> str:
-    """``auto`` -> bf16 autocast where the device has native bf16, fp32 elsewhere; fp32 / bf16 as asked."""
-    if precision not in TRAINING_PRECISIONS:
+def resolve_precision(precision: str, device: str | torch.device = "cpu") -> str:
+    """The one precision resolver, for training and evaluation alike: ``auto`` -> bf16 autocast where the
+    device has native bf16, fp32 elsewhere; fp32 / bf16 as asked. (Training defaults to ``auto``;
+    evaluation defaults to ``fp32``, the precision every committed result was scored in, so a board
+    never mixes precisions unless asked: ``robench eval --precision auto``.)"""
+    if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; use auto, fp32 or bf16")
     if precision == "auto":
         return "bf16" if native_bf16(device) else "fp32"

@@ -18,6 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from robench.runspec import EVAL_PRECISION
+
 try:
     from transformers import TrainerCallback
 except ImportError as exc:  # pragma: no cover - transformers is a dependency; a broken install says so
@@ -37,7 +39,7 @@ class RobustnessCallback(TrainerCallback):
     appended to ``state.log_history``."""
 
     def __init__(self, task: str = "sentiment", suite: str = "quick", every: str | int = "epoch", *,
-                 limit: int | None = None, label_map: str | dict[str, int] | None = None, precision: str = "fp32",
+                 limit: int | None = None, label_map: str | dict[str, int] | None = None, precision: str = EVAL_PRECISION,
                  out: str | Path | None = None, prefix: str = "robench", tokenizer: Any = None, trainer: Any = None,
                  profile: str | None = None) -> None:
         from robench.errors import ConfigError

@@ -31,12 +31,6 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def resolve_precision(precision: str) -> str:
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; use fp32 or bf16")
-    return precision
-
-
 def model_source(name: str) -> str:
     """Where a model name points: the packaged MiniLM folder, a local folder, or a hub id."""
     if name in PACKAGED:

@@ -51,13 +51,14 @@ def is_number(value: Any, *, finite: bool = False) -> bool:
     return not finite or math.isfinite(value)
 
 
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``: the one flattening of nested metrics and settings."""
+def flatten(d: dict[str, Any], prefix: str = "", *, keep_empty: bool = False) -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``: the one flattening of nested metrics and settings. An empty
+    mapping vanishes, or with ``keep_empty`` stays a value (so comparing two cards sees it)."""
     out: dict[str, Any] = {}
     for key, value in d.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, name + "."))
+        if isinstance(value, dict) and (value or not keep_empty):
+            out.update(flatten(value, name + ".", keep_empty=keep_empty))
         else:
             out[name] = value
     return out

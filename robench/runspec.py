@@ -22,10 +22,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from robench.configs import name_list
 from robench.errors import SEED_MAX, ConfigError
 from robench.records import RunRecord
 
 SPEC_VERSION = 1
+# Evaluation's default precision: fp32, the precision every committed result was scored in (training's is
+# TrainConfig.precision, "auto"); both resolve through robench.hardware.resolve_precision.
+EVAL_PRECISION = "fp32"
 
 
 @dataclass
@@ -172,7 +176,7 @@ def parse_seeds(seeds: str | int | Sequence[int]) -> list[int]:
         return [seeds]
     if isinstance(seeds, str):
         try:
-            parts = [int(s) for s in seeds.split(",") if s.strip()]
+            parts = [int(s) for s in name_list(seeds)]
         except ValueError:
             raise ConfigError(f"bad --seeds {seeds!r}; give integers separated by commas, e.g. 0,1,2") from None
     else:

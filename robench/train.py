@@ -31,7 +31,7 @@ import torch
 from robench import checkpoint
 from robench.configs import make_config
 from robench.errors import ConfigError
-from robench.hardware import make_adamw, native_bf16, size_threads, training_precision
+from robench.hardware import make_adamw, native_bf16, resolve_precision, size_threads
 from robench.identity import RunIdentity
 from robench.methods import build_method
 from robench.methods.base import TrainingHook
@@ -231,7 +231,7 @@ def train(cfg: TrainConfig) -> Path:
     from robench import distributed
 
     device = resolve_device(cfg.device)
-    precision = training_precision(cfg.precision, device)  # auto: bf16 autocast where native, else fp32
+    precision = resolve_precision(cfg.precision, device)  # auto: bf16 autocast where native, else fp32
     # Under a launcher (torchrun, accelerate launch): form the process group now, and refuse a launch
     # that asked for N processes but runs alone. --batch-size is the global batch, split over the ranks,
     # so the number of steps, the schedule and every method's hyper-parameters mean the same at any N.

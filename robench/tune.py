@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from robench.configs import name_list
 from robench.errors import ConfigError
 from robench.identity import RunIdentity, method_label, model_label
 from robench.methods.base import _field_types, check_grid
@@ -80,7 +81,7 @@ def parse_grid_options(options: Sequence[str] | None) -> list[tuple[str | None, 
     for option in options or []:
         key, sep, values = option.partition("=")
         key = key.strip()
-        items = [v.strip() for v in values.split(",") if v.strip()]
+        items = name_list(values)
         if not sep or not key or not items:
             raise ConfigError(f"--grid expects name=v1,v2 or method.name=v1,v2 (e.g. --grid lr=1e-4,2e-4), got {option!r}")
         method, dot, name = key.rpartition(".")

@@ -14,14 +14,14 @@ from robench.train import TrainConfig, train
 
 def test_auto_precision_is_bf16_only_where_native(monkeypatch):
     monkeypatch.setattr(hw, "native_bf16", lambda device="cpu": True)
-    assert hw.training_precision("auto", "cpu") == "bf16"
+    assert hw.resolve_precision("auto", "cpu") == "bf16"
     monkeypatch.setattr(hw, "native_bf16", lambda device="cpu": False)
-    assert hw.training_precision("auto", "cpu") == "fp32"  # falls back: emulated bf16 is slower than fp32
-    assert hw.training_precision("fp32", "cpu") == "fp32" and hw.training_precision("bf16", "cpu") == "bf16"
+    assert hw.resolve_precision("auto", "cpu") == "fp32"  # falls back: emulated bf16 is slower than fp32
+    assert hw.resolve_precision("fp32", "cpu") == "fp32" and hw.resolve_precision("bf16", "cpu") == "bf16"
     with pytest.raises(ConfigError, match="no native bf16"):
-        hw.training_precision("bf16", "cuda")
+        hw.resolve_precision("bf16", "cuda")
     with pytest.raises(ConfigError, match="use auto, fp32 or bf16"):
-        hw.training_precision("fp16", "cpu")
+        hw.resolve_precision("fp16", "cpu")
 
 
 def test_fused_adamw_where_supported_else_foreach(monkeypatch):

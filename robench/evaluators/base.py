@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from robench.configs import make_config
+from robench.configs import make_config, name_list
 from robench.errors import ConfigError
 from robench.registry import Registry
 from robench.results import MetricSpec
@@ -88,7 +88,7 @@ def resolve_suite(spec: str) -> list[str]:
     """``all``, ``quick`` or a comma list of evaluator names -> evaluator names (deduplicated)."""
     named = suites()
     out: list[str] = []
-    for part in [p.strip() for p in spec.split(",") if p.strip()]:
+    for part in name_list(spec):
         if part in named:
             names = named[part]
         elif part in EVALUATORS:

@@ -6,6 +6,7 @@ import importlib
 import pkgutil
 from collections.abc import Sequence
 
+from robench.configs import name_list
 from robench.errors import ConfigError
 from robench.methods.base import METHODS, Method, MethodConfig, TrainingHook, build_method, register_method
 
@@ -21,7 +22,7 @@ def resolve_methods(methods: str | Sequence[str]) -> list[tuple[str, bool]]:
     """``"all"`` or a comma list (``vanilla,ram,r3f+selective``) -> [(method, selective)]."""
     from robench.identity import parse_method_label
 
-    items = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods) if m.strip()]
+    items = [m.strip() for m in name_list(methods) if m.strip()]
     if not items:
         raise ConfigError("empty --methods; give 'all' or method names separated by commas")
     out: list[tuple[str, bool]] = []

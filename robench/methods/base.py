@@ -84,7 +84,7 @@ class Method(TrainingHook):
     name: ClassVar[str] = "base"
     kind: ClassVar[str] = "method"
     Config: ClassVar[type[MethodConfig]] = MethodConfig
-    # Forward/backward passes per step relative to vanilla's 1F+1B (REFERENCE.md's cost table).
+    # Forward/backward passes per step relative to vanilla's 1F+1B (each method's docstring derives its count from the released code's loop).
     passes: ClassVar[str] = "1F+1B"
     # Named presets: {"paper": {...}, "small": {...}}; the dataclass defaults are the paper preset.
     presets: ClassVar[dict[str, dict[str, Any]]] = {}

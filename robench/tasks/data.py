@@ -1,0 +1,156 @@
+"""A task's sets as ``datasets.Dataset`` objects (:class:`TaskData`): each with a ``text`` column and
+(except OOD sets) an integer ``label`` column, in a seeded order, capped by its limit, fingerprinted
+(:func:`fingerprint`) so a run's data identity can be checked later."""
+
+
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from robench.errors import ConfigError, OfflineError
+from robench.tasks.sources import load_raw, resolve_file, to_examples
+from robench.tasks.spec import TaskSpec
+
+
+def fingerprint(texts: list[str], labels: list[int]) -> str:
+    """Hash of the examples actually used (order included): a run's data identity."""
+    h = hashlib.sha256()
+    for t, y in zip(texts, labels, strict=True):
+        h.update(json.dumps([t, int(y)], ensure_ascii=False).encode())
+        h.update(b"\n")
+    return h.hexdigest()[:16]
+
+
+class TaskData:
+    """Builds (and memoises) the sets of one task as ``datasets.Dataset`` objects."""
+
+    def __init__(self, spec: TaskSpec, expected: dict[str, str] | None = None, allow_changed: bool = False) -> None:
+        """``expected``: set key -> the fingerprint a run recorded for it (robench eval passes run.json's); a
+        set built with another fingerprint is an error, or with ``allow_changed`` is listed in ``changed``."""
+        self.spec = spec
+        self._source_cache: dict[tuple[str, bool], tuple[list[str], list[int]]] = {}
+        self._set_cache: dict[str, Any] = {}
+        self._fingerprints: dict[str, str] = {}
+        self.files: dict[str, str] = {}  # source name -> the file it was read from (absolute)
+        self.dropped: dict[str, dict[str, int]] = {}  # source name -> {reason: rows left out} (see to_examples)
+        self.expected = dict(expected or {})
+        self.allow_changed = allow_changed
+        self.changed: dict[str, dict[str, str]] = {}  # set key -> {"trained": fp, "now": fp}
+
+    def _source_examples(self, name: str, with_labels: bool) -> tuple[list[str], list[int]]:
+        key = (name, with_labels)
+        if key not in self._source_cache:
+            src = self.spec.sources[name]
+            path = None if src.hub is not None else resolve_file(src, self.spec.path)
+            if path is not None:
+                self.files[name] = str(path.absolute())
+            ds = load_raw(src, self.spec.path, path)
+            origin = str(path) if path is not None else f"hub {src.hub['path']}"
+            dropped: dict[str, int] = {}
+            texts, ys = to_examples(src, ds, self.spec.labels, with_labels, origin, dropped)
+            if with_labels or name not in self.dropped:
+                self.dropped[name] = dropped
+            order = np.random.RandomState(src.seed).permutation(len(texts))
+            self._source_cache[key] = ([texts[i] for i in order], [ys[i] for i in order])
+        return self._source_cache[key]
+
+    def get(self, key: str):
+        """A set by key: ``train``, ``validation``, ``test``, ``shift:<name>``, ``ood:<name>``..."""
+        import datasets
+
+        if key in self._set_cache:
+            return self._set_cache[key]
+        if key not in self.spec.sets:
+            known = ", ".join(self.spec.sets)
+            raise ConfigError(f"task {self.spec.name!r} has no set {key!r}; sets: {known}")
+        s = self.spec.sets[key]
+        src = self.spec.sources[s.source]
+        with_labels = not key.startswith("ood:") or src.label_column is not None
+        texts, ys = self._source_examples(s.source, with_labels)
+        if s.part is not None:
+            fractions = src.partition["fractions"]
+            n = len(texts)
+            start = 0.0
+            for part_name, frac in fractions.items():
+                if part_name == s.part:
+                    lo, hi = round(start * n), round((start + frac) * n)
+                    texts, ys = texts[lo:hi], ys[lo:hi]
+                    break
+                start += frac
+        if s.limit is not None:
+            texts, ys = texts[: s.limit], ys[: s.limit]
+        if not texts:
+            raise ConfigError(f"task {self.spec.name!r}: set {key!r} is empty after filtering; check its source and limit")
+        ds = datasets.Dataset.from_dict({"text": texts, "label": ys})
+        now = fingerprint(texts, ys)
+        was = self.expected.get(key)
+        if was is not None and was != now:
+            if not self.allow_changed:
+                raise ConfigError(f"task {self.spec.name!r}: set {key!r} is not the data the run recorded "
+                                  f"(fingerprint {now}, run.json has {was}): its task file or data file changed "
+                                  "since training; restore them, retrain, or pass --allow-changed-data to "
+                                  "evaluate anyway (the result and its board row are marked)")
+            self.changed[key] = {"trained": was, "now": now}
+        self._fingerprints[key] = now
+        self._set_cache[key] = ds
+        return ds
+
+    def fingerprint(self, key: str) -> str:
+        self.get(key)
+        return self._fingerprints[key]
+
+    def sizes(self) -> dict[str, int]:
+        return {k: len(self.get(k)) for k in self.spec.sets}
+
+    def train_checks(self, warn: Callable[[str], Any] | None = None) -> dict[str, Any]:
+        """Checks before training, and what a run records of them.
+
+        The train set must hold at least two classes. Every other set is compared with train by exact
+        text (after strip): a set entirely contained in train is an error, a partial overlap a warning
+        (one line per set, through ``warn``). Returns ``{"overlap_with_train": {set: count}, "files":
+        {source: path}, "set_fingerprints": {set: fingerprint}, "dropped_rows": {source: {reason: count}}}``
+        (rows left out for missing text or label are also reported through ``warn``). A hub set that
+        cannot be downloaded now is left unchecked (count null, no fingerprint).
+        """
+        train = self.get("train")
+        classes = sorted(set(train["label"]))
+        if len(classes) < 2:
+            names = ", ".join(repr(self.spec.labels[c]) for c in classes if 0 <= c < len(self.spec.labels))
+            source = self.spec.sets["train"].source
+            raise ConfigError(f"task {self.spec.name!r}: set 'train' has only one class ({names}) in its {len(train)} "
+                              f"examples after filtering and binarising; a classifier needs at least two: check source "
+                              f"{source!r} (its label_map / binarize threshold, its part and limit, the file itself)")
+        train_texts = {t.strip() for t in train["text"]}
+        overlap: dict[str, int | None] = {}
+        fingerprints = {"train": self.fingerprint("train")}
+        for key in self.spec.sets:
+            if key == "train":
+                continue
+            try:
+                texts = self.get(key)["text"]
+            except OfflineError as exc:
+                overlap[key] = None
+                if warn:
+                    warn(f"warning: set {key!r} not checked for overlap with train ({exc})")
+                continue
+            fingerprints[key] = self.fingerprint(key)
+            count = sum(t.strip() in train_texts for t in texts)
+            overlap[key] = count
+            if count and count == len(texts):
+                raise ConfigError(f"task {self.spec.name!r}: set {key!r} is entirely contained in train ({count} of "
+                                  f"{len(texts)} examples, exact text); it would measure memorisation: give it "
+                                  "another source or part, or deduplicate the files")
+            if count and warn:
+                warn(f"warning: set {key!r}: {count} of {len(texts)} examples also appear in train (exact text); "
+                     "its scores are inflated: deduplicate the sources")
+        dropped = {src: counts for src, counts in self.dropped.items() if counts}
+        for src, counts in dropped.items():
+            unintended = {k: v for k, v in counts.items() if k in ("no_text", "no_label")}
+            if unintended and warn:
+                what = ", ".join(f"{n} with {'no text' if k == 'no_text' else 'no label'}" for k, n in unintended.items())
+                warn(f"note: source {src!r}: left out {what} (blank or missing cells); recorded in run.json")
+        return {"overlap_with_train": overlap, "files": dict(self.files), "set_fingerprints": fingerprints,
+                "dropped_rows": dropped}
