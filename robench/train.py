@@ -38,7 +38,7 @@ from robench.methods.base import TrainingHook
 from robench.models import load_model, load_tokenizer, resolve_device, usable_positions
 from robench.outputs import guard_checkpoint_dir, guard_run_out
 from robench.progress import console, progress_bar
-from robench.records import RUN_FILE, RUN_SCHEMA, RunRecord, parse, to_json
+from robench.records import RUN_FILE, RUN_SCHEMA, RunMethod, RunModel, RunRecord, RunTask, parse, to_json
 from robench.runspec import TRAINER_FIELDS, RunSpec, TrainConfig
 from robench.storage import atomic_write_json, file_sha256, provenance
 from robench.tasks import TaskData, load_task, task_source
@@ -222,6 +222,23 @@ def train_step(method, hooks: list[TrainingHook], model, batch, accelerator, opt
     return loss
 
 
+def _check_request(cfg: TrainConfig, world: int) -> tuple[Path, Path]:
+    """The run folder and its checkpoint folder, after every check that needs no data: the numbers, the
+    batch against the processes, and the output rule (nothing robench did not write is ever replaced)."""
+    if cfg.batch_size % world:
+        raise ConfigError(f"--batch-size {cfg.batch_size} is the global batch and must be divisible by the "
+                          f"{world} processes")
+    out = Path(cfg.out) if cfg.out else default_run_dir(cfg)
+    ckpt_dir = checkpoint.checkpoint_dir(out)
+    checkpoint.clean_leftovers(out, RUN_FILE)
+    checkpoint.clean_leftovers(ckpt_dir, checkpoint.STATE_FILE)
+    guard_run_out(out, cfg.force)
+    guard_checkpoint_dir(ckpt_dir, checkpoint.STATE_FILE)
+    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.checkpoint_steps < 0:
+        raise ConfigError("--epochs and --batch-size must be >= 1, --lr > 0 and --checkpoint-steps >= 0")
+    return out, ckpt_dir
+
+
 def train(cfg: TrainConfig) -> Path:
     """Fine-tune and write a run directory; returns its path. Resumes from this command's checkpoint."""
     from accelerate import Accelerator
@@ -236,17 +253,7 @@ def train(cfg: TrainConfig) -> Path:
     # that asked for N processes but runs alone. --batch-size is the global batch, split over the ranks,
     # so the number of steps, the schedule and every method's hyper-parameters mean the same at any N.
     world = distributed.state(device).num_processes
-    if cfg.batch_size % world:
-        raise ConfigError(f"--batch-size {cfg.batch_size} is the global batch and must be divisible by the "
-                          f"{world} processes")
-    out = Path(cfg.out) if cfg.out else default_run_dir(cfg)
-    ckpt_dir = checkpoint.checkpoint_dir(out)
-    checkpoint.clean_leftovers(out, RUN_FILE)
-    checkpoint.clean_leftovers(ckpt_dir, checkpoint.STATE_FILE)
-    guard_run_out(out, cfg.force)  # nothing robench did not write is ever replaced (robench.outputs)
-    guard_checkpoint_dir(ckpt_dir, checkpoint.STATE_FILE)
-    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.checkpoint_steps < 0:
-        raise ConfigError("--epochs and --batch-size must be >= 1, --lr > 0 and --checkpoint-steps >= 0")
+    out, ckpt_dir = _check_request(cfg, world)
     method, hooks = build_hooks(cfg)  # validate the method before any heavy work
 
     if device.type == "cpu":
@@ -376,46 +383,47 @@ def train(cfg: TrainConfig) -> Path:
     if len(set(replica_hashes)) > 1:
         raise RuntimeError(f"the {world} training processes ended with different weights (hashes "
                            f"{', '.join(h[:12] for h in replica_hashes)}); the run was not written")
-    record = {
-        "schema": RUN_SCHEMA,
-        "run_id": identity(cfg).run_id,
-        # a task file by its absolute path, so the run evaluates from any working directory (data_hash guards it)
-        "task": {"name": task.name, "source": task_source(cfg.task), "profile": cfg.profile or "default",
-                 "limit": cfg.limit, "spec_hash": task.spec_hash, "data_hash": task.data_hash,
-                 "labels": task.labels, "fingerprints": fingerprints,
-                 "sizes": {"train": len(train_ds), "validation": len(val_ds)}},
-        "model": {"name": cfg.model, "num_parameters": sum(p.numel() for p in final.parameters())},
-        "method": {"name": method.name, "config": dataclasses.asdict(method.config), "passes": method.passes,
-                   "preset": preset_record(cfg),
-                   "selective": cfg.selective,
-                   "selective_config": hooks[-1].config_dict() if cfg.selective else None,
-                   "state": {type(h).__name__: h.state() for h in hooks if h.state()}},
-        "seed": cfg.seed,
-        "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in {"force"}},
-        # what decides the weights (robench.runspec), and where each value came from
-        "spec": spec.to_json(),
-        "training": {
-            "epochs": cfg.epochs, "best_epoch": loop.best_epoch, "best_val_accuracy": loop.best_acc,
-            "history": loop.history, "resumed": loop.resumed,
-            "train_seconds": round(loop.train_seconds, 3), "setup_seconds": round(loop.setup_seconds, 3),
-            "examples_per_second": round(loop.train_examples / max(loop.train_seconds, 1e-9), 2),
-            "seconds_per_example": loop.train_seconds / max(loop.train_examples, 1),
-            "wall_seconds": round(wall, 3), "device": str(accelerator.device), "precision": precision,
-            "precision_requested": cfg.precision, "native_bf16": native_bf16(device),
-            "optimizer": f"AdamW ({optimizer_impl})", "torch_threads": torch.get_num_threads(),
-            "world_size": world, "distributed_type": str(accelerator.distributed_type).split(".")[-1],
-            "per_process_batch_size": cfg.batch_size // world, "replica_weights_sha256": replica_hashes[0],
-        },
-        **provenance(),
+    outcome = {
+        "epochs": cfg.epochs, "best_epoch": loop.best_epoch, "best_val_accuracy": loop.best_acc,
+        "history": loop.history, "resumed": loop.resumed,
+        "train_seconds": round(loop.train_seconds, 3), "setup_seconds": round(loop.setup_seconds, 3),
+        "examples_per_second": round(loop.train_examples / max(loop.train_seconds, 1e-9), 2),
+        "seconds_per_example": loop.train_seconds / max(loop.train_examples, 1),
+        "wall_seconds": round(wall, 3), "device": str(accelerator.device), "precision": precision,
+        "precision_requested": cfg.precision, "native_bf16": native_bf16(device),
+        "optimizer": f"AdamW ({optimizer_impl})", "torch_threads": torch.get_num_threads(),
+        "world_size": world, "distributed_type": str(accelerator.distributed_type).split(".")[-1],
+        "per_process_batch_size": cfg.batch_size // world, "replica_weights_sha256": replica_hashes[0],
     }
-    # overlap_with_train: {set: count}, files: {source: path}, set_fingerprints: {set: fp}, dropped_rows
-    record["task"].update(checks)
+    record = run_record(cfg, spec, task, method, hooks, outcome, {
+        "fingerprints": fingerprints, "sizes": {"train": len(train_ds), "validation": len(val_ds)}, **checks},
+        num_parameters=sum(p.numel() for p in final.parameters()))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:  # under several processes, one writes the run
         _write_run_dir(out, final, tokenizer, record, cfg.force)
         shutil.rmtree(ckpt_dir, ignore_errors=True)  # only now: a kill before this resumes at the end
     accelerator.wait_for_everyone()  # no rank returns before the run directory is in place
     return out
+
+
+def run_record(cfg: TrainConfig, spec: RunSpec, task, method, hooks: list[TrainingHook], outcome: dict[str, Any],
+               data: dict[str, Any], num_parameters: int) -> RunRecord:
+    """run.json: the resolved spec, what the run is (task, model, method, seed) and the training outcome.
+    ``data``: the sets' fingerprints and sizes, and the training-data checks (overlaps, files, dropped
+    rows); the weights' fingerprint and the files are added when the folder is written."""
+    return RunRecord(
+        schema=RUN_SCHEMA, run_id=identity(cfg).run_id, seed=cfg.seed,
+        # a task file by its absolute path, so the run evaluates from any working directory (data_hash guards it)
+        task=parse(RunTask, {"name": task.name, "source": task_source(cfg.task), "profile": cfg.profile or "default",
+                             "limit": cfg.limit, "spec_hash": task.spec_hash, "data_hash": task.data_hash,
+                             "labels": task.labels, **data}, "task"),
+        model=RunModel(name=cfg.model, num_parameters=num_parameters),
+        method=RunMethod(name=method.name, config=dataclasses.asdict(method.config), passes=method.passes,
+                         preset=preset_record(cfg), selective=cfg.selective,
+                         selective_config=hooks[-1].config_dict() if cfg.selective else None,
+                         state={type(h).__name__: h.state() for h in hooks if h.state()}),
+        config={k: v for k, v in dataclasses.asdict(cfg).items() if k != "force"},
+        spec=spec.to_json(), training=outcome, **provenance())
 
 
 def state_hash(state: dict[str, torch.Tensor]) -> str:
@@ -447,7 +455,7 @@ def resume_point(ckpt_dir: Path, key: str, force: bool) -> dict[str, Any] | None
     return None
 
 
-def _write_run_dir(out: Path, model, tokenizer, record: dict[str, Any], force: bool = False) -> None:
+def _write_run_dir(out: Path, model, tokenizer, record: RunRecord, force: bool = False) -> None:
     """Write everything into a temp folder beside ``out`` and rename it into place at the end. ``out`` is
     checked again just before (a file put there during training is never replaced); run.json lists the
     files written (``files``), which is what a later ``--force`` may replace."""
@@ -458,9 +466,9 @@ def _write_run_dir(out: Path, model, tokenizer, record: dict[str, Any], force: b
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        record["weights_fingerprint"] = file_sha256(tmp / "model.safetensors")
-        record["files"] = sorted({p.name for p in tmp.iterdir()} | {RUN_FILE})
-        atomic_write_json(tmp / RUN_FILE, to_json(parse(RunRecord, record)))  # checked by its type
+        record = dataclasses.replace(record, weights_fingerprint=file_sha256(tmp / "model.safetensors"),
+                                     files=sorted({p.name for p in tmp.iterdir()} | {RUN_FILE}))
+        atomic_write_json(tmp / RUN_FILE, to_json(parse(RunRecord, to_json(record))))  # checked by its type
         guard_run_out(out, force)
         checkpoint.replace_dir(tmp, out)
     except BaseException as exc:
