@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from robench.report.aspects import Aspect
+from robench.report.aspects import Column
 from robench.report.cross import cross_model_lines, cross_model_markdown, cross_model_table, sign_agreement
 
 NAN = float("nan")
-ASPECTS = [Aspect("id", "id", "accuracy", "ID acc", "ID", True, "correct"),
-           Aspect("ece", "calibration", "ece", "ECE", "ECE", False, "examples", "ece")]
+ASPECTS = [Column("id", "id", "accuracy", "ID acc", "ID", True, "correct"),
+           Column("ece", "calibration", "ece", "ECE", "ECE", False, "examples", "ece")]
 
 
 def board_row(model: str, method: str, *, id_delta: float = 0.0, ece_delta: float = 0.0, id_p: float = NAN,

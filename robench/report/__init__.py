@@ -10,7 +10,7 @@ correction, relative improvement) -> ``board`` (records -> :class:`Board`) ->
 Result loading lives with the result schema in :mod:`robench.results`.
 """
 
-from robench.report.aspects import DEFAULT_ASPECTS, Aspect, declared_columns, resolve_aspects
+from robench.report.aspects import DEFAULT_ASPECTS, Column, declared_columns, resolve_aspects
 from robench.report.board import (
     BASELINE_METHOD,
     MODELS_GROUP,
@@ -45,7 +45,7 @@ __all__ = [
     "MODELS_GROUP",
     "build_board",
     "by_model",
-    "BASELINE_METHOD", "DEFAULT_ASPECTS", "Aspect", "Board", "ResultRecord", "attack_table", "build_leaderboard",
+    "BASELINE_METHOD", "DEFAULT_ASPECTS", "Column", "Board", "ResultRecord", "attack_table", "build_leaderboard",
     "cross_model_table", "declared_columns", "excluded_note", "format_table", "group_title", "holm",
     "improvement_table", "leaderboard", "load_results", "metric_bootstrap", "paired_bootstrap", "relative_improvement",
     "resolve_aspects", "sign_agreement", "significance_marker", "table_rows", "terminal_tables", "wilson_interval",

@@ -20,7 +20,11 @@ DEFAULT_ASPECTS = ("id", "shift", "attack", "transfer", "ece", "auroc")
 
 
 @dataclass(frozen=True)
-class Aspect:
+class Column:
+    """A board column: one declared headline metric (or ``evaluator.metric``). "Aspect" elsewhere means
+    the robustness aspect an evaluator measures (``Evaluator.aspect``, ``MetricSpec.aspect``); ``--aspects``
+    picks the board's columns by key."""
+
     key: str  # column key (--aspects, DataFrame columns): "id", "ece", or "evaluator.metric"
     evaluator: str
     metric: str  # flattened metric name inside the evaluator's result
@@ -45,14 +49,14 @@ class Aspect:
         return self.per_example is not None and self.statistic is None
 
 
-def declared_columns(records: Sequence[ResultRecord]) -> dict[str, Aspect]:
+def declared_columns(records: Sequence[ResultRecord]) -> dict[str, Column]:
     """Every headline column some result declares, by key, in first-seen order."""
-    out: dict[str, Aspect] = {}
+    out: dict[str, Column] = {}
     for rec in records:
         for spec in rec.specs:
             if not spec.headline:
                 continue
-            aspect = Aspect(spec.column, rec.evaluator, spec.name, spec.label, spec.short or spec.label,
+            aspect = Column(spec.column, rec.evaluator, spec.name, spec.label, spec.short or spec.label,
                             spec.direction != "lower", spec.per_example, spec.statistic)
             old = out.get(aspect.key)
             if old is not None and (old.evaluator, old.metric, old.higher_is_better) != (
@@ -68,7 +72,7 @@ def declared_columns(records: Sequence[ResultRecord]) -> dict[str, Aspect]:
     return out
 
 
-def _custom(key: str, records: Sequence[ResultRecord]) -> Aspect:
+def _custom(key: str, records: Sequence[ResultRecord]) -> Column:
     evaluator, metric = key.split(".", 1)
     directions = {rec.direction(metric) for rec in records if rec.evaluator == evaluator and metric in rec.metrics}
     if not directions:
@@ -78,10 +82,10 @@ def _custom(key: str, records: Sequence[ResultRecord]) -> Aspect:
         raise ConfigError(f"column {key!r}: the evaluator declares no better/worse direction for it "
                           f"(declared: {', '.join(sorted(directions))}); pick a metric with a direction")
     per_example = None
-    return Aspect(key, evaluator, metric, key, key, directions.pop() == "higher", per_example)
+    return Column(key, evaluator, metric, key, key, directions.pop() == "higher", per_example)
 
 
-def resolve_aspects(spec: str | Sequence[str] | None, records: Sequence[ResultRecord]) -> list[Aspect]:
+def resolve_aspects(spec: str | Sequence[str] | None, records: Sequence[ResultRecord]) -> list[Column]:
     """``None`` -> the default columns that some result declares; else a comma list / sequence of
     column keys, ``all``, or ``evaluator.metric`` names."""
     columns = declared_columns(records)
@@ -90,7 +94,7 @@ def resolve_aspects(spec: str | Sequence[str] | None, records: Sequence[ResultRe
     keys = [key for item in ([spec] if isinstance(spec, str) else spec) for key in name_list(str(item))]
     if not keys:
         raise ConfigError("empty --aspects; give aspect names separated by commas, e.g. id,shift,ece")
-    out: list[Aspect] = []
+    out: list[Column] = []
     for key in keys:
         if key == "all":
             out.extend(columns.values())

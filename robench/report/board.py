@@ -43,7 +43,7 @@ import pandas as pd
 
 from robench.errors import ConfigError
 from robench.records import flatten, is_number
-from robench.report.aspects import Aspect, resolve_aspects
+from robench.report.aspects import Column, resolve_aspects
 from robench.report.stats import (
     N_BOOT,
     example_metric,
@@ -68,7 +68,7 @@ class Board:
     """The leaderboard: its DataFrame, the columns it was built for, and what it came from."""
 
     frame: pd.DataFrame
-    aspects: list[Aspect]
+    aspects: list[Column]
     records: list[ResultRecord]
     baseline: str = BASELINE_METHOD
     n_boot: int = N_BOOT
@@ -169,7 +169,7 @@ def check_threat_models(records: Sequence[ResultRecord]) -> None:
 REPRODUCE_TOL = 1e-9  # per-example data must give back the headline metric to this tolerance
 
 
-def example_data(rec: ResultRecord, aspect: Aspect) -> Any:
+def example_data(rec: ResultRecord, aspect: Column) -> Any:
     """One result's per-example data for an aspect's test, parsed; None where the result declares none
     or declares it differently (an older evaluator version), its data are missing or malformed, or they
     do not reproduce the result's headline metric (mean over sets of the accuracy, ECE or AUROC)."""
@@ -184,7 +184,7 @@ def example_data(rec: ResultRecord, aspect: Aspect) -> Any:
     return data
 
 
-def aspect_results(records: Sequence[ResultRecord], aspect: Aspect) -> list[ResultRecord]:
+def aspect_results(records: Sequence[ResultRecord], aspect: Column) -> list[ResultRecord]:
     """The results of one board row whose value enters an aspect's mean (one per seed): the one rule
     the board's means and the figures' per-seed points share."""
     return [r for r in records if r.evaluator == aspect.evaluator and aspect.metric in r.metrics]

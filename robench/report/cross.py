@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from robench.report.aspects import Aspect
+from robench.report.aspects import Column
 from robench.report.board import BASELINE_METHOD
 from robench.report.stats import significance_marker
 from robench.report.tables import markdown_table
@@ -43,7 +43,7 @@ def _significant(p: float) -> bool | None:
     return None if not np.isfinite(p) else bool(p < SIGNIFICANT)
 
 
-def cross_model_table(frame: pd.DataFrame, aspects: Sequence[Aspect], baseline: str = BASELINE_METHOD
+def cross_model_table(frame: pd.DataFrame, aspects: Sequence[Column], baseline: str = BASELINE_METHOD
                       ) -> pd.DataFrame:
     """Per task with >= 2 models, per method other than the baseline, per aspect (and ``average``):
     ``<model>_delta``, ``<model>_p_holm`` and ``<model>_significant`` for every model of the board (NaN /

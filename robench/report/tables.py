@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from robench.errors import ConfigError
-from robench.report.aspects import Aspect
+from robench.report.aspects import Column
 from robench.report.board import ADVERSARIAL, MODELS_GROUP, Board, threat_card
 from robench.report.stats import outcome_sets, paired_bootstrap, significance_marker, wilson_interval
 
@@ -28,7 +28,7 @@ EXTRA_HEADERS = ["Δ vs vanilla", "rank", "cost ×"]
 EXTRA_SHORT = ["Δ", "rank", "cost"]
 
 
-def _is_best(frame: pd.DataFrame, i, aspect: Aspect) -> bool:
+def _is_best(frame: pd.DataFrame, i, aspect: Column) -> bool:
     col = frame[f"{aspect.key}_mean"].dropna()
     if len(col) < 2 or col.max() == col.min() or not np.isfinite(frame.at[i, f"{aspect.key}_mean"]):
         return False  # nothing to single out
@@ -39,12 +39,12 @@ def _is_best(frame: pd.DataFrame, i, aspect: Aspect) -> bool:
 UNTESTED = "†"
 
 
-def untested(board: Board, row: pd.Series, aspect: Aspect) -> bool:
+def untested(board: Board, row: pd.Series, aspect: Column) -> bool:
     """A cell that should carry a test against the baseline and does not (see :attr:`Board.untested`)."""
     return (row["task"], row["model"], row["method"], aspect.key) in board.untested
 
 
-def _cell(frame: pd.DataFrame, i, aspect: Aspect, fmt: str, digits: int, std: bool = True,
+def _cell(frame: pd.DataFrame, i, aspect: Column, fmt: str, digits: int, std: bool = True,
           dagger: bool = False) -> str:
     mean = frame.at[i, f"{aspect.key}_mean"]
     if not np.isfinite(mean):
@@ -86,7 +86,7 @@ def table_groups(frame: pd.DataFrame) -> list[tuple[tuple[str, str], pd.DataFram
     return [((str(task), str(model)), sub) for (task, model), sub in frame.groupby(["task", "model"], sort=True)]
 
 
-def shown_aspects(board: Board) -> list[Aspect]:
+def shown_aspects(board: Board) -> list[Column]:
     """Columns with at least one value."""
     return [a for a in board.aspects if board.frame[f"{a.key}_mean"].notna().any()] or list(board.aspects)
 
