@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 from robench.cli import main
@@ -25,3 +26,29 @@ def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
     assert lines[0].startswith("error:") and "Traceback" not in err
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+TINY = ("--model", "tiny-bert", "--limit", "16", "--epochs", "1", "--device", "cpu")  # the CLI's tiniest training
+TINY_MPNET = "tiny-mpnet"  # the random-init MPNet-architecture model
+
+
+def one_line(exc: BaseException) -> str:
+    """An error's text, checked to be one line with a fix after ';'."""
+    text = str(exc)
+    assert "\n" not in text and ";" in text, text
+    return text
+
+
+def edit_json(path, change) -> None:
+    """Load a JSON file, apply ``change`` to its content, write it back."""
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def id_result(run):
+    """Evaluate ``run``'s in-distribution accuracy; the result file's path."""
+    from robench.evaluation import evaluate_run
+
+    evaluate_run(run, "id", device="cpu")
+    return run / "results" / "id.json"

@@ -1,8 +1,11 @@
-"""Shared fixtures: a tiny random-init BERT (seconds per test) and a tiny finished run."""
+"""Shared fixtures: a tiny random-init BERT (seconds per test), a tiny finished run and a private copy of
+it, and blocked sockets."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -51,3 +54,38 @@ def tiny_run(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     return train(TrainConfig(model="tiny-bert", limit=64, epochs=1, batch_size=16, out=str(out), device="cpu"))
+
+
+@pytest.fixture
+def run(tiny_run, tmp_path) -> Path:
+    """A private copy of the tiny finished run without its results, cache and figures (tests that take it
+    damage it)."""
+    dest = tmp_path / "run"
+    shutil.copytree(tiny_run, dest, ignore=shutil.ignore_patterns("results", "cache", "artifacts"))
+    return dest
+
+
+@pytest.fixture
+def blocked_sockets(monkeypatch) -> list[tuple[str, object]]:
+    """Every connection attempt fails and is recorded: a test then asserts that nothing was contacted."""
+    attempts: list[tuple[str, object]] = []
+
+    def connect(self, address, *args, **kwargs):
+        attempts.append(("connect", address))
+        raise OSError("network blocked by test")
+
+    def getaddrinfo(host, *args, **kwargs):
+        attempts.append(("getaddrinfo", host))
+        raise socket.gaierror("network blocked by test")
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return attempts
+
+
+@pytest.fixture(scope="session")
+def mp_tokenizer():
+    """The tokenizer of the random-init MPNet-architecture model."""
+    from robench.models import load_tokenizer
+
+    return load_tokenizer("tiny-mpnet")

@@ -9,7 +9,7 @@
   (plus the attention mask and token types), which every Hugging Face encoder accepts. MPNet
   (like RoBERTa) then numbers positions 2..L+1 for every token, padding included, where from
   ``input_ids`` padding gets position 1: with right padding the real tokens see the same
-  positions, so the clean logits are the same either way (pinned in tests/test_mpnet.py).
+  positions, so the clean logits are the same either way (pinned in tests/methods/test_architectures.py).
 """
 
 from __future__ import annotations

@@ -1,0 +1,323 @@
+"""Validity constraints of the attacks: presets, WordNet POS / antonym / valence filters, ValidityChecker."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+VOCAB = 3000  # a small GloVe table: its neighbour table is computed in a second
+
+
+class FakeEncoder:
+    """Stands in for MiniLM: every text maps to one vector, unless it contains a word of ``far``."""
+
+    def __init__(self, far: tuple[str, ...] = ()) -> None:
+        self.far = far
+
+    def encode(self, sentences):
+        out = np.zeros((len(sentences), 4), dtype=np.float32)
+        for i, s in enumerate(sentences):
+            out[i] = [0.0, 1.0, 0.0, 0.0] if any(w in s.split() for w in self.far) else [1.0, 0.0, 0.0, 0.0]
+        return out
+
+
+@pytest.fixture
+def fake_minilm(monkeypatch):
+    import robench.attacks.resources as resources
+
+    monkeypatch.setattr(resources, "minilm_encoder", lambda device="cpu": FakeEncoder())
+
+
+@pytest.fixture
+def wrapper(tiny_model, tokenizer):
+    from robench.attacks.wrapper import RobenchModelWrapper
+
+    return RobenchModelWrapper(tiny_model.eval(), tokenizer, max_length=32)
+
+
+def _build(name, wrapper, constraints, label_preservation=None):
+    from robench.attacks.recipes import build_attack
+
+    return build_attack(name, wrapper, constraints=constraints, label_preservation=label_preservation,
+                        vocab_size=VOCAB)
+
+
+def _passes(attack, text: str, index: int, word: str) -> bool:
+    """Whether the attack's constraints keep the candidate that puts ``word`` at word ``index`` of ``text``."""
+    from textattack.shared import AttackedText
+
+    original = AttackedText(text)
+    candidate = original.replace_word_at_index(index, word)
+    candidate.attack_attrs["last_transformation"] = attack.transformation
+    attack.clear_cache()
+    return bool(attack.filter_transformations([candidate], original, original_text=original))
+
+
+def _kinds(attack) -> list[str]:
+    return [type(c).__name__ for c in attack.constraints]
+
+
+# ------------------------------------------------------------------ helpers of robench.attacks.constraints
+
+
+def test_wordnet_helpers():
+    from robench.attacks.constraints import are_antonyms, pos_incompatible, valence, wordnet_pos
+
+    assert are_antonyms("good", "bad") and are_antonyms("bad", "good")
+    assert are_antonyms("increase", "decrease")
+    assert are_antonyms("increased", "decreasing")  # through morphy base forms
+    assert not are_antonyms("film", "movie") and not are_antonyms("good", "good")
+    assert wordnet_pos("beautifully") == frozenset({"r"}) and wordnet_pos("beautiful") == frozenset({"a"})
+    assert pos_incompatible("beautifully", "beautiful")
+    assert not pos_incompatible("film", "movie")
+    assert wordnet_pos("fiml") == frozenset() and not pos_incompatible("film", "fiml")  # unknown: accepted
+    assert valence("good") == pytest.approx(1.9 / 4)  # VADER mean / 4
+    assert valence("aardvark") == pytest.approx((6.26 - 5) / 4)  # not in VADER: Warriner
+    assert valence("fiml") is None
+
+
+def test_valence_constraint_follows_its_margin():
+    from textattack.shared import AttackedText
+
+    from robench.attacks.constraints import DEFAULT_VALENCE_MARGIN, ValencePreserving, valence
+
+    a, b = valence("party"), valence("opposition")
+    assert a > 0 > b and min(abs(a), abs(b)) > DEFAULT_VALENCE_MARGIN
+    original = AttackedText("the party won the vote")
+    flipped = original.replace_word_at_index(1, "opposition")
+    same_sign = original.replace_word_at_index(1, "parade")
+    assert valence("parade") > 0
+    assert not ValencePreserving(margin=0.0)._check_constraint(flipped, original)
+    assert not ValencePreserving()._check_constraint(flipped, original)
+    assert ValencePreserving(margin=10.0)._check_constraint(flipped, original)  # nothing is that polar
+    assert ValencePreserving(margin=(abs(b) + abs(a)) / 2)._check_constraint(flipped, original)
+    assert ValencePreserving(margin=0.0)._check_constraint(same_sign, original)
+    assert "margin" in repr(ValencePreserving(margin=0.3)) and "0.3" in repr(ValencePreserving(margin=0.3))
+
+
+# ------------------------------------------------------------------ presets on the built attacks
+
+
+def test_antonym_candidate_rejected_by_filtered_not_by_recipe(wrapper, fake_minilm):
+    text = "the film was good and the plot clever"
+    recipe = _build("textfooler", wrapper, "recipe")
+    filtered = _build("textfooler", wrapper, "filtered")
+    assert _passes(recipe, text, 3, "bad")  # GloVe neighbour (cos 0.80): today's textfooler takes it
+    assert not _passes(filtered, text, 3, "bad")
+    assert _passes(filtered, text, 1, "movie")
+    pwws_recipe, pwws_filtered = _build("pwws", wrapper, "recipe"), _build("pwws", wrapper, "filtered")
+    assert _kinds(pwws_filtered) == ["NoAntonymSwap"]
+    assert _passes(pwws_recipe, "prices increase every year", 1, "decrease")
+    assert not _passes(pwws_filtered, "prices increase every year", 1, "decrease")
+    assert _passes(pwws_filtered, "prices increase every year", 1, "growth")
+
+
+def test_pos_disjoint_swap_rejected_same_pos_synonym_accepted(wrapper, fake_minilm):
+    text = "sales fell sharply this year after the war"
+    recipe = _build("textfooler", wrapper, "recipe")
+    filtered = _build("textfooler", wrapper, "filtered")
+    assert _passes(recipe, text, 4, "previous")  # cos 0.86, noun -> adjective
+    assert not _passes(filtered, text, 4, "previous")
+    assert _passes(filtered, text, 4, "month")
+    kinds = _kinds(filtered)
+    # the cheap filters come before the sentence encoder
+    assert kinds.index("PartOfSpeechCompatible") < kinds.index("MiniLMSentenceEncoder")
+    assert kinds.index("NoAntonymSwap") < kinds.index("MiniLMSentenceEncoder")
+    assert _kinds(recipe) == ["WordEmbeddingDistance", "MiniLMSentenceEncoder"]
+
+
+def test_valence_filter_only_with_valence_label_preservation(wrapper, fake_minilm):
+    text = "the party won the vote easily"
+    plain = _build("textfooler", wrapper, "filtered")
+    valence = _build("textfooler", wrapper, "filtered", label_preservation="valence")
+    assert _passes(plain, text, 1, "opposition")
+    assert not _passes(valence, text, 1, "opposition")
+    assert "ValencePreserving" in _kinds(valence) and "ValencePreserving" not in _kinds(plain)
+    assert "ValencePreserving" in _kinds(_build("pwws", wrapper, "filtered", label_preservation="valence"))
+
+
+def test_strict_rejects_a_neighbour_that_filtered_accepts(wrapper, fake_minilm):
+    from robench.attacks.validity import ValidityChecker
+
+    cos = ValidityChecker(vocab_size=VOCAB).word_cos("year", "day")
+    assert 0.5 < cos < 0.9
+    text = "sales fell sharply this year after the war"
+    assert _passes(_build("textfooler", wrapper, "filtered"), text, 4, "day")
+    strict = _build("textfooler", wrapper, "strict")
+    assert not _passes(strict, text, 4, "day")
+    assert _passes(strict, "we met on tuesday after the war", 3, "monday")  # cos 0.998
+    sentence = strict.constraints[-1]
+    assert (sentence.metric, sentence.threshold, sentence.window_size) == ("cosine", 0.98, 15)
+    assert not sentence.skip_text_shorter_than_window and not sentence.compare_against_original  # as TFAdjusted
+    # strict also applies to pwws and deepwordbug (word cosine, POS, antonyms, sentence encoder)
+    for name in ("pwws", "deepwordbug"):
+        kinds = _kinds(_build(name, wrapper, "strict"))
+        assert {"WordEmbeddingDistance", "PartOfSpeechCompatible", "NoAntonymSwap", "MiniLMSentenceEncoder"} <= set(kinds)
+    assert _kinds(_build("deepwordbug", wrapper, "filtered")) == _kinds(_build("deepwordbug", wrapper, "recipe"))
+
+
+def test_recipe_settings_record_preset_and_thresholds():
+    from robench.attacks.recipes import CONSTRAINT_PRESETS, TEXTFOOLER_SETTINGS, recipe_settings
+
+    settings = {p: recipe_settings("textfooler", p) for p in CONSTRAINT_PRESETS}
+    assert [settings[p]["constraints"] for p in CONSTRAINT_PRESETS] == list(CONSTRAINT_PRESETS)
+    assert recipe_settings("textfooler")["constraints"] == "filtered"
+    old = {k: v for k, v in settings["recipe"].items() if k in TEXTFOOLER_SETTINGS}
+    assert old == TEXTFOOLER_SETTINGS  # the recipe preset is today's textfooler
+    kinds = {p: [c["constraint"] for c in s["constraint_list"]] for p, s in settings.items()}
+    assert "part_of_speech_compatible" not in kinds["recipe"] and "no_antonym_swap" not in kinds["recipe"]
+    assert kinds["filtered"].index("no_antonym_swap") < kinds["filtered"].index("sentence_encoder")
+    strict = {c["constraint"]: c for c in settings["strict"]["constraint_list"]}
+    assert strict["word_embedding_distance"]["min_cos_sim"] == 0.9
+    assert strict["sentence_encoder"]["threshold"] == 0.98 and strict["sentence_encoder"]["metric"] == "cosine"
+    assert strict["sentence_encoder"]["window_size"] == 15
+    assert "Morris" in settings["strict"]["thresholds_from"]
+    assert "GloVe" in settings["strict"]["substitutes"]["counter-fitted word vectors"]
+    assert "MiniLM" in settings["strict"]["substitutes"]["Universal Sentence Encoder"]
+    assert "WordNet" in settings["strict"]["substitutes"]["part-of-speech tagger / LanguageTool"]
+    val = recipe_settings("pwws", "filtered", "valence")
+    assert val["label_preservation"] == "valence" and set(val["lexicons"]) == {"vader", "warriner"}
+    assert [c["constraint"] for c in val["constraint_list"]][-1] == "valence_preserving"
+    assert val != recipe_settings("pwws", "filtered")
+    json.dumps(settings)  # stored in results
+
+
+def test_unknown_preset_or_label_preservation_is_one_config_line(wrapper):
+    from robench.attacks.recipes import build_attack, recipe_settings
+    from robench.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        build_attack("pwws", wrapper, constraints="loose")
+    assert "\n" not in str(err.value) and "recipe, filtered, strict" in str(err.value)
+    with pytest.raises(ConfigError, match="unknown label_preservation 'nli'; choices: none, valence"):
+        recipe_settings("textfooler", "filtered", "nli")
+
+
+# ------------------------------------------------------------------ ValidityChecker and the runner
+
+
+def test_validity_checker_on_hand_made_pairs():
+    from robench.attacks.validity import ValidityChecker
+
+    checker = ValidityChecker(vocab_size=VOCAB, encoder=FakeEncoder(far=("fiml",)))
+    r = checker.check("the film was good and the plot clever", "the movie was bad and the plot clever")
+    assert r["words_changed_fraction"] == pytest.approx(2 / 8)
+    assert r["min_word_cos"] == pytest.approx(checker.word_cos("good", "bad"))
+    assert r["sentence_similarity"] == pytest.approx(1.0)
+    assert (r["pos_incompatible"], r["antonym_swaps"], r["valence_flips"]) == (0, 1, 1)
+    assert r["valid"] is False
+    ok = checker.check("we met on tuesday after the war", "we met on monday after the war")
+    assert ok["valid"] is True and ok["min_word_cos"] > 0.9 and ok["antonym_swaps"] == 0
+    mid = checker.check("sales fell sharply this year", "sales fell sharply this day")
+    assert mid["valid"] is False and 0.5 < mid["min_word_cos"] < 0.9
+    pos = checker.check("sales fell sharply this year", "sales fell sharply this previous")
+    assert pos["pos_incompatible"] == 1
+    # a character edit out of the vocabulary meets only the sentence check
+    typo = checker.check("a fine film", "a fine fiml")
+    assert typo["min_word_cos"] is None and typo["sentence_similarity"] == pytest.approx(0.0)
+    assert typo["valid"] is False
+    assert ValidityChecker(vocab_size=VOCAB, encoder=FakeEncoder()).check("a fine film", "a fine fiml")["valid"]
+    # an antonym swap between words the GloVe table does not hold is still invalid (as the strict attack rejects it)
+    rare = ValidityChecker(vocab_size=VOCAB, encoder=FakeEncoder()).check("prices ascend slowly", "prices descend slowly")
+    assert rare["min_word_cos"] is None and rare["antonym_swaps"] == 1 and rare["valid"] is False
+
+
+def test_valence_decides_validity_only_under_valence():
+    from robench.attacks import validity
+    from robench.attacks.validity import ValidityChecker
+
+    pair = ("the party won the vote", "the opposition won the vote")
+    plain = ValidityChecker(vocab_size=VOCAB, encoder=FakeEncoder())
+    sentiment = ValidityChecker("valence", vocab_size=VOCAB, encoder=FakeEncoder())
+    # make the word-cosine check pass, so that valence alone decides
+    plain.word_cos = sentiment.word_cos = lambda a, b: 0.95
+    assert plain.check(*pair)["valid"] is True
+    assert sentiment.check(*pair)["valid"] is False
+    assert validity.STRICT_WORD_COS == 0.9 and validity.STRICT_SENTENCE_COS == 0.98
+
+
+def test_summarize_valid_success_rate():
+    from robench.attacks.runner import summarize
+
+    base = {"words_changed": 1, "num_words": 4, "queries": 10, "seconds": 1.0}
+    recs = [
+        {**base, "outcome": "successful", "valid": True},
+        {**base, "outcome": "successful", "valid": False},
+        {**base, "outcome": "failed", "valid": None},
+        {**base, "outcome": "skipped", "valid": None},
+        {**base, "outcome": "successful", "valid": True},
+    ]
+    m = summarize(recs)
+    assert m["num_valid"] == 2
+    assert m["valid_success_rate"] == pytest.approx(2 / 4)
+    assert m["attack_success_rate"] == pytest.approx(3 / 4)
+    assert math.isnan(summarize([{**base, "outcome": "skipped", "valid": None}])["valid_success_rate"])
+    no_checker = [{**r, "valid": None} for r in recs]
+    assert math.isnan(summarize(no_checker)["valid_success_rate"]) and summarize(no_checker)["num_valid"] == 0
+
+
+class StubChecker:
+    def __init__(self) -> None:
+        self.calls = []
+
+    def describe(self):
+        return {"stub": True}
+
+    def check(self, original, perturbed):
+        self.calls.append((original, perturbed))
+        return {"words_changed_fraction": 0.5, "min_word_cos": 0.12345678, "sentence_similarity": 0.9,
+                "pos_incompatible": 0, "antonym_swaps": 0, "valence_flips": 0, "valid": False}
+
+
+def test_runner_records_validity_and_header(wrapper, tmp_path):
+    from robench.attacks.runner import LOG_VERSION, read_log, run_attack
+
+    attack = _build("deepwordbug", wrapper, "recipe")
+    texts = ["a wonderful moving film with superb acting", "dull and lifeless waste of time"]
+    labels = [int(x) for x in wrapper(texts).argmax(-1)]  # every example is attacked, none skipped
+    checker = StubChecker()
+    log = tmp_path / "log.jsonl"
+    recs = run_attack(attack, texts, labels, indices=[0, 1], log_path=log, header={"recipe": "deepwordbug"},
+                      seed=0, checker=checker)
+    header, _ = read_log(log)
+    assert LOG_VERSION == 2 and header["version"] == 2
+    assert header["checker"] == {"stub": True}
+    assert header["attack_constraints"] == {"constraints": "recipe", "label_preservation": None}
+    for rec in recs:
+        assert {"words_changed_fraction", "min_word_cos", "sentence_similarity", "valid"} <= set(rec)
+        if rec["outcome"] == "successful":
+            assert rec["valid"] is False and rec["min_word_cos"] == pytest.approx(0.123457)
+            assert rec["words_changed_fraction"] == pytest.approx(0.5)
+        else:
+            assert rec["valid"] is None and rec["sentence_similarity"] is None
+    assert len(checker.calls) == sum(r["outcome"] == "successful" for r in recs)
+
+
+def test_attack_validity_script_reads_version_1_logs(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from robench.attacks.validity import ValidityChecker
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "attack_validity.py"
+    spec = importlib.util.spec_from_file_location("attack_validity", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    log = tmp_path / "v1.jsonl"
+    rows = [{"type": "header", "version": 1, "recipe": "textfooler", "seed": 0},
+            {"type": "example", "i": 0, "index": 0, "outcome": "successful", "original": "the film was good",
+             "perturbed": "the movie was bad"},
+            {"type": "example", "i": 1, "index": 1, "outcome": "successful", "original": "we met on tuesday",
+             "perturbed": "we met on monday"},
+            {"type": "example", "i": 2, "index": 2, "outcome": "failed", "original": "x", "perturbed": "x"},
+            {"type": "example", "i": 3, "index": 3, "outcome": "skipped", "original": "y", "perturbed": "y"}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = module.analyse(log, checker=ValidityChecker(vocab_size=VOCAB, encoder=FakeEncoder()))
+    assert (out["recipe"], out["n"], out["swaps"], out["antonyms"]) == ("textfooler", 4, 3, 1)
+    assert out["success_rate"] == pytest.approx(2 / 3) and out["valid_success_rate"] == pytest.approx(1 / 3)
+    assert out["pos_incompatible_share"] == 0.0
+    assert out["in_lexicons_share"] == pytest.approx(2 / 3)  # film/movie and good/bad; tuesday/monday unrated
+    assert out["polarity_flip_share"] == pytest.approx(1 / 2)
