@@ -143,20 +143,16 @@ def _parse(tp: Any, value: Any, path: str) -> Any:
         if value not in typing.get_args(tp):
             raise RecordProblem(f"{path} is {_show(value)}, not {_what(tp)}")
         return value
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            raise RecordProblem(f"{path} is {_show(value)}, not a mapping")
-        args = typing.get_args(tp)
-        if not args or args[1] is Any:
+    container = dict if dict in (origin, tp) else list if list in (origin, tp) else None
+    if container is not None:
+        if not isinstance(value, container):
+            raise RecordProblem(f"{path} is {_show(value)}, not {_what(tp)}")
+        item = (typing.get_args(tp) or (Any,))[-1]
+        if item is Any:
             return value
-        return {k: _parse(args[1], v, f"{path}[{json.dumps(k)}]") for k, v in value.items()}
-    if origin is list or tp is list:
-        if not isinstance(value, list):
-            raise RecordProblem(f"{path} is {_show(value)}, not a list")
-        args = typing.get_args(tp)
-        if not args or args[0] is Any:
-            return value
-        return [_parse(args[0], v, f"{path}[{i}]") for i, v in enumerate(value)]
+        if container is dict:
+            return {k: _parse(item, v, f"{path}[{json.dumps(k)}]") for k, v in value.items()}
+        return [_parse(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
     raise TypeError(f"records: unsupported type {tp!r} at {path}")  # a programming error, not a bad file
 
 
@@ -195,12 +191,11 @@ def parse(cls: type, data: Any, path: str = "") -> Any:
 def to_json(record: Any) -> dict[str, Any]:
     """A record as the JSON mapping it was parsed from (``extra`` keys back at the top of their level)."""
     out: dict[str, Any] = {}
-    for f in dataclasses.fields(record):
-        value = getattr(record, f.name)
-        if f.name == "extra":
-            out.update(value)
-            continue
-        out[f.name] = _json_value(value)
+    fields = dataclasses.fields(record)  # the record's own keys first (a result names its schema first), then
+    for f in [*(f for f in fields if not f.kw_only), *(f for f in fields if f.kw_only)]:  # its provenance
+        if f.name != "extra":
+            out[f.name] = _json_value(getattr(record, f.name))
+    out.update(getattr(record, "extra", {}))
     return out
 
 
@@ -215,6 +210,16 @@ def _json_value(value: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------------ run.json
+
+
+@dataclass(frozen=True, kw_only=True)
+class Provenance:
+    """Where a record came from (robench.storage.provenance): package versions, commit, version, time."""
+
+    versions: dict[str, str] = field(default_factory=dict)
+    git_commit: str | None = None
+    robench_version: str | None = None
+    created: str = ""
 
 
 @dataclass(frozen=True)
@@ -255,7 +260,7 @@ class RunMethod:
 
 
 @dataclass(frozen=True)
-class RunRecord:
+class RunRecord(Provenance):
     """A run folder's ``run.json``: written once by ``robench train`` (or by registering an outside
     checkpoint), read by ``eval``, ``tune`` and ``run``."""
 
@@ -271,10 +276,6 @@ class RunRecord:
     weights_fingerprint: str | None = None
     files: list[str] = field(default_factory=list)  # what the run wrote into its folder
     external: dict[str, Any] | None = None  # an outside checkpoint: folder, source, label order
-    versions: dict[str, str] = field(default_factory=dict)
-    git_commit: str | None = None
-    robench_version: str | None = None
-    created: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def problem(self, path: str = "") -> str | None:
@@ -352,7 +353,7 @@ class MetricDeclaration:
 
 
 @dataclass(frozen=True)
-class ResultFile:
+class ResultFile(Provenance):
     """One evaluator's result for one run (``results/<evaluator>.json``)."""
 
     schema: Literal["robench.result/1", "robench.result/2"]
@@ -369,10 +370,6 @@ class ResultFile:
     wall_time_s: float | None = None
     # --allow-changed-data: {set or "task file": {"trained": fingerprint, "now": fingerprint}}; empty normally
     data_changed: dict[str, Any] = field(default_factory=dict)
-    versions: dict[str, str] = field(default_factory=dict)
-    git_commit: str | None = None
-    robench_version: str | None = None
-    created: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def problem(self, path: str = "") -> str | None:
@@ -485,15 +482,4 @@ def load_run(run_dir: Path | str) -> RunRecord:
     if not path.exists():
         raise ConfigError(f"run directory {run_dir} has no {RUN_FILE}; it is not a finished robench run "
                           "(train it with 'robench train')")
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ConfigError(f"{path} is not valid JSON; re-train the run ('robench train --force')") from None
-    if not isinstance(record, dict) or record.get("schema") != RUN_SCHEMA:
-        schema = record.get("schema") if isinstance(record, dict) else type(record).__name__
-        raise ConfigError(f"{path} is not a robench run record (schema {schema!r}); re-train the run")
-    try:
-        return parse(RunRecord, record)
-    except RecordProblem as exc:
-        raise ConfigError(f"{path}: {exc}; the run record is damaged: re-train the run ('robench train --force')"
-                          ) from None
+    return load_record(RunRecord, path, "run record", "re-train the run ('robench train --force')")
