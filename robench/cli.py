@@ -404,6 +404,8 @@ def leaderboard(
                                           "task, a row per checkpoint; needs --reference)"),
     reference: str = typer.Option(None, help="the row deltas and significance are against (default: vanilla; "
                                              "with --by model, a model's row name)"),
+    significance: str = typer.Option("hierarchical", help="the test against vanilla: hierarchical (seeds, then "
+                                     "examples resampled; needs 3 seeds per method) or examples (seeds fixed)"),
 ) -> None:
     """Aggregate result files into the leaderboard (Markdown, CSV, LaTeX, figures)."""
     from robench.report import BASELINE_METHOD, write_leaderboard
@@ -411,7 +413,7 @@ def leaderboard(
     _check_numbers(bootstrap=(bootstrap, 1))
     roots = _paths(results, "runs")
     board, written = write_leaderboard(roots, out_dir, aspects=aspects, plots=plots, n_boot=bootstrap,
-                                       baseline=reference or BASELINE_METHOD, by=by)
+                                       baseline=reference or BASELINE_METHOD, by=by, significance=significance)
     _print_board(board)
     out.print("written: " + ", ".join(str(p) for p in written.values()))
 
@@ -424,13 +426,15 @@ def table(
     digits: int = typer.Option(1, help="decimals (values are in percent)"),
     out_file: str = typer.Option(None, "--out", help="write to this file instead of printing"),
     bootstrap: int = typer.Option(N_BOOT, help="bootstrap resamples for the significance test vs vanilla"),
+    significance: str = typer.Option("hierarchical", help="the test against vanilla: hierarchical (seeds, then "
+                                     "examples resampled; needs 3 seeds per method) or examples (seeds fixed)"),
 ) -> None:
     """Print the leaderboard as a LaTeX (booktabs), Markdown or CSV table."""
     from robench.report import build_leaderboard, format_table
     from robench.storage import atomic_write_text
 
     _check_numbers(bootstrap=(bootstrap, 1), digits=(digits, 0))
-    board = build_leaderboard(_paths(results, "runs"), aspects, n_boot=bootstrap)
+    board = build_leaderboard(_paths(results, "runs"), aspects, n_boot=bootstrap, significance=significance)
     text = format_table(board, format_, digits=digits)
     if out_file:
         atomic_write_text(Path(out_file), text)

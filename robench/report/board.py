@@ -1,9 +1,13 @@
 """The leaderboard as data: result records -> one row per (task, model, method).
 
-Per aspect: ``<key>_mean``, ``_std`` (sample std over seeds), ``_n``, ``_delta`` (relative
-improvement over the baseline method, direction-aware so positive is better), ``_p`` (raw two-sided
-paired bootstrap p-value against the baseline) and ``_p_holm`` (``_p`` after Holm's step-down
-correction over the tested columns of the method's row; the tables' ``*`` / ``**`` come from it).
+Per aspect: ``<key>_mean``, ``_std`` (sample std over seeds), ``_n``, ``_delta`` (the change against
+the baseline method as a share of the baseline's room, direction-aware so positive is better, in [-1, 1]:
+:func:`~robench.report.stats.bounded_improvement`), ``_p`` (raw two-sided p-value against the baseline:
+by default the hierarchical bootstrap over seeds and examples, which needs 3 seeds per side; with
+``significance="examples"`` the seeds are held fixed) and ``_p_holm`` (``_p`` after Holm's step-down
+correction over every tested cell of the (task, model) table; the tables' ``*`` / ``**`` come from it).
+An OOD column also gets each detector's mean AUROC (``<key>_<detector>_mean``) and
+``<key>_detector_dependent`` (the sign against the baseline differs across detectors: no verdict).
 Tested are the aspects whose evaluator declares per-example data (``MetricSpec.per_example``):
 accuracies on their 0/1 outcomes (:func:`~robench.report.stats.paired_bootstrap`), ECE and AUROC by
 recomputing the metric on every resample (:func:`~robench.report.stats.metric_bootstrap`). A method
@@ -14,8 +18,10 @@ Accuracy aspects also get ``_low`` / ``_high``: the Wilson 95% interval of the
 seed-mean accuracy with n = the size of the largest set one seed was scored on (conservative for
 several disjoint sets; perturbations are the same examples edited differently). It covers
 the sampling of test examples only, not the spread over training seeds (that is ``_std``).
-Further: ``seeds``, ``avg_improvement`` (the paper's headline: mean of the deltas), ``rank``,
-``mean_rank``, ``cost_s_per_example`` and ``cost_ratio``. A pure function of result records; so is
+Further: ``seeds``, ``better`` / ``worse`` (columns significantly better / worse than the baseline,
+detector-dependent verdicts left out), ``score`` (better - worse), ``rank`` (by score, ties by
+``mean_rank``, the mean per-column rank: no degenerate predictor can win it), ``avg_improvement`` (the
+mean of the deltas), ``cost_s_per_example`` and ``cost_ratio``. A pure function of result records; so is
 :func:`compute_table`, the board's own wall time (training and evaluation minutes).
 
 Every comparison (delta, p-values, Holm, ranks, cost ratio) is made within one (task, model) group:
@@ -45,14 +51,17 @@ from robench.errors import ConfigError
 from robench.records import flatten, is_number
 from robench.report.aspects import Column, resolve_aspects
 from robench.report.stats import (
+    MIN_SEEDS,
     N_BOOT,
+    SIGNIFICANCE,
+    bounded_improvement,
     example_metric,
+    hierarchical_bootstrap,
     holm,
     metric_bootstrap,
     outcome_sets,
     paired_bootstrap,
     parse_examples,
-    relative_improvement,
     wilson_interval,
 )
 from robench.results import ResultRecord, load_results
@@ -80,6 +89,8 @@ class Board:
     # (task, model, method, aspect key) of the cells that should carry a p-value but do not: the method's
     # or the baseline's results lack usable per-example data (shown with a dagger)
     untested: set[tuple[str, str, str, str]] = field(default_factory=set)
+    significance: str = "hierarchical"  # hierarchical (seeds and examples resampled) or examples (--significance)
+    few_seeds: set[tuple[str, str]] = field(default_factory=set)  # (task, model) tables with no verdicts: < 3 seeds
 
     def row(self, method: str, task: str | None = None, model: str | None = None) -> pd.Series:
         sub = self.frame[self.frame["method"] == method]
@@ -208,7 +219,10 @@ def seed_values(board: Board, task: str, model: str) -> dict[str, dict[str, list
 
 
 def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | None = None, *,
-                baseline: str = BASELINE_METHOD, n_boot: int = N_BOOT, seed: int = 0) -> Board:
+                baseline: str = BASELINE_METHOD, n_boot: int = N_BOOT, seed: int = 0,
+                significance: str = "hierarchical") -> Board:
+    if significance not in SIGNIFICANCE:
+        raise ConfigError(f"unknown --significance {significance!r}; choose from: {', '.join(SIGNIFICANCE)}")
     records, dropped, excluded = transfer_exclusions(records)
     check_threat_models(records)
     chosen = resolve_aspects(aspects, records)
@@ -237,6 +251,9 @@ def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | 
                 # (perturb), so summing them would overstate n; for disjoint sets (shift) this is conservative
                 per_seed = float(np.mean([max(len(v) for v in o.values()) for o in sets])) if sets else 0.0
                 row[f"{aspect.key}_low"], row[f"{aspect.key}_high"] = wilson_interval(mean * per_seed, per_seed)
+        for aspect in chosen:  # an OOD column: the mean AUROC of every detector the results carry
+            for det, values in detector_values(aspect_results(recs, aspect), aspect).items():
+                row[f"{aspect.key}_{det}_mean"] = float(np.mean(values))
         row["tuned"] = row_tuned(key, recs)
         costs = {str(r.seed): r.cost for r in recs if r.cost is not None}
         row["cost_s_per_example"] = float(np.mean(list(costs.values()))) if costs else float("nan")
@@ -245,11 +262,17 @@ def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | 
     for aspect in chosen:
         interval = ("low", "high") if aspect.accuracy_like else ()
         columns += [f"{aspect.key}_{s}" for s in ("mean", "std", "n", *interval, "delta", "p", "p_holm")]
-    columns += ["avg_improvement", "rank", "mean_rank", "cost_s_per_example", "cost_ratio"]
+    columns += ["better", "worse", "score", "rank", "mean_rank", "avg_improvement", "cost_s_per_example", "cost_ratio"]
+    for aspect in chosen:
+        have = {c[len(aspect.key) + 1:-5] for r in rows for c in r if c.startswith(f"{aspect.key}_") and c.endswith("_mean")}
+        found = [d for d in DETECTORS if d in have]  # the headline detector (MSP) first
+        columns += [f"{aspect.key}_{d}_mean" for d in found] + ([f"{aspect.key}_detector_dependent"] if found else [])
     columns += ["tuned"] if any(r["tuned"] for r in rows) else []  # robench run --tuned: the setting used
     frame = pd.DataFrame(rows)
     untested: set[tuple[str, str, str, str]] = set()
-    extras = {"excluded": excluded, "excluded_records": dropped, "boot_seed": seed, "untested": untested}
+    few_seeds: set[tuple[str, str]] = set()
+    extras = {"excluded": excluded, "excluded_records": dropped, "boot_seed": seed, "untested": untested,
+              "significance": significance, "few_seeds": few_seeds}
     if frame.empty:
         return Board(pd.DataFrame(columns=columns), chosen, list(records), baseline, n_boot, **extras)
 
@@ -266,33 +289,53 @@ def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | 
                     deltas.append(float("nan"))
                     pvals.append(float("nan"))
                     continue
-                deltas.append(relative_improvement(frame.at[i, f"{aspect.key}_mean"],
-                                                   base[f"{aspect.key}_mean"], aspect.higher_is_better))
+                deltas.append(bounded_improvement(frame.at[i, f"{aspect.key}_mean"],
+                                                  base[f"{aspect.key}_mean"], aspect.higher_is_better))
                 p = float("nan")
                 method = frame.at[i, "method"]
                 if aspect.bootstrap and method != baseline:
                     mine = samples.get(((task, model, method), aspect.key))
                     theirs = samples.get(((task, model, baseline), aspect.key))
                     if mine is not None and theirs is not None:
-                        test = paired_bootstrap if aspect.statistic is None else metric_bootstrap
-                        p = test(mine, theirs, n_boot, seed)
-                    if not np.isfinite(p) and np.isfinite(frame.at[i, f"{aspect.key}_mean"]) and np.isfinite(
-                            base[f"{aspect.key}_mean"]):
+                        if significance == "examples":
+                            test = paired_bootstrap if aspect.statistic is None else metric_bootstrap
+                            p = test(mine, theirs, n_boot, seed)
+                        elif min(len(mine), len(theirs)) < MIN_SEEDS:
+                            few_seeds.add((task, model))  # no verdict: the seeds' spread cannot be estimated
+                        else:
+                            p = hierarchical_bootstrap(*(example_units(d, aspect.statistic) for d in (mine, theirs)), n_boot,
+                                                       seed)
+                    if not np.isfinite(p) and (task, model) not in few_seeds and np.isfinite(
+                            frame.at[i, f"{aspect.key}_mean"]) and np.isfinite(base[f"{aspect.key}_mean"]):
                         untested.add((task, model, method, aspect.key))
                 pvals.append(p)
             frame.loc[idx, f"{aspect.key}_delta"] = deltas
             frame.loc[idx, f"{aspect.key}_p"] = pvals
-        # Holm over the tested columns of each method's row (the family: that row's finite p-values)
+        # Holm over every tested cell of the (task, model) table: one family for all its verdicts
         p_cols = [f"{a.key}_p" for a in chosen]
-        for i in idx if p_cols else ():
-            frame.loc[i, [f"{c}_holm" for c in p_cols]] = holm(frame.loc[i, p_cols].to_numpy(dtype=float))
+        if p_cols:
+            block = frame.loc[idx, p_cols].to_numpy(dtype=float)
+            frame.loc[idx, [f"{c}_holm" for c in p_cols]] = holm(block.ravel()).reshape(block.shape)
         delta_cols = [f"{a.key}_delta" for a in chosen]
         if delta_cols:
             frame.loc[idx, "avg_improvement"] = frame.loc[idx, delta_cols].mean(axis=1, skipna=True).round(12) + 0.0
-            frame.loc[idx, "rank"] = frame.loc[idx, "avg_improvement"].rank(ascending=False, method="min")
             per_aspect = pd.DataFrame({a.key: frame.loc[idx, f"{a.key}_mean"].rank(ascending=not a.higher_is_better,
                                                                                     method="min") for a in chosen})
             frame.loc[idx, "mean_rank"] = per_aspect.mean(axis=1, skipna=True)
+            for aspect in chosen:  # a detector-dependent verdict is neither better nor worse
+                dets = [c for c in frame.columns if c.startswith(f"{aspect.key}_") and c.endswith("_mean")
+                        and c != f"{aspect.key}_mean" and c[len(aspect.key) + 1:-5] in DETECTORS]
+                if dets and base is not None:
+                    signs = np.sign(frame.loc[idx, dets].to_numpy(dtype=float) - base[dets].to_numpy(dtype=float))
+                    frame.loc[idx, f"{aspect.key}_detector_dependent"] = [
+                        bool((r > 0).any() and (r < 0).any()) for r in signs]
+            wins, losses = _verdicts(frame.loc[idx], chosen)
+            frame.loc[idx, "better"], frame.loc[idx, "worse"] = wins, losses
+            frame.loc[idx, "score"] = wins - losses
+            # rank: significant wins minus losses against the baseline, ties by the mean per-aspect rank
+            order = sorted(idx, key=lambda j: (-frame.at[j, "score"], frame.at[j, "mean_rank"]))
+            keys = [(frame.at[j, "score"], frame.at[j, "mean_rank"]) for j in order]
+            frame.loc[order, "rank"] = [keys.index(k) + 1 for k in keys]
         base_cost = base["cost_s_per_example"] if base is not None else float("nan")
         frame.loc[idx, "cost_ratio"] = (frame.loc[idx, "cost_s_per_example"] / base_cost
                                         if base_cost and np.isfinite(base_cost) else float("nan"))
@@ -300,6 +343,53 @@ def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | 
     order = frame["method"].map(lambda m: (0 if m == baseline else 1, m))
     frame = frame.assign(_o=order).sort_values(["task", "model", "_o"]).drop(columns="_o").reset_index(drop=True)
     return Board(frame, chosen, list(records), baseline, n_boot, **extras)
+
+
+SIGNIFICANT = 0.05  # a verdict: Holm-adjusted p below this (the tables' "*")
+
+
+def _verdicts(rows: pd.DataFrame, chosen: Sequence[Column]) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: how many columns are significantly better, and how many worse, than the baseline."""
+    better = np.zeros(len(rows), dtype=int)
+    worse = np.zeros(len(rows), dtype=int)
+    for a in chosen:
+        sig = (rows[f"{a.key}_p_holm"].to_numpy(dtype=float) < SIGNIFICANT)
+        if f"{a.key}_detector_dependent" in rows:
+            sig &= ~np.array([flagged(v) for v in rows[f"{a.key}_detector_dependent"]], dtype=bool)
+        delta = rows[f"{a.key}_delta"].to_numpy(dtype=float)
+        better += sig & (delta > 0)
+        worse += sig & (delta < 0)
+    return better, worse
+
+
+DETECTORS = ("msp", "max_logit", "energy", "mahalanobis")  # the anomaly evaluator's scores
+
+
+def flagged(value: Any) -> bool:
+    """A True in a flag column of the frame (numpy or Python bool; NaN or missing is False)."""
+    return isinstance(value, bool | np.bool_) and bool(value)
+
+
+def detector_values(records: Sequence[ResultRecord], aspect: Column) -> dict[str, list[float]]:
+    """For an OOD column (the anomaly evaluator's AUROC): each detector's AUROC per seed, from the results'
+    ``scores.<detector>.mean.auroc`` (empty for any other column, or where some seed lacks the detector)."""
+    if aspect.statistic != "auroc":
+        return {}
+    prefix = aspect.metric.rpartition(".")[0]
+    out: dict[str, list[float]] = {}
+    for det in DETECTORS:  # the anomaly evaluator writes scores.<det>.mean.auroc (the mean over OOD sets)
+        names = [".".join(p for p in (prefix, "scores", det, *mid, "auroc") if p) for mid in (("mean",), ())]
+        values = [next((r.metrics[n] for n in names if n in r.metrics), None) for r in records]
+        if values and all(v is not None for v in values):
+            out[det] = values
+    return out
+
+
+def example_units(data: list[Any], statistic: str | None) -> list[Any]:
+    """Per-seed example data in the form the hierarchical bootstrap reads (accuracies as one unit per set)."""
+    if statistic is not None:
+        return data
+    return [{"statistic": "accuracy", "bins": None, "units": {("set", k): (v,) for k, v in d.items()}} for d in data]
 
 
 def row_tuned(key: tuple[str, str, str], recs: Sequence[ResultRecord]) -> str | None:
@@ -403,7 +493,7 @@ def by_model(records: Iterable[ResultRecord]) -> list[ResultRecord]:
 
 def build_board(results: Iterable[ResultRecord] | Path | str | Iterable[Path | str],
                 aspects: str | Sequence[str] | None = None, *, by: str = "method", reference: str | None = None,
-                n_boot: int | None = None) -> Board:
+                n_boot: int | None = None, significance: str = "hierarchical") -> Board:
     """The board of method rows (``by="method"``, against vanilla or ``reference``) or of model rows
     (``by="model"``, against the ``reference`` model): the one builder the CLI and the API share."""
     items = list(results) if not isinstance(results, str | Path) else [results]
@@ -421,7 +511,7 @@ def build_board(results: Iterable[ResultRecord] | Path | str | Iterable[Path | s
             raise ConfigError(f"a board of models needs a reference model for its deltas and significance: {what}; "
                               f"rows: {', '.join(rows)}")
     board = leaderboard(records, aspects, baseline=reference or BASELINE_METHOD,
-                        n_boot=N_BOOT if n_boot is None else n_boot)
+                        n_boot=N_BOOT if n_boot is None else n_boot, significance=significance)
     board.source = fmt_roots(results) if not (items and isinstance(items[0], ResultRecord)) else "records"
     return board
 

@@ -2,7 +2,7 @@
 to the next?
 
 A pure function of the board frame. For every task the board holds on two or more models, one row per
-(method, aspect) and one for the average: the method's relative improvement over the baseline on each
+(method, aspect) and one for the average: the method's change against the baseline (bounded Δ, as on the tables) on each
 model (``<key>_delta`` of that model's table, direction-aware, so positive is better for ECE too), its
 Holm-adjusted p-value on that model (``<key>_p_holm``: the same family and test as the model's own
 table) and whether that is significant (p_holm < 0.05), and the agreement of the signs across the task's
@@ -118,7 +118,7 @@ def cross_model_lines(table: pd.DataFrame, baseline: str = BASELINE_METHOD,
     lines = []
     for task, (headers, rows, counts) in cross_model_markdown(table).items():
         lines += [f"## Across models: {task}", "",
-                  f"Relative improvement over {baseline} on each model (direction-aware, positive is better; each "
+                  f"Δ against {baseline} on each model (as on the tables: bounded, direction-aware, positive is better; each "
                   "from that model's own table, never across models); `*` p < 0.05, `**` p < 0.01 after Holm on "
                   "that model (as in its table). signs: agree (the change has one sign on every model), disagree, "
                   "or n/a (a model has no value, or a change of exactly 0). "

@@ -21,11 +21,18 @@ import pandas as pd
 
 from robench.errors import ConfigError
 from robench.report.aspects import Column
-from robench.report.board import ADVERSARIAL, MODELS_GROUP, Board, threat_card
-from robench.report.stats import outcome_sets, paired_bootstrap, significance_marker, wilson_interval
+from robench.report.board import ADVERSARIAL, MODELS_GROUP, Board, example_units, flagged, threat_card
+from robench.report.stats import (
+    hierarchical_bootstrap,
+    outcome_sets,
+    paired_bootstrap,
+    significance_marker,
+    wilson_interval,
+)
 
-EXTRA_HEADERS = ["Δ vs vanilla", "rank", "cost ×"]
-EXTRA_SHORT = ["Δ", "rank", "cost"]
+DETECTOR_DEPENDENT = "‡"  # an OOD cell whose sign against the baseline differs across detectors
+EXTRA_HEADERS = ["better / worse", "rank", "Δ vs vanilla", "cost ×"]
+EXTRA_SHORT = ["+/-", "rank", "Δ", "cost"]
 
 
 def _is_best(frame: pd.DataFrame, i, aspect: Column) -> bool:
@@ -51,6 +58,8 @@ def _cell(frame: pd.DataFrame, i, aspect: Column, fmt: str, digits: int, std: bo
         return "–" if fmt != "latex" else "--"
     spread = frame.at[i, f"{aspect.key}_std"]
     mark = UNTESTED if dagger else significance_marker(frame.at[i, f"{aspect.key}_p_holm"])
+    if f"{aspect.key}_detector_dependent" in frame and flagged(frame.at[i, f"{aspect.key}_detector_dependent"]):
+        mark += DETECTOR_DEPENDENT
     best = _is_best(frame, i, aspect)
     value = f"{mean * 100:.{digits}f}"
     spread = f"{spread * 100:.{digits}f}" if std and np.isfinite(spread) else None
@@ -69,9 +78,11 @@ def _cell(frame: pd.DataFrame, i, aspect: Column, fmt: str, digits: int, std: bo
 def _extra_cells(row: pd.Series, baseline: str, short: bool = False) -> list[str]:
     imp, ratio = row["avg_improvement"], row["cost_ratio"]
     ref = "ref" if short else "0 (ref)"
+    verdicts = "ref" if row["method"] == baseline else f"{int(row['better'])} / {int(row['worse'])}"
     return [
-        ref if row["method"] == baseline else (f"{imp * 100:+.1f}%" if np.isfinite(imp) else "–"),
+        verdicts,
         f"{int(row['rank'])}" if np.isfinite(row["rank"]) else "–",
+        ref if row["method"] == baseline else (f"{imp * 100:+.1f}%" if np.isfinite(imp) else "–"),
         f"{ratio:.2f}×" if np.isfinite(ratio) else "–",
     ]
 
@@ -113,8 +124,9 @@ def table_rows(board: Board, fmt: str = "text", *, digits: int = 1, std: bool = 
                      *[_cell(sub, i, a, fmt, digits, std, untested(board, row, a)) for a in chosen],
                      *_extra_cells(row, board.baseline, short)]
             if fmt == "latex":
-                cells = [_latex_escape(cells[0]), *cells[1:-3],
-                         *[c.replace("%", r"\%").replace("×", r"$\times$").replace("–", "--") for c in cells[-3:]]]
+                extra = len(EXTRA_HEADERS)
+                cells = [_latex_escape(cells[0]), *cells[1:-extra],
+                         *[c.replace("%", r"\%").replace("×", r"$\times$").replace("–", "--") for c in cells[-extra:]]]
             rows.append(cells)
         out[key] = (headers, rows)
     return out
@@ -138,8 +150,9 @@ def markdown_table(headers: list[str], rows: list[list[str]], *, text: bool = Fa
 def latex_table(title: str, headers: list[str], rows: list[list[str]]) -> str:
     spec = "l" + "r" * (len(headers) - 1)
     lines = [f"% robench leaderboard: {title}. Mean over seeds (percent), {{\\scriptsize $\\pm$ std}}; best per",
-             "% column in bold; $^{*}$ p<0.05, $^{**}$ p<0.01 (paired bootstrap vs vanilla, Holm-adjusted over each",
-             "% method's tested columns); $^{\\dagger}$ not tested for that method. Needs \\usepackage{booktabs}.",
+             "% column in bold; $^{*}$ p<0.05, $^{**}$ p<0.01 (paired bootstrap vs vanilla over seeds and examples,",
+             "% Holm-adjusted over the table's tested cells); $^{\\dagger}$ not tested for that method. rank: columns",
+             "% significantly better minus worse, ties by mean rank. Needs \\usepackage{booktabs}.",
              f"\\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(headers) + r" \\", r"\midrule"]
     lines += [" & ".join(cells) + r" \\" for cells in rows]
     lines += [r"\bottomrule", r"\end{tabular}"]
@@ -236,6 +249,14 @@ def _examples(outcomes: list[dict[str, np.ndarray]], counts: list[float]) -> flo
     return _mean(counts)
 
 
+def _attack_p(board: Board, mine: list, theirs: list) -> float:
+    """The board's own test (hierarchical, or examples with ``--significance examples``) on outcomes."""
+    if board.significance == "examples":
+        return paired_bootstrap(mine, theirs, board.n_boot, board.boot_seed)
+    return hierarchical_bootstrap(example_units(mine, None), example_units(theirs, None), board.n_boot,
+                                  board.boot_seed)
+
+
 def attack_table(board: Board) -> pd.DataFrame:
     """Per (task, model, method) with adversarial results: per recipe the seed-mean accuracy under attack
     with its Wilson 95% interval (``<recipe>_acc``, ``_acc_low``, ``_acc_high``), its attack success
@@ -277,7 +298,7 @@ def attack_table(board: Board) -> pd.DataFrame:
         base = (task, model, board.baseline)
         # as on the board: tested only where every seed of both sides stored its outcomes
         complete = all(len(robust[k]) == len(groups[k]) for k in (key, base) if k in groups)
-        row["worst_p"] = (paired_bootstrap(robust[key], robust.get(base, []), board.n_boot, board.boot_seed)
+        row["worst_p"] = (_attack_p(board, robust[key], robust.get(base, []))
                           if method != board.baseline and base in groups and complete else float("nan"))
         rows.append(row)
     frame = pd.DataFrame(rows).reindex(columns=columns)
@@ -365,9 +386,10 @@ def attack_markdown(board: Board, frame: pd.DataFrame | None = None) -> str | No
              "examples (n per seed; it covers the sampling of examples, not of seeds). succ / valid: attack success "
              "rate and the share of attacked examples whose successful adversarial example also passes the strict "
              "validity check (percent). Worst case: an example counts as robust only if every recipe failed to flip "
-             f"it; this is the leaderboard's Attack column. p: paired bootstrap ({board.n_boot} resamples) of the "
-             f"worst-case per-example outcomes against {board.baseline}, examples paired by sample id; raw, not "
-             "adjusted (the leaderboard's markers are Holm-adjusted over each method's tested columns).", ""]
+             f"it; this is the leaderboard's Attack column. p: the board's test ({board.significance}; "
+             f"{board.n_boot} resamples) of the worst-case per-example outcomes against {board.baseline}, examples "
+             "paired by sample id; raw, not adjusted (the leaderboard's markers are Holm-adjusted over the table's "
+             "tested cells).", ""]
     for key, sub in table_groups(frame):
         headers = ["model" if key[1] == MODELS_GROUP else "method", "seeds", "n"]
         for recipe in recipes:
@@ -396,8 +418,31 @@ def attack_markdown(board: Board, frame: pd.DataFrame | None = None) -> str | No
     return "\n".join(lines)
 
 
+def detector_table(board: Board) -> dict[tuple[str, str], tuple[list[str], list[list[str]]]]:
+    """{(task, model): (headers, rows)}: each OOD column's AUROC per detector (percent, mean over seeds), with
+    whether the sign against the baseline depends on the detector."""
+    out = {}
+    for key, sub in table_groups(board.frame):
+        for a in shown_aspects(board):
+            dets = [c for c in sub.columns if c.startswith(f"{a.key}_") and c.endswith("_mean") and
+                    c != f"{a.key}_mean" and sub[c].notna().any()]
+            if not dets:
+                continue
+            names = [c[len(a.key) + 1:-5] for c in dets]
+            headers = ["method", *names, "sign vs " + board.baseline]
+            rows = []
+            for _, row in sub.iterrows():
+                dependent = row.get(f"{a.key}_detector_dependent")
+                verdict = ("ref" if row["method"] == board.baseline else
+                           "depends on the detector" if flagged(dependent) else "the same for every detector")
+                rows.append([str(row["method"]), *[f"{row[c] * 100:.1f}" if np.isfinite(row[c]) else "–" for c in dets],
+                             verdict])
+            out[key] = (headers, rows)
+    return out
+
+
 def improvement_table(board: Board) -> dict[tuple[str, str], tuple[list[str], list[list[str]]]]:
-    """{(task, model): (headers, rows)}: each method's relative improvement over the baseline (on the same
+    """{(task, model): (headers, rows)}: each method's bounded change against the baseline (on the same
     task and model) per aspect (percent)."""
     chosen = shown_aspects(board)
     out = {}

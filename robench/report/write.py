@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from robench.outputs import guard_board_out
@@ -17,9 +18,11 @@ from robench.report.board import (
     ADVERSARIAL,
     BASELINE_METHOD,
     NO_CARD,
+    SIGNIFICANT,
     Board,
     build_board,
     compute_table,
+    flagged,
     regulariser_table,
     threat_card,
 )
@@ -29,6 +32,7 @@ from robench.report.tables import (
     attack_markdown,
     attack_table,
     data_notes,
+    detector_table,
     excluded_note,
     format_table,
     group_title,
@@ -41,6 +45,19 @@ from robench.storage import atomic_write_text
 LEGEND_FILE = "LEGEND.md"
 
 
+def _test_name(board: Board) -> str:
+    return ("hierarchical paired bootstrap over seeds and test examples" if board.significance == "hierarchical"
+            else "paired bootstrap over test examples, seeds fixed")
+
+
+def _short_test(board: Board) -> str:
+    return "seeds and examples resampled" if board.significance == "hierarchical" else "examples resampled, seeds fixed"
+
+
+def _few(board: Board) -> str:
+    return ", ".join(f"{t} ({m})" for t, m in sorted(board.few_seeds))
+
+
 def legend(board: Board) -> str:
     """The board's header: a short list (one line per convention), the details linked (:func:`legend_details`)."""
     base = board.baseline
@@ -49,12 +66,16 @@ def legend(board: Board) -> str:
     items = [
         "Numbers: mean over seeds in percent, ± the sample standard deviation over seeds (blank with one seed).",
         "↑ higher is better, ↓ lower is better; **bold**: the best value of the column.",
-        (f"`*` p < 0.05, `**` p < 0.01 against {base} (paired bootstrap over test examples, Holm-adjusted over the "
-         "row)" + ("; `†` not tested for that method" if board.untested else "")
+        (f"`*` p < 0.05, `**` p < 0.01 against {base} ({_short_test(board)}; Holm over the table)"
+         + ("; `†` not tested for that method" if board.untested else "")
          + (f"; not tested: {', '.join(untested)}." if untested else ".")) if tested
         else "No column is tested for significance.",
-        f"Δ vs {base}: mean relative improvement over the aspects (positive is better); rank orders it; cost ×: "
-        f"training time per example relative to {base}.",
+        *([f"No significance on {_few(board)}: fewer than 3 seeds per method (--significance examples holds the "
+           "seeds fixed)."] if board.few_seeds else []),
+        f"rank: columns significantly better minus worse than {base} (`+/-`), ties by the mean column rank: a "
+        "constant predictor cannot win it.",
+        f"Δ vs {base}: mean change per column as a share of the room to the ideal (gains) or to the worst (losses); "
+        f"cost ×: training time per example relative to {base}.",
         "Figures: each seed a point, the mean a line; reliability and ROC curves one per seed.",
         f"How each column is tested, p-values, intervals, untested columns: [{LEGEND_FILE}]({LEGEND_FILE}).",
     ]
@@ -87,16 +108,23 @@ def legend_details(board: Board) -> list[tuple[str, str]]:
                  "↑ higher is better, ↓ lower is better (as each evaluator declares); the best value per column is "
                  "bold.")]
     if tests:
+        seeds = ("each resample first draws, on each side, as many seeds as that side has, with replacement (so the "
+                 "spread over training seeds counts; at least 3 seeds per method, else no verdict), then " if
+                 board.significance == "hierarchical" else "the seeds are held fixed; each resample ")
         sections.append((
             "Significance",
-            f"Significance against {base} (same task and model): paired bootstrap over test examples "
-            f"({board.n_boot} resamples, seed {board.boot_seed}); each resample draws one set of example indices per "
-            f"evaluated set, shared by the method and {base} and by all their seeds (examples paired by index within "
-            "each set, attacked examples by sample id). " + ". ".join(tests) + ". "
+            f"Significance against {base} (same task and model): {_test_name(board)} ({board.n_boot} resamples, "
+            f"seed {board.boot_seed}); {seeds}draws one set of example indices per evaluated set, shared by the "
+            f"method and {base} and by all their seeds (examples paired by index within each set, attacked examples "
+            "by sample id); each drawn seed's metric is computed on those examples and averaged over the drawn "
+            "seeds. " + ". ".join(tests) + ". "
             "p is two-sided: twice the smaller of the shares (count + 1) / (resamples + 1) of resampled differences "
             "at or below and at or above 0, at most 1. `*` p < 0.05, `**` p < 0.01 after Holm's step-down "
-            "correction over the tested columns of the method's row (the family: that row's columns with a p-value "
-            "on this board); leaderboard.csv gives `<key>_p` (raw) and `<key>_p_holm` (adjusted)."
+            "correction over every tested cell of the (task, model) table (the family: all its methods' columns "
+            "with a p-value); leaderboard.csv gives `<key>_p` (raw) and `<key>_p_holm` (adjusted). With "
+            "`--significance examples` the seeds are held fixed (the older test: a seed's luck counts as the "
+            "method's effect)."
+            + (f" No verdict on {_few(board)}: fewer than 3 seeds per method." if board.few_seeds else "")
             + (f" `†` (on this board: {', '.join(daggers)}): not tested for that method, because its results or "
                f"{base}'s for that column carry no per-example data (written by an older evaluator version: re-run "
                f"`robench eval --force` on those runs), data that do not give back the result's headline metric, or "
@@ -114,9 +142,15 @@ def legend_details(board: Board) -> list[tuple[str, str]]:
                          "scored on (conservative for several disjoint sets); it covers the sampling of examples, not "
                          "the spread over seeds."))
     sections.append(("Δ, rank, cost",
-                     f"Δ vs {base}: mean over aspects of the relative improvement (direction-aware, so positive is "
-                     "better for ECE too); rank orders it. cost ×: training seconds per example relative to "
-                     f"{base}."))
+                     f"rank: the score (columns significantly better minus significantly worse than {base}, after "
+                     "Holm; `better`, `worse`, `score` in leaderboard.csv) orders the rows, ties broken by the mean "
+                     "per-column rank (`mean_rank`): a row must win verdicts to rank first, so no constant or random "
+                     f"predictor can. Δ vs {base}: the mean over columns of the direction-aware change as a share of "
+                     f"{base}'s room: a gain closes part of the distance to the ideal value ((m - b) / (1 - b) for a "
+                     "higher-is-better metric), a loss gives up part of the distance from the worst ((m - b) / b), so "
+                     "each column lies in [-100%, 100%] and a near-zero base cannot explode (the paper's plain "
+                     "relative change would put 1.9% -> 4.0% at +113%; here it is +2.1%). cost ×: training seconds "
+                     f"per example relative to {base}."))
     sections.append(("Figures",
                      "Under each table, `plots/<task>-<model>-aspects.png` has one small panel per column of the "
                      "table (its direction arrow in the panel title): each method's value on every seed is a point, "
@@ -217,15 +251,43 @@ def _compute_lines(compute: pd.DataFrame, task: str, model: str) -> list[str]:
             f"evaluation {amount(total, 'results')} over {total['results']} results ({each}).", ""]
 
 
+def verdict_lines(board: Board, task: str, model: str) -> list[str]:
+    """The table's verdicts in words, read from the board (the one place the README's claims come from)."""
+    sub = board.frame[(board.frame["task"] == task) & (board.frame["model"] == model)]
+    if (task, model) in board.few_seeds:
+        return ["Verdicts: none (fewer than 3 seeds per method; see the legend).", ""]
+    out = []
+    for _, row in sub[sub["method"] != board.baseline].iterrows():
+        better, worse, depends = [], [], []
+        for a in board.aspects:
+            p, delta = row.get(f"{a.key}_p_holm"), row.get(f"{a.key}_delta")
+            if not (isinstance(p, float) and np.isfinite(p) and p < SIGNIFICANT):
+                continue
+            if flagged(row.get(f"{a.key}_detector_dependent")):
+                depends.append(a.label)
+            elif delta > 0:
+                better.append(f"{a.label} (p {p:.3g})")
+            elif delta < 0:
+                worse.append(f"{a.label} (p {p:.3g})")
+        parts = [f"better on {', '.join(better)}" if better else "", f"worse on {', '.join(worse)}" if worse else "",
+                 f"detector-dependent on {', '.join(depends)}" if depends else ""]
+        said = "; ".join(p for p in parts if p) or "no significant difference"
+        out.append(f"- {row['method']} against {board.baseline}: {said}.")
+    if not out:
+        return []
+    return [f"Verdicts ({board.significance} test, Holm over the table, p adjusted):", "", *out, ""]
+
+
 def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | str = "results", *,
                       aspects: str | Sequence[str] | None = None, plots: bool = True, n_boot: int = N_BOOT,
-                      baseline: str = BASELINE_METHOD, by: str = "method") -> tuple[Board, dict[str, Path]]:
+                      baseline: str = BASELINE_METHOD, by: str = "method",
+                      significance: str = "hierarchical") -> tuple[Board, dict[str, Path]]:
     """Build the board once from result files and write it into ``out``; returns (board, written paths).
     ``by="model"``: rows are models and ``baseline`` names the reference model (robench.report.board.by_model)."""
     out = Path(out)
     guard_board_out(out)  # a new or empty folder, or a robench leaderboard's: never over a user's files
     board = build_board(results, aspects, by=by, reference=baseline if by == "model" or baseline != BASELINE_METHOD
-                        else None, n_boot=n_boot)
+                        else None, n_boot=n_boot, significance=significance)
     out.mkdir(parents=True, exist_ok=True)
     written = {"csv": out / "leaderboard.csv", "latex": out / "leaderboard.tex", "markdown": out / "LEADERBOARD.md",
                "compute_csv": out / "compute.csv"}
@@ -280,8 +342,10 @@ def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | st
         lines += [note, ""]
     tables = table_rows(board, "markdown")
     gains = improvement_table(board)
+    detectors = detector_table(board)
     for key, (headers, rows) in tables.items():
         lines += [f"## {group_title(*key)}", "", markdown_table(headers, rows), ""]
+        lines += verdict_lines(board, *key)
         lines += _tuned_lines(board, *key)
         lines += _compute_lines(compute, *key)
         attack = next((a for a in board.aspects if a.evaluator == ADVERSARIAL and a.metric == "accuracy_under_attack"),
@@ -293,8 +357,13 @@ def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | st
             lines += [f"{attack.label}: {what}. Per recipe, with success rates and Wilson 95% intervals: "
                       "[attacks.md](attacks.md).", ""]
         if gains.get(key) and gains[key][1]:
-            lines += [f"Improvement over {baseline} per aspect (the paper's headline, relative, direction-aware):", "",
+            lines += [f"Change against {baseline} per column (Δ: a gain as a share of {baseline}'s room to the ideal "
+                      "value, a loss as a share of its distance from the worst; direction-aware):", "",
                       markdown_table(*gains[key]), ""]
+        if detectors.get(key):
+            lines += ["OOD detection per detector (AUROC, percent; the AUROC column is the headline detector, MSP; "
+                      f"‡ in the table: the sign against {baseline} depends on the detector, so no verdict):", "",
+                      markdown_table(*detectors[key]), ""]
         lines += _regulariser_lines(board, *key)
         for fig in figures.get(key, []):
             lines += [f"![{fig.stem}]({fig.relative_to(out).as_posix()})", ""]

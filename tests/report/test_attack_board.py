@@ -163,7 +163,7 @@ def test_no_interval_without_per_example_outcomes(tmp_path):
 
 def test_attack_column_is_tested_on_robust_outcomes(tmp_path):
     suite(tmp_path)
-    b = build_leaderboard(tmp_path, n_boot=300).frame.set_index("method")
+    b = build_leaderboard(tmp_path, n_boot=300, significance="examples").frame.set_index("method")
     assert b.loc["ram", "attack_p"] < 0.01
     assert np.isnan(b.loc["vanilla", "attack_p"])
     # flip ram's outcomes to vanilla's: same per-example robustness -> no difference
@@ -172,7 +172,7 @@ def test_attack_column_is_tested_on_robust_outcomes(tmp_path):
         same = {"deepwordbug": outcomes(0.4, seed), "textfooler": outcomes(0.3, seed + 1)}
         write_adv(flipped, "vanilla", seed, same)
         write_adv(flipped, "ram", seed, same)
-    again = build_leaderboard(flipped, n_boot=300).frame.set_index("method")
+    again = build_leaderboard(flipped, n_boot=300, significance="examples").frame.set_index("method")
     assert again.loc["ram", "attack_p"] == 1.0 != b.loc["ram", "attack_p"]
 
 
@@ -181,7 +181,7 @@ def test_only_identical_samples_pair(tmp_path):
     for seed in (0, 1):
         write_adv(tmp_path, "vanilla", seed, {"textfooler": outcomes(0.3, seed)}, sample="test:000000000000")
         write_adv(tmp_path, "ram", seed, {"textfooler": outcomes(0.9, seed)}, sample="test:111111111111")
-    b = build_leaderboard(tmp_path, "attack", n_boot=100).frame.set_index("method")
+    b = build_leaderboard(tmp_path, "attack", n_boot=100, significance="examples").frame.set_index("method")
     assert np.isnan(b.loc["ram", "attack_p"]) and np.isfinite(b.loc["ram", "attack_mean"])
 
 
@@ -290,7 +290,7 @@ def test_no_exclusion_without_a_matching_fingerprint(tmp_path):
 
 def test_attack_table(tmp_path):
     suite(tmp_path)
-    board = build_leaderboard(tmp_path, n_boot=300)
+    board = build_leaderboard(tmp_path, n_boot=300, significance="examples")
     table = attack_table(board).set_index("method")
     assert list(table.index) == ["vanilla", "ram"]
     for recipe in RECIPES:

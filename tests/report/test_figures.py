@@ -98,19 +98,22 @@ def test_reliability_and_roc_overlay_every_seed(board, tmp_path, monkeypatch):
         m: {"trec": len(s), "sms": len(s)} for m, s in SEEDS.items()}
 
 
-KEY_SENTENCES = (  # the legend paragraph's sentences before issue 26: each must still be said, in LEGEND.md
+KEY_SENTENCES = (  # what the legend must say, in LEGEND.md (issue 26 moved it there; issue 24 changed the test)
     "Mean over seeds in percent, ± the sample standard deviation over seeds (blank with one seed).",
     "↑ higher is better, ↓ lower is better (as each evaluator declares); the best value per column is bold.",
-    "Significance against vanilla (same task and model): paired bootstrap over test examples (50 resamples, seed 0)",
-    "each resample draws one set of example indices per evaluated set, shared by the method and vanilla and by all "
-    "their seeds (examples paired by index within each set, attacked examples by sample id).",
+    "Significance against vanilla (same task and model): hierarchical paired bootstrap over seeds and test examples "
+    "(50 resamples, seed 0)",
+    "each resample first draws, on each side, as many seeds as that side has, with replacement",
+    "draws one set of example indices per evaluated set, shared by the method and vanilla and by all "
+    "their seeds (examples paired by index within each set, attacked examples by sample id)",
     "p is two-sided: twice the smaller of the shares (count + 1) / (resamples + 1) of resampled differences at or "
     "below and at or above 0, at most 1.",
-    "`*` p < 0.05, `**` p < 0.01 after Holm's step-down correction over the tested columns of the method's row",
+    "`*` p < 0.05, `**` p < 0.01 after Holm's step-down correction over every tested cell of the (task, model) table",
     "leaderboard.csv gives `<key>_p` (raw) and `<key>_p_holm` (adjusted).",
     "the Wilson 95% interval of the seed mean with n = the size of the largest set one seed was scored on",
-    "Δ vs vanilla: mean over aspects of the relative improvement (direction-aware, so positive is better for ECE "
-    "too); rank orders it. cost ×: training seconds per example relative to vanilla.",
+    "rank: the score (columns significantly better minus significantly worse than vanilla, after Holm",
+    "Δ vs vanilla: the mean over columns of the direction-aware change as a share of vanilla's room",
+    "cost ×: training seconds per example relative to vanilla.",
 )
 
 

@@ -40,11 +40,11 @@ def one_model(root, model, dest):
 
 
 def test_every_comparison_stays_within_a_model(two_models, tmp_path):
-    board = build_leaderboard(two_models, n_boot=N_BOOT)
+    board = build_leaderboard(two_models, n_boot=N_BOOT, significance="examples")
     assert list(zip(board.frame["model"], board.frame["method"], strict=True)) == [
         ("big", "vanilla"), ("big", "r3f"), ("big", "ram"), ("tiny", "vanilla"), ("tiny", "r3f"), ("tiny", "ram")]
     for model in ("big", "tiny"):
-        alone = build_leaderboard(one_model(two_models, model, tmp_path / model), n_boot=N_BOOT).frame
+        alone = build_leaderboard(one_model(two_models, model, tmp_path / model), n_boot=N_BOOT, significance="examples").frame
         mixed = board.frame[board.frame["model"] == model].reset_index(drop=True)
         # deltas, raw and Holm p-values, avg_improvement, rank, mean_rank, cost ratio: as on the model's own board
         pd.testing.assert_frame_equal(mixed, alone)
@@ -58,7 +58,7 @@ def test_every_comparison_stays_within_a_model(two_models, tmp_path):
 
 
 def test_one_table_per_task_and_model(two_models):
-    board = build_leaderboard(two_models, n_boot=N_BOOT)
+    board = build_leaderboard(two_models, n_boot=N_BOOT, significance="examples")
     tables = table_rows(board, "markdown")
     assert list(tables) == [("sentiment", "big"), ("sentiment", "tiny")]
     tiny = {r[0]: r for r in tables[("sentiment", "tiny")][1]}
@@ -85,7 +85,7 @@ def test_leaderboard_files_with_two_models(two_models, tmp_path):
     (out / "plots" / "sentiment-aspects.png").write_bytes(b"an earlier version's per-task figure")
     (out / "plots" / "sentiment-tiny-radar.png").write_bytes(b"an earlier version's kind of figure")
     (out / "LEADERBOARD.md").write_text("# robench leaderboard\n")  # that earlier version's board
-    board, written = write_leaderboard(two_models, out, n_boot=N_BOOT)
+    board, written = write_leaderboard(two_models, out, n_boot=N_BOOT, significance="examples")
     md = written["markdown"].read_text()
     assert md.index("## sentiment (model big)") < md.index("## sentiment (model tiny)") < md.index(
         "## Across models: sentiment")

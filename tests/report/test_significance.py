@@ -249,15 +249,17 @@ def test_results_without_per_example_data_are_shown_untested(suite, tmp_path):
     shutil.copytree(suite, copy)
     _strip(copy, "calibration", "ram")  # both seeds: an older calibration evaluator
     _strip(copy, "anomaly", "r3f", seeds=(10,))  # one of two seeds: never tested on the other seed alone
-    board = build_leaderboard(copy, n_boot=300)
+    board = build_leaderboard(copy, n_boot=2000, significance="examples")
     b = board.frame.set_index("method")
     assert np.isfinite(b.loc["ram", "ece_mean"]) and np.isnan(b.loc["ram", "ece_p"])
     assert np.isnan(b.loc["r3f", "auroc_p"]) and np.isfinite(b.loc["r3f", "ece_p"])
     assert board.untested == {("sentiment", "tiny", "ram", "ece"), ("sentiment", "tiny", "r3f", "auroc")}
-    # left out of the row's Holm family: five tests, not six
-    raw = np.array([b.loc["ram", f"{k}_p"] for k in ("id", "shift", "attack", "transfer", "auroc")])
-    assert b.loc["ram", f"{('id', 'shift', 'attack', 'transfer', 'auroc')[np.argmin(raw)]}_p_holm"] == pytest.approx(
-        min(1.0, 5 * raw.min()))
+    # left out of the table's Holm family: ten tests (five per method), not twelve
+    keys = [f"{k}_p" for k in ("id", "shift", "attack", "transfer", "ece", "auroc")]
+    raw = b.loc[["ram", "r3f"], keys].to_numpy(dtype=float).ravel()
+    adj = b.loc[["ram", "r3f"], [f"{k}_holm" for k in keys]].to_numpy(dtype=float).ravel()
+    assert np.isfinite(raw).sum() == 10
+    assert adj[np.nanargmin(raw)] == pytest.approx(min(1.0, 10 * np.nanmin(raw)))
     md = format_table(board, "markdown")
     ram = next(line for line in md.splitlines() if line.startswith("| ram"))
     assert "**5.0 ± 0.0**†" in ram and "84.0 ± 0.0**\\*" in ram
@@ -267,7 +269,7 @@ def test_results_without_per_example_data_are_shown_untested(suite, tmp_path):
     assert "`†` not tested for that method" in legend(board)  # the board's short list names the dagger too
     # vanilla's own results without the data: every method untested on that column
     _strip(copy, "calibration", "vanilla")
-    board = build_leaderboard(copy, n_boot=100)
+    board = build_leaderboard(copy, n_boot=100, significance="examples")
     assert {c for c in board.untested if c[3] == "ece"} == {("sentiment", "tiny", m, "ece") for m in ("ram", "r3f")}
 
 
@@ -278,12 +280,12 @@ def test_per_example_data_that_do_not_reproduce_the_headline_are_not_tested(suit
     data = json.loads(path.read_text())
     data["metrics"]["auroc"] = 0.9  # the stored scores give 0.84
     path.write_text(json.dumps(data))
-    b = build_leaderboard(copy, n_boot=100).frame.set_index("method")
+    b = build_leaderboard(copy, n_boot=100, significance="examples").frame.set_index("method")
     assert np.isnan(b.loc["ram", "auroc_p"]) and np.isfinite(b.loc["r3f", "auroc_p"])
 
 
 def test_markers_come_from_the_holm_adjusted_p(suite):
-    board = build_leaderboard(suite, n_boot=200)
+    board = build_leaderboard(suite, n_boot=200, significance="examples")
     i = board.frame.index[board.frame["method"] == "ram"][0]
     board.frame.loc[i, ["id_p", "id_p_holm"]] = [0.001, 0.2]  # significant raw, not after correction
     board.frame.loc[i, ["shift_p", "shift_p_holm"]] = [0.03, 0.03]
@@ -295,7 +297,7 @@ def test_markers_come_from_the_holm_adjusted_p(suite):
 
 
 def test_csv_columns_and_header_text(suite, tmp_path):
-    board, written = write_leaderboard(suite, tmp_path / "out", plots=False, n_boot=200)
+    board, written = write_leaderboard(suite, tmp_path / "out", plots=False, n_boot=200, significance="examples")
     csv = pd.read_csv(io.StringIO(written["csv"].read_text()))
     keys = ("id", "shift", "attack", "transfer", "ece", "auroc")
     for key in keys:
@@ -311,7 +313,7 @@ def test_csv_columns_and_header_text(suite, tmp_path):
 
 
 def test_custom_columns_without_per_example_data_are_named_untested(suite):
-    board = build_leaderboard(suite, "id,calibration.ece_raw", n_boot=100)
+    board = build_leaderboard(suite, "id,calibration.ece_raw", n_boot=100, significance="examples")
     text = legend_markdown(board)
     assert "or the evaluator stores none): calibration.ece_raw." in text and "†" not in text
     assert "not tested: calibration.ece_raw" in legend(board)
@@ -322,6 +324,6 @@ def test_custom_columns_without_per_example_data_are_named_untested(suite):
 def test_old_results_of_every_method_make_the_column_untested_everywhere(tmp_path):
     for method in ("vanilla", "ram"):
         write_result(tmp_path, method, 0, "calibration", {"ece": 0.1})  # no details.examples
-    board = build_leaderboard(tmp_path, n_boot=100)
+    board = build_leaderboard(tmp_path, n_boot=100, significance="examples")
     assert board.untested == {("sentiment", "tiny", "ram", "ece")}
     assert "†" in format_table(board, "markdown")
