@@ -67,3 +67,27 @@ def test_committed_board_figures_are_this_versions(board):
             assert f"](plots/{stem}-{kind}.png)" in markdown
         for kind in OLD_KINDS:
             assert not (RESULTS / "plots" / f"{stem}-{kind}.png").exists(), f"plots/{stem}-{kind}.png: {RERENDER}"
+
+
+def test_what_results_readme_says_is_on_the_board(board):
+    """results/README.md quotes the board: each 'mean ± std', each card id, the quick transfer set's size
+    and the default table's one verdict are read back from the files."""
+    import json
+    import re
+
+    readme = (RESULTS / "README.md").read_text()
+    markdown = (RESULTS / "LEADERBOARD.md").read_text()
+    quoted = re.findall(r"\d+\.\d ± \d+\.\d", readme)
+    assert quoted and all(q in markdown for q in quoted), [q for q in quoted if q not in markdown]
+    attacks = (RESULTS / "attacks.md").read_text()
+    cards = set(re.findall(r"`([0-9a-f]{12})`", readme))
+    assert cards and all(f"card `{c}`" in attacks for c in cards)
+    default = json.loads((RESULTS / "files/sentiment/minilm/vanilla/seed0/adversarial.json").read_text())
+    quick = json.loads((RESULTS / "files/sentiment-quick/minilm/vanilla/seed0/adversarial.json").read_text())
+    assert f"`{default['settings']['threat_model']['card_id']}`" in readme.split("the default board's is")[1][:20]
+    size = quick["data"]["adversarial:textfooler_transfer"]["size"]
+    assert f"the transfer set {size}," in readme
+    frame = board.frame[(board.frame["task"] == "sentiment") & (board.frame["model"] == "minilm")]
+    verdicts = [(m, c) for m, row in frame.set_index("method").iterrows() for c in ("better", "worse") if row[c]]
+    assert verdicts == [("ram", "better")] and "one verdict stands: RAM's ECE" in readme
+    assert frame.set_index("method").at["ram", "ece_p_holm"] < 0.05
