@@ -5,8 +5,9 @@
 For example fp32 training against bf16 autocast (issue 11: bf16 becomes a default only if every
 aspect is unchanged within noise). Per method and leaderboard aspect: mean and sample std over
 seeds on each side, the difference, and where the aspect stores per-example outcomes (ID, shift,
-attack, transfer) the paired bootstrap p-value of B against A on the same examples (the
-leaderboard's test, ``robench.report.stats.paired_bootstrap``). "within noise": |difference| is
+attack, transfer) the paired bootstrap p-value of B against A on the same examples, seeds held
+fixed (the leaderboard's ``--significance examples`` test, ``robench.report.stats.paired_bootstrap``;
+the board's default also resamples seeds). "within noise": |difference| is
 at most the larger seed std of the two sides.
 """
 

@@ -14,7 +14,7 @@ from rich.table import Table
 from robench.configs import name_list
 from robench.errors import RobenchError
 from robench.metrics import N_BOOT
-from robench.runspec import EVAL_PRECISION, TrainConfig
+from robench.runspec import DEFAULT_SEEDS, EVAL_PRECISION, TrainConfig
 
 TRAIN = TrainConfig()  # every training option's default comes from the trainer's own settings
 
@@ -272,7 +272,8 @@ def _paths(values: list[str] | None, default: str) -> list[Path]:
 def run_bench(
     task: str = typer.Option(TRAIN.task, help="task name in tasks/ or a path to a task YAML"),
     methods: str = typer.Option("all", help="'all' or methods separated by commas (name+selective for RAM's mask)"),
-    seeds: str = typer.Option("0,1,2", help="seeds separated by commas"),
+    seeds: str = typer.Option(",".join(map(str, DEFAULT_SEEDS)), help="seeds separated by commas (5 by default: "
+                              "the board's test resamples seeds and needs at least 3 per method)"),
     suite: str = typer.Option("all", help="evaluator suite (all, quick) or evaluators separated by commas"),
     profile: str = typer.Option("default", help="task size profile: default, quick (minutes, for one seed) or full"),
     model: str = typer.Option(TRAIN.model, help=MODEL_HELP),

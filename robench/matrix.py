@@ -29,7 +29,7 @@ from robench.metrics import N_BOOT
 from robench.outputs import guard_board_out, run_lock
 from robench.progress import console, progress_enabled
 from robench.records import RUN_FILE
-from robench.runspec import parse_seeds
+from robench.runspec import DEFAULT_SEEDS, parse_seeds
 
 SHARD_FORMAT = "give K/N with 1 <= K <= N, e.g. --shard 2/6 (Slurm: --array=1-N with --shard ${SLURM_ARRAY_TASK_ID}/N)"
 
@@ -112,7 +112,7 @@ def _quiet_inner_bars(active: bool) -> Iterator[None]:
             os.environ["ROBENCH_PROGRESS"] = old
 
 
-def run_benchmark(task: str = "sentiment", methods: str | Sequence[str] = "all", seeds: str | Sequence[int] = (0, 1, 2),
+def run_benchmark(task: str = "sentiment", methods: str | Sequence[str] = "all", seeds: str | Sequence[int] = DEFAULT_SEEDS,
                   suite: str = "all", profile: str | None = "quick", *, model: str = "minilm",
                   runs_dir: Path | str = "runs", results_dir: Path | str | None = "results", limit: int | None = None,
                   epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,

@@ -30,6 +30,8 @@ SPEC_VERSION = 1
 # Evaluation's default precision: fp32, the precision every committed result was scored in (training's is
 # TrainConfig.precision, "auto"); both resolve through robench.hardware.resolve_precision.
 EVAL_PRECISION = "fp32"
+# `robench run`'s seeds: the board's hierarchical test resamples seeds (at least 3 per method; 5 give it room)
+DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 
 
 @dataclass

@@ -90,7 +90,8 @@ class Board:
     # or the baseline's results lack usable per-example data (shown with a dagger)
     untested: set[tuple[str, str, str, str]] = field(default_factory=set)
     significance: str = "hierarchical"  # hierarchical (seeds and examples resampled) or examples (--significance)
-    few_seeds: set[tuple[str, str]] = field(default_factory=set)  # (task, model) tables with no verdicts: < 3 seeds
+    # (task, model, method) rows with no verdicts: fewer than 3 seeds on their side or the baseline's
+    few_seeds: set[tuple[str, str, str]] = field(default_factory=set)
 
     def row(self, method: str, task: str | None = None, model: str | None = None) -> pd.Series:
         sub = self.frame[self.frame["method"] == method]
@@ -270,7 +271,7 @@ def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | 
     columns += ["tuned"] if any(r["tuned"] for r in rows) else []  # robench run --tuned: the setting used
     frame = pd.DataFrame(rows)
     untested: set[tuple[str, str, str, str]] = set()
-    few_seeds: set[tuple[str, str]] = set()
+    few_seeds: set[tuple[str, str, str]] = set()
     extras = {"excluded": excluded, "excluded_records": dropped, "boot_seed": seed, "untested": untested,
               "significance": significance, "few_seeds": few_seeds}
     if frame.empty:
@@ -301,11 +302,11 @@ def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | 
                             test = paired_bootstrap if aspect.statistic is None else metric_bootstrap
                             p = test(mine, theirs, n_boot, seed)
                         elif min(len(mine), len(theirs)) < MIN_SEEDS:
-                            few_seeds.add((task, model))  # no verdict: the seeds' spread cannot be estimated
+                            few_seeds.add((task, model, method))  # no verdict: the seeds' spread is unknown
                         else:
                             p = hierarchical_bootstrap(*(example_units(d, aspect.statistic) for d in (mine, theirs)), n_boot,
                                                        seed)
-                    if not np.isfinite(p) and (task, model) not in few_seeds and np.isfinite(
+                    if not np.isfinite(p) and (task, model, method) not in few_seeds and np.isfinite(
                             frame.at[i, f"{aspect.key}_mean"]) and np.isfinite(base[f"{aspect.key}_mean"]):
                         untested.add((task, model, method, aspect.key))
                 pvals.append(p)

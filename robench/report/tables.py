@@ -66,7 +66,7 @@ def _cell(frame: pd.DataFrame, i, aspect: Column, fmt: str, digits: int, std: bo
     if fmt == "latex":
         value = rf"\textbf{{{value}}}" if best else value
         text = value + (rf" {{\scriptsize $\pm$ {spread}}}" if spread else "")
-        mark = r"\dagger" if dagger else mark
+        mark = r"\dagger" if dagger else mark.replace(DETECTOR_DEPENDENT, r"\ddagger")
         return text + (f"$^{{{mark}}}$" if mark else "")
     text = value + (f" ± {spread}" if spread else "")
     if fmt == "markdown":
@@ -152,7 +152,8 @@ def latex_table(title: str, headers: list[str], rows: list[list[str]]) -> str:
     lines = [f"% robench leaderboard: {title}. Mean over seeds (percent), {{\\scriptsize $\\pm$ std}}; best per",
              "% column in bold; $^{*}$ p<0.05, $^{**}$ p<0.01 (paired bootstrap vs vanilla over seeds and examples,",
              "% Holm-adjusted over the table's tested cells); $^{\\dagger}$ not tested for that method. rank: columns",
-             "% significantly better minus worse, ties by mean rank. Needs \\usepackage{booktabs}.",
+             "% significantly better minus worse, ties by mean rank; $^{\\ddagger}$ OOD sign depends on the detector",
+             "% (no verdict). Needs \\usepackage{booktabs}.",
              f"\\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(headers) + r" \\", r"\midrule"]
     lines += [" & ".join(cells) + r" \\" for cells in rows]
     lines += [r"\bottomrule", r"\end{tabular}"]

@@ -55,7 +55,17 @@ def _short_test(board: Board) -> str:
 
 
 def _few(board: Board) -> str:
-    return ", ".join(f"{t} ({m})" for t, m in sorted(board.few_seeds))
+    """The tables (all rows) or rows that get no verdict for lack of seeds."""
+    rows: dict[tuple[str, str], list[str]] = {}
+    for task, model, method in sorted(board.few_seeds):
+        rows.setdefault((task, model), []).append(method)
+    out = []
+    for (task, model), methods in rows.items():
+        tested = board.frame[(board.frame["task"] == task) & (board.frame["model"] == model)
+                             & (board.frame["method"] != board.baseline)]
+        out.append(f"{task} ({model})" if set(methods) >= set(tested["method"]) else
+                   f"{', '.join(methods)} on {task} ({model})")
+    return "; ".join(out)
 
 
 def legend(board: Board) -> str:
@@ -254,10 +264,14 @@ def _compute_lines(compute: pd.DataFrame, task: str, model: str) -> list[str]:
 def verdict_lines(board: Board, task: str, model: str) -> list[str]:
     """The table's verdicts in words, read from the board (the one place the README's claims come from)."""
     sub = board.frame[(board.frame["task"] == task) & (board.frame["model"] == model)]
-    if (task, model) in board.few_seeds:
+    few = {m for t, mo, m in board.few_seeds if (t, mo) == (task, model)}
+    if few and few >= set(sub["method"]) - {board.baseline}:
         return ["Verdicts: none (fewer than 3 seeds per method; see the legend).", ""]
     out = []
     for _, row in sub[sub["method"] != board.baseline].iterrows():
+        if row["method"] in few:
+            out.append(f"- {row['method']} against {board.baseline}: no verdict (fewer than 3 seeds).")
+            continue
         better, worse, depends = [], [], []
         for a in board.aspects:
             p, delta = row.get(f"{a.key}_p_holm"), row.get(f"{a.key}_delta")

@@ -80,6 +80,37 @@ def test_mask_scales_kept_gradients_by_inverse_keep_prob(tiny_model, batch):
     assert (kept >= 1.0).all() and (kept <= 1.0 / torch.sigmoid(torch.tensor(-1.2)) + 1e-4).all()
 
 
+def test_kept_gradients_are_unbiased_on_average(tiny_model, batch):
+    """E[m / p] = 1: over the ~10^5 masked entries the mean gradient scale is 1, and every kept entry's
+    scale is above 1 (p < 1). Without the 1/p factor the mean is the keep fraction (mutation check)."""
+    sel = selective({"alpha": "0.6", "beta": "1", "seed": "3"})  # p in [0.23, 0.69]: a bounded variance
+    sel.setup(tiny_model, [batch], Acc())
+    scales = torch.cat([s.reshape(-1) for s in sel.scales]).double()
+    assert scales.numel() > 50_000
+    assert abs(float(scales.mean()) - 1.0) < 0.05
+    kept = scales[scales != 0]
+    assert (kept > 1.0).all()
+    biased = selective({"alpha": "0.6", "beta": "1", "seed": "3", "unbiased": "false"})
+    biased.setup(tiny_model, [batch], Acc())
+    assert float(torch.cat([s.reshape(-1) for s in biased.scales]).double().mean()) < 0.7
+
+
+def test_importance_is_the_sum_of_squared_gradients(tiny_model, batch):
+    """Fisher importance: the squares of the gradients summed over backward passes (not |g|)."""
+    sel = selective({"seed": "0"})
+    sel.setup(tiny_model, [batch], Acc())
+    for a in sel.acc:
+        a.zero_()
+    first = [torch.randn_like(p) for p in sel.params]
+    second = [torch.randn_like(p) for p in sel.params]
+    for grads in (first, second):
+        for p, g in zip(sel.params, grads, strict=True):
+            p.grad = g.clone()
+        sel.after_backward(tiny_model)
+    for acc, g1, g2 in zip(sel.acc, first, second, strict=True):
+        torch.testing.assert_close(acc, g1 ** 2 + g2 ** 2)
+
+
 def test_mask_refreshed_each_epoch_from_accumulated_gradients(tiny_model, batch):
     sel = selective({"seed": "0"})
     sel.setup(tiny_model, [batch], Acc())

@@ -134,7 +134,7 @@ def test_one_seed_boards_mark_nothing_and_say_why(tmp_path):
     for method, kw in (("vanilla", VANILLA), ("better", dict(VANILLA, acc=0.95))):
         make_suite(tmp_path, method, 0, **kw, n=400)
     board = build_leaderboard(tmp_path, n_boot=200)
-    assert board.few_seeds == {("sentiment", "tiny")}
+    assert board.few_seeds == {("sentiment", "tiny", "better")}
     assert board.frame.filter(like="_p_holm").isna().all().all()
     assert not board.untested  # not "untested": withheld for lack of seeds
     from robench.report.write import legend
@@ -167,3 +167,20 @@ def test_an_ood_verdict_whose_sign_depends_on_the_detector_is_no_verdict(tmp_pat
     (dheaders, drows), = detector_table(board).values()
     assert dheaders == ["method", "msp", "mahalanobis", "sign vs vanilla"]
     assert {r[0]: r[-1] for r in drows}["ram"] == "depends on the detector"
+
+
+def test_a_row_with_fewer_seeds_gets_no_verdict_and_the_others_keep_theirs(tmp_path):
+    from robench.report.write import legend, verdict_lines
+
+    for method, kw, seeds in (("vanilla", VANILLA, 3), ("better", dict(VANILLA, acc=0.95), 3),
+                              ("short", dict(VANILLA, acc=0.95), 2)):
+        for seed in range(seeds):
+            make_suite(tmp_path, method, seed, **kw, n=400)
+    board = build_leaderboard(tmp_path, n_boot=2000)
+    frame = board.frame.set_index("method")
+    assert board.few_seeds == {("sentiment", "tiny", "short")}
+    assert frame.at["better", "id_p_holm"] < 0.05 and np.isnan(frame.at["short", "id_p_holm"])
+    assert "short on sentiment (tiny)" in legend(board)
+    lines = verdict_lines(board, "sentiment", "tiny")
+    assert "- short against vanilla: no verdict (fewer than 3 seeds)." in lines
+    assert any(line.startswith("- better against vanilla: better on ID acc") for line in lines)
