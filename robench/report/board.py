@@ -252,9 +252,11 @@ def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | 
                 # (perturb), so summing them would overstate n; for disjoint sets (shift) this is conservative
                 per_seed = float(np.mean([max(len(v) for v in o.values()) for o in sets])) if sets else 0.0
                 row[f"{aspect.key}_low"], row[f"{aspect.key}_high"] = wilson_interval(mean * per_seed, per_seed)
-        for aspect in chosen:  # an OOD column: the mean AUROC of every detector the results carry
+        for aspect in chosen:  # what a column rests on: each OOD detector's AUROC, each set's ECE
             for det, values in detector_values(aspect_results(recs, aspect), aspect).items():
                 row[f"{aspect.key}_{det}_mean"] = float(np.mean(values))
+            for name, values in set_values(aspect_results(recs, aspect), aspect).items():
+                row[f"{aspect.key}_set_{name}_mean"] = float(np.mean(values))
         row["tuned"] = row_tuned(key, recs)
         costs = {str(r.seed): r.cost for r in recs if r.cost is not None}
         row["cost_s_per_example"] = float(np.mean(list(costs.values()))) if costs else float("nan")
@@ -265,6 +267,7 @@ def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | 
         columns += [f"{aspect.key}_{s}" for s in ("mean", "std", "n", *interval, "delta", "p", "p_holm")]
     columns += ["better", "worse", "score", "rank", "mean_rank", "avg_improvement", "cost_s_per_example", "cost_ratio"]
     for aspect in chosen:
+        columns += sorted({c for r in rows for c in r if c.startswith(f"{aspect.key}_set_")})
         have = {c[len(aspect.key) + 1:-5] for r in rows for c in r if c.startswith(f"{aspect.key}_") and c.endswith("_mean")}
         found = [d for d in DETECTORS if d in have]  # the headline detector (MSP) first
         columns += [f"{aspect.key}_{d}_mean" for d in found] + ([f"{aspect.key}_detector_dependent"] if found else [])
@@ -369,6 +372,21 @@ DETECTORS = ("msp", "max_logit", "energy", "mahalanobis")  # the anomaly evaluat
 def flagged(value: Any) -> bool:
     """A True in a flag column of the frame (numpy or Python bool; NaN or missing is False)."""
     return isinstance(value, bool | np.bool_) and bool(value)
+
+
+def set_values(records: Sequence[ResultRecord], aspect: Column) -> dict[str, list[float]]:
+    """For an ECE column: each scored set's ECE per seed (``sets.<set>.ece``) and the in-distribution test
+    set's (``id.ece``, not part of the paper's average), where every seed has it."""
+    if aspect.statistic != "ece":
+        return {}
+    names = sorted({k[len("sets."):-len(".ece")] for r in records for k in r.metrics
+                    if k.startswith("sets.") and k.endswith(".ece")})
+    out: dict[str, list[float]] = {}
+    for name, metric in [("id", "id.ece"), *((n, f"sets.{n}.ece") for n in names)]:
+        values = [r.metrics.get(metric) for r in records]
+        if values and all(v is not None for v in values):
+            out[name.replace(":", "-")] = values
+    return out
 
 
 def detector_values(records: Sequence[ResultRecord], aspect: Column) -> dict[str, list[float]]:

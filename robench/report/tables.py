@@ -442,6 +442,22 @@ def detector_table(board: Board) -> dict[tuple[str, str], tuple[list[str], list[
     return out
 
 
+def per_set_table(board: Board) -> dict[tuple[str, str], tuple[list[str], list[list[str]]]]:
+    """{(task, model): (headers, rows)}: an ECE column per scored set (percent, mean over seeds), the
+    in-distribution test set first (it is not part of the column's average)."""
+    out = {}
+    for key, sub in table_groups(board.frame):
+        for a in shown_aspects(board):
+            cols = sorted((c for c in sub.columns if c.startswith(f"{a.key}_set_") and sub[c].notna().any()),
+                          key=lambda c: (not c.endswith("_set_id_mean"), c))
+            if cols:
+                names = [c[len(f"{a.key}_set_"):-len("_mean")] for c in cols]
+                rows = [[str(row["method"]), *[f"{row[c] * 100:.1f}" if np.isfinite(row[c]) else "–" for c in cols]]
+                        for _, row in sub.iterrows()]
+                out[key] = (["method", *names], rows)
+    return out
+
+
 def improvement_table(board: Board) -> dict[tuple[str, str], tuple[list[str], list[list[str]]]]:
     """{(task, model): (headers, rows)}: each method's bounded change against the baseline (on the same
     task and model) per aspect (percent)."""

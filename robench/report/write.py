@@ -38,6 +38,7 @@ from robench.report.tables import (
     group_title,
     improvement_table,
     markdown_table,
+    per_set_table,
     table_rows,
 )
 from robench.storage import atomic_write_text
@@ -357,6 +358,7 @@ def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | st
     tables = table_rows(board, "markdown")
     gains = improvement_table(board)
     detectors = detector_table(board)
+    per_set = per_set_table(board)
     for key, (headers, rows) in tables.items():
         lines += [f"## {group_title(*key)}", "", markdown_table(headers, rows), ""]
         lines += verdict_lines(board, *key)
@@ -374,6 +376,10 @@ def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | st
             lines += [f"Change against {baseline} per column (Δ: a gain as a share of {baseline}'s room to the ideal "
                       "value, a loss as a share of its distance from the worst; direction-aware):", "",
                       markdown_table(*gains[key]), ""]
+        if per_set.get(key):
+            lines += ["ECE per set (percent, mean over seeds, after the same temperature scaling; the ECE column "
+                      "averages the shift and adversarial sets, `id` is the in-distribution test set, not in it):",
+                      "", markdown_table(*per_set[key]), ""]
         if detectors.get(key):
             lines += ["OOD detection per detector (AUROC, percent; the AUROC column is the headline detector, MSP; "
                       f"‡ in the table: the sign against {baseline} depends on the detector, so no verdict):", "",

@@ -184,3 +184,22 @@ def test_a_row_with_fewer_seeds_gets_no_verdict_and_the_others_keep_theirs(tmp_p
     lines = verdict_lines(board, "sentiment", "tiny")
     assert "- short against vanilla: no verdict (fewer than 3 seeds)." in lines
     assert any(line.startswith("- better against vanilla: better on ID acc") for line in lines)
+
+
+def test_ece_per_set_is_on_the_csv_and_under_the_table(tmp_path):
+    from report_helpers import ece_examples, write_result
+
+    from robench.report.tables import per_set_table
+
+    for method, shift_ece in (("vanilla", 0.10), ("ram", 0.05)):
+        for seed in range(3):
+            write_result(tmp_path, method, seed, "calibration", {
+                "ece": shift_ece, "ece_raw": 0.2, "temperature": 1.0, "id": {"ece": 0.03 + seed / 100},
+                "sets": {"amazon": {"ece": shift_ece}, "tweets": {"ece": shift_ece}}},
+                {"examples": ece_examples(shift_ece)})
+    board = build_leaderboard(tmp_path, n_boot=200)
+    frame = board.frame.set_index("method")
+    assert frame.at["vanilla", "ece_set_id_mean"] == pytest.approx(0.04)
+    assert frame.at["ram", "ece_set_amazon_mean"] == pytest.approx(0.05)
+    (headers, rows), = per_set_table(board).values()
+    assert headers == ["method", "id", "amazon", "tweets"] and rows[0][1:] == ["4.0", "10.0", "10.0"]
