@@ -52,7 +52,9 @@ def run(name: str) -> bool:
         check = subprocess.run([sys.executable, "-c", "import robench, sys; print(robench.__file__)"], env=env,
                                capture_output=True, text=True, cwd=tmp)
         assert check.stdout.strip().startswith(tmp), "the mutant package is not the one imported"
+        # the tests of tests/methods, but not the test that runs this script (it would recurse)
         done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                               "--ignore", str(ROOT / "tests" / "methods" / "test_mutants.py"),
                                str(ROOT / "tests" / "methods")], env=env, capture_output=True, text=True, cwd=tmp)
         first = next((ln for ln in done.stdout.splitlines() if ln.startswith("FAILED")), "")
         print(f"{name}: {'killed' if done.returncode else 'SURVIVED'} {first}", flush=True)
