@@ -99,7 +99,7 @@ def evaluate(model: Any, task: str = "sentiment", suite: str = "all", *, tokeniz
 
 def leaderboard(results: Iterable[ResultRecord] | Path | str | Sequence[Path | str], aspects: str | None = None, *,
                 by: str = "method", reference: str | None = None, n_boot: int | None = None,
-                significance: str = "hierarchical"):
+                significance: str | None = None):
     """The leaderboard as a DataFrame (one row per method, or per model with ``by="model"``, with
     ``reference`` the row that deltas and significance are against)."""
     from robench.report import build_board

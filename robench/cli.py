@@ -405,8 +405,9 @@ def leaderboard(
                                           "task, a row per checkpoint; needs --reference)"),
     reference: str = typer.Option(None, help="the row deltas and significance are against (default: vanilla; "
                                              "with --by model, a model's row name)"),
-    significance: str = typer.Option("hierarchical", help="the test against vanilla: hierarchical (seeds, then "
-                                     "examples resampled; needs 3 seeds per method) or examples (seeds fixed)"),
+    significance: str = typer.Option(None, help="the test against the reference: hierarchical (seeds, then "
+                                     "examples resampled; needs 3 seeds per method; the default for method rows) "
+                                     "or examples (seeds fixed; the default for --by model)"),
 ) -> None:
     """Aggregate result files into the leaderboard (Markdown, CSV, LaTeX, figures)."""
     from robench.report import BASELINE_METHOD, write_leaderboard
@@ -427,8 +428,9 @@ def table(
     digits: int = typer.Option(1, help="decimals (values are in percent)"),
     out_file: str = typer.Option(None, "--out", help="write to this file instead of printing"),
     bootstrap: int = typer.Option(N_BOOT, help="bootstrap resamples for the significance test vs vanilla"),
-    significance: str = typer.Option("hierarchical", help="the test against vanilla: hierarchical (seeds, then "
-                                     "examples resampled; needs 3 seeds per method) or examples (seeds fixed)"),
+    significance: str = typer.Option(None, help="the test against the reference: hierarchical (seeds, then "
+                                     "examples resampled; needs 3 seeds per method; the default for method rows) "
+                                     "or examples (seeds fixed; the default for --by model)"),
 ) -> None:
     """Print the leaderboard as a LaTeX (booktabs), Markdown or CSV table."""
     from robench.report import build_leaderboard, format_table

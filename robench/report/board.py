@@ -221,7 +221,8 @@ def seed_values(board: Board, task: str, model: str) -> dict[str, dict[str, list
 
 def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | None = None, *,
                 baseline: str = BASELINE_METHOD, n_boot: int = N_BOOT, seed: int = 0,
-                significance: str = "hierarchical") -> Board:
+                significance: str | None = "hierarchical") -> Board:
+    significance = significance or "hierarchical"
     if significance not in SIGNIFICANCE:
         raise ConfigError(f"unknown --significance {significance!r}; choose from: {', '.join(SIGNIFICANCE)}")
     records, dropped, excluded = transfer_exclusions(records)
@@ -512,9 +513,14 @@ def by_model(records: Iterable[ResultRecord]) -> list[ResultRecord]:
 
 def build_board(results: Iterable[ResultRecord] | Path | str | Iterable[Path | str],
                 aspects: str | Sequence[str] | None = None, *, by: str = "method", reference: str | None = None,
-                n_boot: int | None = None, significance: str = "hierarchical") -> Board:
+                n_boot: int | None = None, significance: str | None = None) -> Board:
     """The board of method rows (``by="method"``, against vanilla or ``reference``) or of model rows
-    (``by="model"``, against the ``reference`` model): the one builder the CLI and the API share."""
+    (``by="model"``, against the ``reference`` model): the one builder the CLI and the API share.
+    ``significance`` defaults to ``hierarchical`` for method rows (a method is a population of training
+    seeds) and to ``examples`` for model rows (a row is one fixed checkpoint: the question is whether it
+    beats the reference on this data)."""
+    if significance is None:
+        significance = "examples" if by == "model" else "hierarchical"
     items = list(results) if not isinstance(results, str | Path) else [results]
     records = items if items and all(isinstance(r, ResultRecord) for r in items) else load_results(items)
     if not records:

@@ -296,7 +296,7 @@ def verdict_lines(board: Board, task: str, model: str) -> list[str]:
 def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | str = "results", *,
                       aspects: str | Sequence[str] | None = None, plots: bool = True, n_boot: int = N_BOOT,
                       baseline: str = BASELINE_METHOD, by: str = "method",
-                      significance: str = "hierarchical") -> tuple[Board, dict[str, Path]]:
+                      significance: str | None = None) -> tuple[Board, dict[str, Path]]:
     """Build the board once from result files and write it into ``out``; returns (board, written paths).
     ``by="model"``: rows are models and ``baseline`` names the reference model (robench.report.board.by_model)."""
     out = Path(out)

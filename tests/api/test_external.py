@@ -139,7 +139,7 @@ def test_model_board_compares_checkpoints_against_a_reference(monkeypatch, capsy
 
     renamed = [r.relabel(method="vanilla" if r.model == "good" else "bad", model="m")
                for r in robench.load_results([tmp_path / "runs"])]
-    same = method_board(renamed, "id", n_boot=200).frame.set_index("method")
+    same = method_board(renamed, "id", n_boot=200, significance="examples").frame.set_index("method")
     assert same.loc["bad", "id_p"] == rows.loc["bad", "id_p"]
     code, out, err = run_cli(monkeypatch, capsys, "leaderboard", "--results", str(tmp_path / "runs"), "--out",
                              str(tmp_path / "board"), "--by", "model", "--reference", "good", "--no-plots",

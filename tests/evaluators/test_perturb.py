@@ -77,7 +77,7 @@ def test_perturb_column_gets_a_p_value(tmp_path):
     for seed in (0, 1):
         _perturb_result(tmp_path, "vanilla", seed, {"keyboard": bits(0.5), "ocr": bits(0.5)})
         _perturb_result(tmp_path, "ram", seed, {"keyboard": bits(0.95), "ocr": bits(0.95)})
-    row = build_leaderboard(tmp_path, "perturb", n_boot=300).frame.set_index("method")
+    row = build_leaderboard(tmp_path, "perturb", n_boot=300, significance="examples").frame.set_index("method")
     assert row.loc["ram", "perturb_p"] < 0.01
     assert np.isnan(row.loc["vanilla", "perturb_p"])
     assert row.loc["ram", "perturb_low"] < row.loc["ram", "perturb_mean"] < row.loc["ram", "perturb_high"]
