@@ -189,36 +189,8 @@ def metric_bootstrap(method: Sequence[dict[str, Any]], base: Sequence[dict[str, 
     so examples pair by index within each set. On it each seed's metric is computed as its evaluator
     averages it (mean over sets), then averaged over that side's seeds; the statistic is the difference
     of the two sides. NaN where the two sides' results do not all pair (other sets or set sizes)."""
-    if not method or not base or n_boot < 1:
-        return float("nan")
-    signatures = {_signature(d) for d in [*method, *base]}
-    if len(signatures) != 1:
-        return float("nan")
-    statistic, _bins, units = signatures.pop()
-    stat = STATISTICS[statistic]
-    rng = np.random.default_rng(seed)
-    chunk = max(1, min(n_boot, 2_000_000 // max(n for _, n in units)))
-    diffs = np.zeros(n_boot)
-    for start in range(0, n_boot, chunk):
-        size = min(chunk, n_boot - start)
-        weights = {}
-        for unit, n in units:  # sorted: the draws depend only on the sets and their sizes, not on the sides
-            idx = rng.integers(0, n, size=(size, n)) + n * np.arange(size)[:, None]
-            weights[unit] = np.bincount(idx.ravel(), minlength=size * n).reshape(size, n).astype(np.float64)
-        mine = np.mean([stat(d, weights) for d in method], axis=0)
-        theirs = np.mean([stat(d, weights) for d in base], axis=0)
-        diffs[start:start + size] = mine - theirs
-    diffs[np.abs(diffs) <= ZERO] = 0.0
-    return two_sided_p(diffs)
-
-
-def accuracy_examples(value: Any) -> dict[str, Any] | None:
-    """Per-example 0/1 outcomes as stored (a '0110' string or {set: string}) -> parsed data in the metric
-    bootstrap's form (one unit per set), or None where there are none."""
-    sets = outcome_sets(value)
-    if not sets:
-        return None
-    return {"statistic": "accuracy", "bins": None, "units": {("set", name): (bits,) for name, bits in sets.items()}}
+    diffs = resampled_differences(method, base, n_boot, seed, seeds=False)
+    return float("nan") if diffs is None else two_sided_p(diffs)
 
 
 def _accuracy(data: dict[str, Any], weights: dict[tuple, np.ndarray]) -> np.ndarray:
@@ -239,8 +211,9 @@ def resampled_differences(method: Sequence[dict[str, Any]], base: Sequence[dict[
     the seeds of each side with replacement (as many as it has), and one set of example indices per set,
     shared by both sides and all their seeds; each drawn seed's metric (as its evaluator averages it over
     sets) is computed on those examples and averaged over the drawn seeds. ``method`` / ``base``: parsed
-    per-example data (:func:`accuracy_examples`, :func:`ece_examples`, :func:`auroc_examples`), one per
-    seed. None where the results do not all pair (other sets or set sizes)."""
+    per-example data (accuracies as ``{"statistic": "accuracy", "units": {("set", name): (0/1 array,)}}``,
+    :func:`ece_examples`, :func:`auroc_examples`), one per seed. None where the results do not all pair
+    (other sets or set sizes)."""
     if not method or not base or n_boot < 1:
         return None
     signatures = {_signature(d) for d in [*method, *base]}
