@@ -133,7 +133,8 @@ def make_result(evaluator: str, run: RunRecord | dict[str, Any], metrics: dict[s
 
 
 def iter_result_files(root: Path):
-    """Every robench result JSON under ``root`` (recursively), skipping temp files and other JSON."""
+    """Every robench result JSON under ``root`` (recursively), skipping temp files and other JSON, as
+    (path, parsed file, its metric declarations)."""
     root = Path(root)
     paths = [root] if root.is_file() else sorted(root.rglob("*.json"))
     for path in paths:
@@ -163,11 +164,12 @@ def iter_result_files(root: Path):
             data["run"]["train_limit"] = data["run"].get("limit")  # written before evaluation limits had their own
         try:
             result = parse(ResultFile, data)
-            [MetricSpec.from_json(to_json(s)) for s in result.metric_specs or []]
+            specs = ([MetricSpec.from_json(to_json(s)) for s in result.metric_specs]
+                     if result.metric_specs is not None else _legacy_specs(result.evaluator))
         except (RecordProblem, TypeError, ValueError) as exc:
             raise ConfigError(f"{path}: not a valid robench result ({exc}); delete it or recompute it with "
                               "'robench eval --force'") from None
-        yield path, result
+        yield path, result, specs
 
 
 def _newer_schema(schema: Any) -> str | None:
@@ -333,9 +335,7 @@ def load_results(roots: Path | str | Iterable[Path | str]) -> list[ResultRecord]
                               "'robench run' / 'robench eval' wrote (e.g. --results runs)")
     seen: dict[tuple, ResultRecord] = {}
     for root in roots:
-        for path, result in iter_result_files(root):
-            specs = ([MetricSpec.from_json(to_json(s)) for s in result.metric_specs]
-                     if result.metric_specs is not None else _legacy_specs(result.evaluator))
+        for path, result, specs in iter_result_files(root):
             rec = ResultRecord(path=path.resolve(), file=result, specs=specs)
             key = (rec.task, rec.model, rec.method, str(rec.seed), rec.evaluator)
             if key not in seen or rec.created >= seen[key].created:

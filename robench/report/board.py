@@ -353,18 +353,24 @@ def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | 
 SIGNIFICANT = 0.05  # a verdict: Holm-adjusted p below this (the tables' "*")
 
 
+def verdict(row: pd.Series, column: Column) -> str | None:
+    """One cell's verdict against the baseline: ``better`` / ``worse`` (Holm-adjusted p < 0.05 and the
+    sign of the delta), ``detector-dependent`` (significant, but the OOD sign flips across detectors:
+    no verdict), or None."""
+    p = row.get(f"{column.key}_p_holm")
+    if not (is_number(p) and p < SIGNIFICANT):
+        return None
+    if flagged(row.get(f"{column.key}_detector_dependent")):
+        return "detector-dependent"
+    delta = row.get(f"{column.key}_delta")
+    return "better" if delta > 0 else "worse" if delta < 0 else None
+
+
 def _verdicts(rows: pd.DataFrame, chosen: Sequence[Column]) -> tuple[np.ndarray, np.ndarray]:
     """Per row: how many columns are significantly better, and how many worse, than the baseline."""
-    better = np.zeros(len(rows), dtype=int)
-    worse = np.zeros(len(rows), dtype=int)
-    for a in chosen:
-        sig = (rows[f"{a.key}_p_holm"].to_numpy(dtype=float) < SIGNIFICANT)
-        if f"{a.key}_detector_dependent" in rows:
-            sig &= ~np.array([flagged(v) for v in rows[f"{a.key}_detector_dependent"]], dtype=bool)
-        delta = rows[f"{a.key}_delta"].to_numpy(dtype=float)
-        better += sig & (delta > 0)
-        worse += sig & (delta < 0)
-    return better, worse
+    cells = [[verdict(row, a) for a in chosen] for _, row in rows.iterrows()]
+    return (np.array([c.count("better") for c in cells], dtype=int),
+            np.array([c.count("worse") for c in cells], dtype=int))
 
 
 DETECTORS = ("msp", "max_logit", "energy", "mahalanobis")  # the anomaly evaluator's scores

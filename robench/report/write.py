@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from robench.outputs import guard_board_out
@@ -18,13 +17,12 @@ from robench.report.board import (
     ADVERSARIAL,
     BASELINE_METHOD,
     NO_CARD,
-    SIGNIFICANT,
     Board,
     build_board,
     compute_table,
-    flagged,
     regulariser_table,
     threat_card,
+    verdict,
 )
 from robench.report.cross import cross_model_csv, cross_model_lines, cross_model_table
 from robench.report.stats import N_BOOT
@@ -275,15 +273,9 @@ def verdict_lines(board: Board, task: str, model: str) -> list[str]:
             continue
         better, worse, depends = [], [], []
         for a in board.aspects:
-            p, delta = row.get(f"{a.key}_p_holm"), row.get(f"{a.key}_delta")
-            if not (isinstance(p, float) and np.isfinite(p) and p < SIGNIFICANT):
-                continue
-            if flagged(row.get(f"{a.key}_detector_dependent")):
-                depends.append(a.label)
-            elif delta > 0:
-                better.append(f"{a.label} (p {p:.3g})")
-            elif delta < 0:
-                worse.append(f"{a.label} (p {p:.3g})")
+            said = verdict(row, a)
+            cell = a.label if said == "detector-dependent" else f"{a.label} (p {row[f'{a.key}_p_holm']:.3g})"
+            {"better": better, "worse": worse, "detector-dependent": depends}.get(said, []).append(cell)
         parts = [f"better on {', '.join(better)}" if better else "", f"worse on {', '.join(worse)}" if worse else "",
                  f"detector-dependent on {', '.join(depends)}" if depends else ""]
         said = "; ".join(p for p in parts if p) or "no significant difference"
