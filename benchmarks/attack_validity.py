@@ -1,5 +1,5 @@
 """Validity of the successful examples of attack logs: how many swaps change the part of speech, swap in
-an antonym or flip sentiment polarity, and how many successes pass the strict preset post hoc.
+an antonym or flip sentiment polarity, and how many successes pass the valid preset post hoc.
 
     python benchmarks/attack_validity.py runs/sentiment/minilm/vanilla/seed0/artifacts/attack-*.jsonl
     python benchmarks/attack_validity.py --label-preservation valence --margin 0.2 --json LOG [LOG ...]

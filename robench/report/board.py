@@ -112,9 +112,11 @@ def transfer_exclusions(records: Sequence[ResultRecord]
             continue
         declared = rec.settings.get("transfer_sources")
         for name, source in (declared.items() if isinstance(declared, dict) else ()):
-            fingerprint = source.get("weights_fingerprint") if isinstance(source, dict) else None
-            if isinstance(fingerprint, str) and fingerprint and str(name) not in sources.setdefault(fingerprint, []):
-                sources[fingerprint].append(str(name))
+            from robench.evaluators.adversarial import source_fingerprints
+
+            for fingerprint in source_fingerprints(source):
+                if str(name) not in sources.setdefault(fingerprint, []):
+                    sources[fingerprint].append(str(name))
     kept, dropped, excluded = [], [], {}
     for rec in records:
         if rec.weights is None or rec.weights not in sources:

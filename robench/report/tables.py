@@ -1,5 +1,6 @@
 """The board as text: Markdown, LaTeX (booktabs), CSV, and a terminal table that fits its width;
-the attack table (per recipe and worst case, with Wilson intervals); the excluded-runs note.
+the attack table (per recipe and worst case, with Wilson intervals; its stored examples with the word
+swaps marked and its human-audit lines); the excluded-runs note.
 
 One table per (task, model): every comparison on the board is within such a group
 (:mod:`robench.report.board`), and each table's heading names both (:func:`group_title`).
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from typing import Any
 
 import numpy as np
@@ -368,7 +370,9 @@ def threat_card_lines(card: dict[str, Any]) -> list[str]:
 
 def attack_markdown(board: Board, frame: pd.DataFrame | None = None) -> str | None:
     """The attack table as Markdown, one section per (task, model) with its threat model; None without
-    adversarial results."""
+    adversarial results. Under each table a line per run whose result holds a human audit (``robench
+    audit``), and after the threat model the stored examples of one run (``details.examples``); one line
+    at the end when no result stores examples (files written before they were stored)."""
     frame = attack_table(board) if frame is None else frame
     if frame.empty:
         return None
@@ -391,6 +395,10 @@ def attack_markdown(board: Board, frame: pd.DataFrame | None = None) -> str | No
              f"{board.n_boot} resamples) of the worst-case per-example outcomes against {board.baseline}, examples "
              "paired by sample id; raw, not adjusted (the leaderboard's markers are Holm-adjusted over the table's "
              "tested cells).", ""]
+    adv = [rec for rec in board.records if rec.evaluator == ADVERSARIAL]
+    any_examples = any(_examples_of(rec) for rec in adv)
+    if any(_audited(rec) for rec in adv):
+        lines += [AUDIT_LEGEND, ""]
     for key, sub in table_groups(frame):
         headers = ["model" if key[1] == MODELS_GROUP else "method", "seeds", "n"]
         for recipe in recipes:
@@ -407,16 +415,150 @@ def attack_markdown(board: Board, frame: pd.DataFrame | None = None) -> str | No
             cells += [_with_interval(row, "worst_acc"),
                       "ref" if row["method"] == board.baseline else (f"{p:.3g}" if np.isfinite(p) else "–")]
             rows.append(cells)
+        group = [r for r in adv if (r.task, r.model) == key]
         lines += [f"## {group_title(*key)}", "", markdown_table(headers, rows), ""]
+        lines += audit_lines(group, board.baseline)
         lines += threat_card_lines(cards.get(key) or {})
         for name, source in sorted(sources.get(key, {}).items()):
             if isinstance(source, dict):
-                lines += [f"Transfer set `{name}`: generated against weights `{source.get('weights_fingerprint')}`"
+                from robench.evaluators.adversarial import source_fingerprints
+
+                lines += [f"Transfer set `{name}`: generated against weights "
+                          + ", ".join(f"`{f}`" for f in source_fingerprints(source) or ["unknown"])
                           + (f" ({source['description']})" if source.get("description") else ""), ""]
+        if any_examples:
+            lines += examples_lines(group, board.baseline)
+    if not any_examples:
+        lines += [NO_EXAMPLES, ""]
     note = excluded_note(board)
     if note:
         lines += [note, ""]
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------- the audit trail
+
+NO_EXAMPLES = ("Examples: no result file records adversarial examples (written before robench stored five per "
+               "recipe); re-evaluate a run ('robench eval --suite adversarial --force') to show them here.")
+AUDIT_LEGEND = ("Human-validated (audit): raters judged a seeded sample of a run's successful adversarial examples "
+                "('robench audit'); one is valid when the gold label still holds and the meaning is kept (4 or 5 of "
+                "5). Valid share with its Wilson 95% interval over the rated examples; validated success rate = "
+                "attack success rate (worst case over recipes) x valid share, its interval scaled alike.")
+_WORD = re.compile(r"[\w'*@-]+")  # a word as TextAttack splits a text: letters, digits, _ ' - * @
+_EDGE = "'-_*@"  # stripped from a word's ends, as TextAttack does
+_MD_SPECIAL = re.compile(r"([\\`*_~\[\]<>|#])")
+
+
+def _escape(text: str) -> str:
+    """Plain text as Markdown that renders as itself, on one line (runs of white space as one space)."""
+    return _MD_SPECIAL.sub(r"\\\1", re.sub(r"\s+", " ", str(text)))
+
+
+def _md(text: str) -> str:
+    return _escape(text).strip()
+
+
+def _bare(word: str) -> str:
+    return word.strip(_EDGE).lower()
+
+
+def marked_text(original: str, perturbed: str, swaps: list) -> str:
+    """The perturbed text as Markdown with each swapped word shown as ``~~old~~ **new**``. ``swaps``: the
+    (old, new) pairs in text order (``validity.word_swaps``, lower case); each is found at the next word of
+    the perturbed text that reads ``new``, preferring the position where the original reads ``old`` (word
+    swaps keep the word count); a swap not found is left unmarked."""
+    words = list(_WORD.finditer(perturbed))
+    before = list(_WORD.finditer(original))
+    aligned = len(before) == len(words)
+    marks: dict[int, str] = {}
+    start = 0
+    for pair in swaps:
+        if not (isinstance(pair, list | tuple) and len(pair) == 2):
+            continue
+        old, new = str(pair[0]), str(pair[1]).lower()
+        found = [p for p in range(start, len(words)) if _bare(words[p].group()) == new]
+        there = [p for p in found if aligned and _bare(before[p].group()) == old.lower()]
+        pick = (there or found or [None])[0]
+        if pick is None:
+            continue
+        marks[pick] = before[pick].group().strip(_EDGE) if pick in there else old
+        start = pick + 1
+    out, last = [], 0
+    for p, m in enumerate(words):
+        if p in marks:
+            out += [_escape(perturbed[last:m.start()]), f"~~{_md(marks[p])}~~ **{_md(m.group())}**"]
+            last = m.end()
+    out.append(_escape(perturbed[last:]))
+    return "".join(out).strip()
+
+
+def example_line(example: dict[str, Any]) -> str:
+    """One stored example (``details.examples``) as one Markdown list item: index, gold label, the prediction
+    flip, and the perturbed text with its swaps marked."""
+    def show(value: Any) -> str:
+        return "?" if value is None else _md(str(value))
+
+    text = marked_text(str(example.get("original", "")), str(example.get("perturbed", "")),
+                       example.get("swaps") or [])
+    return (f"- example {show(example.get('index'))} (gold {show(example.get('label'))}; prediction "
+            f"{show(example.get('original_prediction'))} → {show(example.get('perturbed_prediction'))}): {text}")
+
+
+def _examples_of(rec) -> dict[str, list]:
+    found = rec.details.get("examples")
+    return {str(r): v for r, v in found.items() if isinstance(v, list)} if isinstance(found, dict) else {}
+
+
+def _run_order(baseline: str):
+    """Sort key of a table's results: the baseline method first, then by method, then the lowest seed."""
+    def key(rec) -> tuple:
+        seed = rec.seed
+        return (rec.method != baseline, rec.method, (0, seed, "") if isinstance(seed, int) else (1, 0, str(seed)))
+    return key
+
+
+def examples_lines(records: list, baseline: str) -> list[str]:
+    """The "Examples" subsection of a (task, model) section: per recipe the stored examples of one run (the
+    baseline method's if it has them, else the first method by name; its lowest seed)."""
+    runs = sorted((r for r in records if _examples_of(r)), key=_run_order(baseline))
+    lines = ["### Examples", ""]
+    if not runs:
+        return [*lines, "None recorded for this table's runs (result files written before robench stored them).", ""]
+    rec = runs[0]
+    lines += [f"Successful adversarial examples of {_md(rec.method)} seed {rec.seed} (up to five per recipe, a seeded "
+              "draw stored in the result); a swapped word shows as ~~original~~ **replacement**.", ""]
+    for recipe, examples in _examples_of(rec).items():
+        lines += [f"**{_md(recipe)}**", ""]
+        shown = [example_line(e) for e in examples if isinstance(e, dict)]
+        lines += [*(shown or ["- no successful example"]), ""]
+    return lines
+
+
+def _audited(rec) -> bool:
+    return "audit.rated" in rec.metrics
+
+
+def _share(metrics: dict[str, float], prefix: str) -> str:
+    """``70.0% [39.7, 89.2]``: a share in percent with its interval."""
+    value = metrics.get(prefix, float("nan"))
+    low, high = metrics.get(f"{prefix}_low", float("nan")), metrics.get(f"{prefix}_high", float("nan"))
+    return f"{_pct(value)}%" + (f" [{_pct(low)}, {_pct(high)}]" if np.isfinite(low) and np.isfinite(high) else "")
+
+
+def audit_lines(records: list, baseline: str) -> list[str]:
+    """One line per run of a (task, model) section whose adversarial result holds an ``audit`` block (``robench
+    audit --ratings``): valid share with its interval, how many were rated, the human-validated success rate
+    and the valid share per recipe. Nothing when no result has one."""
+    lines = []
+    for rec in sorted((r for r in records if _audited(r)), key=_run_order(baseline)):
+        m = rec.metrics
+        recipes = sorted({k.split(".")[2] for k in m if k.startswith("audit.recipes.") and k.endswith(".rated")})
+        per = ", ".join(f"{_md(r)} {_pct(m.get(f'audit.recipes.{r}.valid_share', float('nan')))}% of "
+                        f"{m.get(f'audit.recipes.{r}.rated', 0):.0f}" for r in recipes)
+        lines += [f"{_md(rec.method)} seed {rec.seed}, human-validated (audit): valid share "
+                  f"{_share(m, 'audit.valid_share')} of {m['audit.rated']:.0f} rated; validated success rate "
+                  f"{_share(m, 'audit.validated_success_rate')}" + (f" (per recipe: {per})" if per else ""), ""]
+    return lines
 
 
 def detector_table(board: Board) -> dict[tuple[str, str], tuple[list[str], list[list[str]]]]:

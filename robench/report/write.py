@@ -44,6 +44,24 @@ from robench.storage import atomic_write_text
 LEGEND_FILE = "LEGEND.md"
 
 
+PRESET_MEANING = {
+    "valid": "only attacks that found an example passing the valid checks count (label and meaning kept, typos "
+             "judged as typos; docs/evaluation.md)",
+    "filtered": "an upper bound on vulnerability: a reading of its successes found most word swaps changed the label "
+                "or the meaning",
+    "recipe": "an upper bound on vulnerability: the recipes' own constraints, which let most word swaps change the "
+              "label or the meaning",
+}
+
+
+def preset_phrase(board, task: str, model: str) -> str:
+    """Names the constraint preset(s) of a table's attack column and what each means."""
+    presets = sorted({str(threat_card(r)[1].get("constraints") or "unrecorded") for r in board.records
+                      if r.evaluator == ADVERSARIAL and (r.task, r.model) == (task, model)})
+    parts = [f"`{p}` ({PRESET_MEANING.get(p, 'see the threat model card')})" for p in presets]
+    return f"constraint preset {', '.join(parts)}."
+
+
 def _test_name(board: Board) -> str:
     return ("hierarchical paired bootstrap over seeds and test examples" if board.significance == "hierarchical"
             else "paired bootstrap over test examples, seeds fixed")
@@ -362,8 +380,8 @@ def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | st
             what = ("the worst case over the attack recipes (an example counts as robust only if every recipe failed "
                     "to flip it)" if worst_case.get(key) else "as each adversarial result file defines it (some were "
                     "written before threat-model cards)")
-            lines += [f"{attack.label}: {what}. Per recipe, with success rates and Wilson 95% intervals: "
-                      "[attacks.md](attacks.md).", ""]
+            lines += [f"{attack.label}: {what}; {preset_phrase(board, *key)} Per recipe, with success rates and "
+                      "Wilson 95% intervals: [attacks.md](attacks.md).", ""]
         if gains.get(key) and gains[key][1]:
             lines += [f"Change against {baseline} per column (Δ: a gain as a share of {baseline}'s room to the ideal "
                       "value, a loss as a share of its distance from the worst; direction-aware):", "",

@@ -23,7 +23,7 @@ def test_attack_saves_a_labelled_set_usable_as_task_source(tiny_run, tmp_path, m
     rows = [json.loads(line) for line in saved.read_text().splitlines()]
     assert all(set(r) == {"text", "label", "original", "recipe", "index"} for r in rows)
     assert all(r["label"] in {"negative", "positive"} and r["text"] != r["original"] for r in rows)
-    log = next((tiny_run / "artifacts").glob("attack-deepwordbug-filtered*-n6-*.jsonl"))
+    log = next((tiny_run / "artifacts").glob("attack-deepwordbug-valid*-n6-*.jsonl"))
     outcomes = [json.loads(line).get("outcome") for line in log.read_text().splitlines()[1:]]
     assert len(rows) == outcomes.count("successful")
     # the set records the model it was made against: the board leaves that run out
@@ -31,8 +31,8 @@ def test_attack_saves_a_labelled_set_usable_as_task_source(tiny_run, tmp_path, m
     run = json.loads((tiny_run / "run.json").read_text())
     assert source["weights_fingerprint"] == run["weights_fingerprint"]
     assert (source["recipe"], source["n"], source["constraints"], source["query_budget"]) == ("deepwordbug", 6,
-                                                                                            "filtered", 1000)
-    assert source["successful"] == len(rows) and source["settings"]["constraints"] == "filtered"
+                                                                                            "valid", 1000)
+    assert source["successful"] == len(rows) and source["settings"]["constraints"] == "valid"
     if rows:  # the saved file loads as a labelled set of a task
         task = tmp_path / "t.yaml"
         task.write_text(f"name: t\nlabels: [negative, positive]\nsources:\n  adv: {{file: {saved}, label_column: label}}\n"
@@ -58,7 +58,7 @@ def test_killed_attack_resumes_from_its_log(tiny_run, tmp_path, monkeypatch, cap
                        "--save", str(saved), "--device", "cpu"],
             "eval": ["eval", "--run", str(run), "--suite", "adversarial", "--recipe", "deepwordbug", "--n", "40",
                      "--seed", "3", "--device", "cpu"]}[command]
-    log = run / "artifacts" / "attack-deepwordbug-filtered-valence-n40-seed3-qb1000.jsonl"
+    log = run / "artifacts" / "attack-deepwordbug-valid-valence-n40-seed3-qb1000.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "robench.cli", *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:

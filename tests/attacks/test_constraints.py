@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -139,24 +140,90 @@ def test_valence_filter_only_with_valence_label_preservation(wrapper, fake_minil
     assert "ValencePreserving" in _kinds(_build("pwws", wrapper, "filtered", label_preservation="valence"))
 
 
-def test_strict_rejects_a_neighbour_that_filtered_accepts(wrapper, fake_minilm):
-    from robench.attacks.validity import ValidityChecker
+def test_valid_rejects_a_neighbour_that_filtered_accepts(wrapper, fake_minilm):
+    from robench.attacks.constraints import VALID_WORD_COS, counterfitted_cos
 
-    cos = ValidityChecker(vocab_size=VOCAB).word_cos("year", "day")
-    assert 0.5 < cos < 0.9
-    text = "sales fell sharply this year after the war"
-    assert _passes(_build("textfooler", wrapper, "filtered"), text, 4, "day")
-    strict = _build("textfooler", wrapper, "strict")
-    assert not _passes(strict, text, 4, "day")
-    assert _passes(strict, "we met on tuesday after the war", 3, "monday")  # cos 0.998
-    sentence = strict.constraints[-1]
-    assert (sentence.metric, sentence.threshold, sentence.window_size) == ("cosine", 0.98, 15)
-    assert not sentence.skip_text_shorter_than_window and not sentence.compare_against_original  # as TFAdjusted
-    # strict also applies to pwws and deepwordbug (word cosine, POS, antonyms, sentence encoder)
-    for name in ("pwws", "deepwordbug"):
-        kinds = _kinds(_build(name, wrapper, "strict"))
-        assert {"WordEmbeddingDistance", "PartOfSpeechCompatible", "NoAntonymSwap", "MiniLMSentenceEncoder"} <= set(kinds)
+    cos = counterfitted_cos("film", "book", VOCAB)
+    assert 0.5 < cos < VALID_WORD_COS
+    text = "we loved the film after the war"
+    assert _passes(_build("textfooler", wrapper, "filtered"), text, 3, "book")
+    valid = _build("textfooler", wrapper, "valid")
+    assert not _passes(valid, text, 3, "book")
+    assert _passes(valid, text, 3, "movie")
+    sentence = valid.constraints[-1]
+    assert (sentence.metric, sentence.threshold) == ("cosine", 0.82) and sentence.compare_against_original
+    kinds = {name: _kinds(_build(name, wrapper, "valid", "valence")) for name in ("textfooler", "pwws", "deepwordbug")}
+    assert {"ListedSynonym", "NoAntonymSwap", "ValenceKept", "ContextualPartOfSpeech",
+            "MiniLMSentenceEncoder"} <= set(kinds["textfooler"])
+    assert {"CounterfittedCosine", "ListedSynonym", "ContextualPartOfSpeech", "MiniLMSentenceEncoder"} <= set(kinds["pwws"])
+    # typos are judged as typos: no sentence encoder, no word cosine
+    assert "CharacterEdit" in kinds["deepwordbug"] and "MiniLMSentenceEncoder" not in kinds["deepwordbug"]
     assert _kinds(_build("deepwordbug", wrapper, "filtered")) == _kinds(_build("deepwordbug", wrapper, "recipe"))
+
+
+def test_valid_keeps_stop_words_whatever_their_case(wrapper, fake_minilm):
+    from textattack.shared import AttackedText
+
+    for name in ("textfooler", "pwws", "deepwordbug"):
+        valid = _build(name, wrapper, "valid")
+        modifiable = valid.pre_transformation_constraints[1]._get_modifiable_indices(AttackedText("Nothing works here"))
+        assert 0 not in modifiable, name  # "Nothing" is a stop word at the start of a sentence too
+        loose = _build(name, wrapper, "recipe")
+        assert 0 in loose.pre_transformation_constraints[1]._get_modifiable_indices(AttackedText("Nothing works here"))
+
+
+def test_character_edits_are_judged_as_typos(wrapper, fake_minilm):
+    from robench.attacks.constraints import is_typo, osa_distance
+
+    assert is_typo("charming", "chrming") and is_typo("funny", "fnuny")  # a deletion, a swap of neighbours
+    assert not is_typo("charming", "harming") and not is_typo("funny", "sunny")  # other dictionary words
+    assert not is_typo("charming", "chxrmxng")  # two operations
+    assert osa_distance("abcd", "abdc") == 1 and osa_distance("abcd", "bacd") == 1 and osa_distance("abc", "axc") == 1
+    assert osa_distance("kitten", "sitting") == 3
+    attack = _build("deepwordbug", wrapper, "valid")
+    assert _passes(attack, "a truly charming film", 2, "chrming")
+    assert not _passes(attack, "a truly charming film", 2, "harming")
+    assert _passes(_build("deepwordbug", wrapper, "recipe"), "a truly charming film", 2, "harming")
+
+
+def test_valence_changing_swap_is_never_proposed(wrapper, fake_minilm):
+    from robench.attacks.constraints import valence_changed
+
+    assert valence_changed("hilarious", "unfunny")  # unknown replacement of a strongly valenced word
+    assert valence_changed("tedious", "suspenseful") and valence_changed("good", "bad")
+    assert valence_changed("film", "awful")  # a neutral word may not become a strongly valenced one
+    assert not valence_changed("film", "movie") and not valence_changed("bad", "awful")
+    assert valence_changed("good", "okay")  # same sign, less than half as strong
+    attack = _build("textfooler", wrapper, "valid", "valence")
+    valence_kept = next(c for c in attack.constraints if type(c).__name__ == "ValenceKept")
+    from textattack.shared import AttackedText
+
+    original = AttackedText("often hilarious and sharp")
+    for word, ok in (("unfunny", False), ("comical", True)):
+        cand = original.replace_word_at_index(1, word)
+        assert valence_kept._check_constraint(cand, original) is ok, word
+
+
+def test_tagger_in_context_rejects_what_wordnet_sets_accept(wrapper, fake_minilm):
+    from robench.attacks.constraints import context_pos_changed, pos_incompatible
+
+    # WordNet lists "fine" as an adjective, a noun and a verb, so the context-free check accepts "fine" ->
+    # "penalty"; in "a fine film" the tagger reads an adjective replaced by a noun
+    assert not pos_incompatible("fine", "penalty")
+    assert context_pos_changed(("a", "fine", "film"), ("a", "penalty", "film"), [1])
+    assert not pos_incompatible("long", "yearn")  # "long" is also a verb in WordNet; here it is an adjective
+    assert context_pos_changed(("the", "film", "was", "long"), ("the", "film", "was", "yearn"), [3])
+    assert not context_pos_changed(("we", "loved", "the", "film"), ("we", "loved", "the", "movie"), [3])
+    # inflection counts: "beautifully" -> "beautiful" and "feels" -> "feel" are new grammatical errors
+    assert context_pos_changed(("she", "sings", "beautifully"), ("she", "sings", "beautiful"), [2])
+    assert context_pos_changed(("the", "ending", "feels", "rushed"), ("the", "ending", "feel", "rushed"), [2])
+    attack = _build("pwws", wrapper, "valid")
+    tagger = next(c for c in attack.constraints if type(c).__name__ == "ContextualPartOfSpeech")
+    from textattack.shared import AttackedText
+
+    original = AttackedText("the plot is thin and the film is long")
+    assert tagger._check_constraint(original.replace_word_at_index(3, "slim"), original)
+    assert not tagger._check_constraint(original.replace_word_at_index(8, "yearn"), original)
 
 
 def test_recipe_settings_record_preset_and_thresholds():
@@ -164,20 +231,20 @@ def test_recipe_settings_record_preset_and_thresholds():
 
     settings = {p: recipe_settings("textfooler", p) for p in CONSTRAINT_PRESETS}
     assert [settings[p]["constraints"] for p in CONSTRAINT_PRESETS] == list(CONSTRAINT_PRESETS)
-    assert recipe_settings("textfooler")["constraints"] == "filtered"
+    assert recipe_settings("textfooler")["constraints"] == "valid"
     old = {k: v for k, v in settings["recipe"].items() if k in TEXTFOOLER_SETTINGS}
-    assert old == TEXTFOOLER_SETTINGS  # the recipe preset is today's textfooler
+    assert old == TEXTFOOLER_SETTINGS
     kinds = {p: [c["constraint"] for c in s["constraint_list"]] for p, s in settings.items()}
     assert "part_of_speech_compatible" not in kinds["recipe"] and "no_antonym_swap" not in kinds["recipe"]
     assert kinds["filtered"].index("no_antonym_swap") < kinds["filtered"].index("sentence_encoder")
-    strict = {c["constraint"]: c for c in settings["strict"]["constraint_list"]}
-    assert strict["word_embedding_distance"]["min_cos_sim"] == 0.9
-    assert strict["sentence_encoder"]["threshold"] == 0.98 and strict["sentence_encoder"]["metric"] == "cosine"
-    assert strict["sentence_encoder"]["window_size"] == 15
-    assert "Morris" in settings["strict"]["thresholds_from"]
-    assert "GloVe" in settings["strict"]["substitutes"]["counter-fitted word vectors"]
-    assert "MiniLM" in settings["strict"]["substitutes"]["Universal Sentence Encoder"]
-    assert "WordNet" in settings["strict"]["substitutes"]["part-of-speech tagger / LanguageTool"]
+    assert kinds["valid"][-1] == "sentence_encoder"  # the costliest check last
+    valid = {c["constraint"]: c for c in settings["valid"]["constraint_list"]}
+    assert valid["word_embedding_distance"]["min_cos_sim"] == 0.89
+    assert valid["word_embedding_distance"]["unknown_words"] == "rejected"
+    assert valid["sentence_encoder"]["threshold"] == 0.82 and valid["sentence_encoder"]["metric"] == "cosine"
+    assert "SimLex-999" in settings["valid"]["thresholds_from"]
+    assert "counter-fitted" in settings["valid"]["substitutes"]["counter-fitted word vectors"]
+    assert "spaCy" in settings["valid"]["substitutes"]["part-of-speech tagger"]
     val = recipe_settings("pwws", "filtered", "valence")
     assert val["label_preservation"] == "valence" and set(val["lexicons"]) == {"vader", "warriner"}
     assert [c["constraint"] for c in val["constraint_list"]][-1] == "valence_preserving"
@@ -191,7 +258,7 @@ def test_unknown_preset_or_label_preservation_is_one_config_line(wrapper):
 
     with pytest.raises(ConfigError) as err:
         build_attack("pwws", wrapper, constraints="loose")
-    assert "\n" not in str(err.value) and "recipe, filtered, strict" in str(err.value)
+    assert "\n" not in str(err.value) and "valid, filtered, recipe" in str(err.value)
     with pytest.raises(ConfigError, match="unknown label_preservation 'nli'; choices: none, valence"):
         recipe_settings("textfooler", "filtered", "nli")
 
@@ -202,41 +269,46 @@ def test_unknown_preset_or_label_preservation_is_one_config_line(wrapper):
 def test_validity_checker_on_hand_made_pairs():
     from robench.attacks.validity import ValidityChecker
 
-    checker = ValidityChecker(vocab_size=VOCAB, encoder=FakeEncoder(far=("fiml",)))
+    checker = ValidityChecker(encoder=FakeEncoder(far=("dreadful",)))
     r = checker.check("the film was good and the plot clever", "the movie was bad and the plot clever")
     assert r["words_changed_fraction"] == pytest.approx(2 / 8)
     assert r["min_word_cos"] == pytest.approx(checker.word_cos("good", "bad"))
     assert r["sentence_similarity"] == pytest.approx(1.0)
-    assert (r["pos_incompatible"], r["antonym_swaps"], r["valence_flips"]) == (0, 1, 1)
+    assert (r["antonym_swaps"], r["valence_flips"], r["unlisted_swaps"]) == (1, 1, 1)
     assert r["valid"] is False
-    ok = checker.check("we met on tuesday after the war", "we met on monday after the war")
-    assert ok["valid"] is True and ok["min_word_cos"] > 0.9 and ok["antonym_swaps"] == 0
-    mid = checker.check("sales fell sharply this year", "sales fell sharply this day")
-    assert mid["valid"] is False and 0.5 < mid["min_word_cos"] < 0.9
-    pos = checker.check("sales fell sharply this year", "sales fell sharply this previous")
-    assert pos["pos_incompatible"] == 1
-    # a character edit out of the vocabulary meets only the sentence check
-    typo = checker.check("a fine film", "a fine fiml")
-    assert typo["min_word_cos"] is None and typo["sentence_similarity"] == pytest.approx(0.0)
-    assert typo["valid"] is False
-    assert ValidityChecker(vocab_size=VOCAB, encoder=FakeEncoder()).check("a fine film", "a fine fiml")["valid"]
-    # an antonym swap between words the GloVe table does not hold is still invalid (as the strict attack rejects it)
-    rare = ValidityChecker(vocab_size=VOCAB, encoder=FakeEncoder()).check("prices ascend slowly", "prices descend slowly")
-    assert rare["min_word_cos"] is None and rare["antonym_swaps"] == 1 and rare["valid"] is False
+    ok = checker.check("we loved the film", "we loved the movie")
+    assert ok["valid"] is True and ok["min_word_cos"] >= 0.89 and ok["typos"] == 0
+    far = ValidityChecker(encoder=FakeEncoder(far=("movie",))).check("we loved the film", "we loved the movie")
+    assert far["valid"] is False and far["sentence_similarity"] == pytest.approx(0.0)  # the sentence check decides
+    mid = checker.check("we loved the film", "we loved the book")
+    assert mid["valid"] is False and mid["min_word_cos"] < 0.89 and mid["unlisted_swaps"] == 1
+    # a typo is judged as a typo: no sentence check, valid; a typo that is a word is a word swap
+    typo = ValidityChecker(encoder=FakeEncoder(far=("chrming",))).check("a charming film", "a chrming film")
+    assert typo["typos"] == 1 and typo["sentence_similarity"] is None and typo["valid"] is True
+    word = checker.check("a charming film", "a harming film")
+    assert word["typos"] == 0 and word["valid"] is False
+    garbled = checker.check("a charming film", "a chxrmxng film")
+    assert garbled["bad_edits"] == 1 and garbled["valid"] is False
 
 
 def test_valence_decides_validity_only_under_valence():
-    from robench.attacks import validity
     from robench.attacks.validity import ValidityChecker
 
-    pair = ("the party won the vote", "the opposition won the vote")
-    plain = ValidityChecker(vocab_size=VOCAB, encoder=FakeEncoder())
-    sentiment = ValidityChecker("valence", vocab_size=VOCAB, encoder=FakeEncoder())
-    # make the word-cosine check pass, so that valence alone decides
-    plain.word_cos = sentiment.word_cos = lambda a, b: 0.95
-    assert plain.check(*pair)["valid"] is True
-    assert sentiment.check(*pair)["valid"] is False
-    assert validity.STRICT_WORD_COS == 0.9 and validity.STRICT_SENTENCE_COS == 0.98
+    pair = ("we loved the film", "we loved the movie")
+    plain = ValidityChecker(encoder=FakeEncoder())
+    sentiment = ValidityChecker("valence", encoder=FakeEncoder())
+    assert plain.check(*pair)["valid"] and sentiment.check(*pair)["valid"]
+    flip = ("an often funny film", "an often unfunny film")
+    plain.word_cos = sentiment.word_cos = lambda a, b: 0.95  # the cosine passes, so valence alone decides
+    import robench.attacks.validity as validity
+
+    real = validity.listed_synonyms
+    validity.listed_synonyms = lambda a, b, pos=None: True
+    try:
+        assert plain.check(*flip)["valence_flips"] == 1 and sentiment.check(*flip)["valence_flips"] == 1
+        assert sentiment.check(*flip)["valid"] is False
+    finally:
+        validity.listed_synonyms = real
 
 
 def test_summarize_valid_success_rate():
@@ -269,7 +341,7 @@ class StubChecker:
     def check(self, original, perturbed):
         self.calls.append((original, perturbed))
         return {"words_changed_fraction": 0.5, "min_word_cos": 0.12345678, "sentence_similarity": 0.9,
-                "pos_incompatible": 0, "antonym_swaps": 0, "valence_flips": 0, "valid": False}
+                "pos_changes": 0, "antonym_swaps": 0, "valence_flips": 0, "valid": False}
 
 
 def test_runner_records_validity_and_header(wrapper, tmp_path):
@@ -310,14 +382,59 @@ def test_attack_validity_script_reads_version_1_logs(tmp_path):
     rows = [{"type": "header", "version": 1, "recipe": "textfooler", "seed": 0},
             {"type": "example", "i": 0, "index": 0, "outcome": "successful", "original": "the film was good",
              "perturbed": "the movie was bad"},
-            {"type": "example", "i": 1, "index": 1, "outcome": "successful", "original": "we met on tuesday",
-             "perturbed": "we met on monday"},
+            {"type": "example", "i": 1, "index": 1, "outcome": "successful", "original": "we loved the film",
+             "perturbed": "we loved the movie"},
             {"type": "example", "i": 2, "index": 2, "outcome": "failed", "original": "x", "perturbed": "x"},
             {"type": "example", "i": 3, "index": 3, "outcome": "skipped", "original": "y", "perturbed": "y"}]
     log.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    out = module.analyse(log, checker=ValidityChecker(vocab_size=VOCAB, encoder=FakeEncoder()))
+    out = module.analyse(log, checker=ValidityChecker(encoder=FakeEncoder()))
     assert (out["recipe"], out["n"], out["swaps"], out["antonyms"]) == ("textfooler", 4, 3, 1)
     assert out["success_rate"] == pytest.approx(2 / 3) and out["valid_success_rate"] == pytest.approx(1 / 3)
     assert out["pos_incompatible_share"] == 0.0
-    assert out["in_lexicons_share"] == pytest.approx(2 / 3)  # film/movie and good/bad; tuesday/monday unrated
-    assert out["polarity_flip_share"] == pytest.approx(1 / 2)
+    assert out["in_lexicons_share"] == pytest.approx(1.0)  # film/movie and good/bad are all rated
+    assert out["polarity_flip_share"] == pytest.approx(1 / 3)  # good/bad of three rated swaps
+
+
+class KeywordModel:
+    """A transparent classifier for attack tests: positive while the text holds a word of ``POSITIVE``; the
+    logit margin grows with their count, so removing or editing such words is what flips it."""
+
+    POSITIVE = {"wonderful", "superb", "clever", "lovely", "charming", "hilarious", "film"}
+
+    def __init__(self) -> None:
+        self.model = None
+
+    def __call__(self, texts):
+        import re
+
+        out = []
+        for text in texts:
+            hits = sum(w in self.POSITIVE for w in re.findall(r"[a-z]+", text.lower()))
+            out.append([0.5, float(hits)])
+        return np.array(out, dtype=np.float32)
+
+
+def test_what_the_valid_attack_finds_passes_the_post_hoc_check():
+    """The search and the post-hoc checker apply the same checks: every success of a `valid` attack is valid,
+    and the attacks do find some (the model is flipped by removing its keywords)."""
+    from textattack.models.wrappers import ModelWrapper
+
+    from robench.attacks.runner import attack_one
+    from robench.attacks.validity import ValidityChecker
+
+    class Wrapped(KeywordModel, ModelWrapper):
+        pass
+
+    model = Wrapped()
+    checker = ValidityChecker("valence", vocab_size=VOCAB)  # the attack's vocabulary (VOCAB words)
+    texts = ["we loved the film", "the acting is superb", "a clever little story", "the cast is charming"]
+    found, outcomes = Counter(), []
+    for name in ("deepwordbug", "textfooler", "pwws"):
+        attack = _build(name, model, "valid", "valence")
+        for i, text in enumerate(texts):
+            rec = attack_one(attack, text, 1, seed=0, index=i, checker=checker)
+            outcomes.append((name, rec["outcome"], rec["perturbed"]))
+            if rec["outcome"] == "successful":
+                found[name] += 1
+                assert rec["valid"] is True, (name, rec["original"], rec["perturbed"])
+    assert found["deepwordbug"] >= 2 and found["textfooler"] + found["pwws"] >= 1, outcomes

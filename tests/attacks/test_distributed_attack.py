@@ -17,7 +17,7 @@ from robench.attacks.runner import read_log
 
 ADV = ["--suite", "adversarial", "--recipe", "deepwordbug", "--n", "6", "--seed", "1", "--device", "cpu"]
 OPTIONS = {"adversarial": {"recipes": ["deepwordbug"], "n": 6, "seed": 1}}
-LOG = "attack-deepwordbug-filtered-valence-n6-seed1-qb1000.jsonl"
+LOG = "attack-deepwordbug-valid-valence-n6-seed1-qb1000.jsonl"
 
 
 def _copy(run: Path, dest: Path) -> Path:

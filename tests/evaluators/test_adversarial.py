@@ -54,10 +54,10 @@ def test_worst_case_outcomes_intervals_and_card(tiny_run):
     card = settings["threat_model"]
     assert set(card["recipes"]) == {"deepwordbug", "pwws"}
     assert (card["constraints"], card["query_budget"], card["n"], card["sampling_seed"], card["split"]) == (
-        "filtered", 1000, 6, 1, "test")
+        "valid", 1000, 6, 1, "test")
     assert card["label_preservation"] == "valence"  # the sentiment task declares it
     assert card["sample"] == sid and len(card["card_id"]) == 12
-    assert card["validity_check"]["sentence_cos"] == 0.98 and set(card["transfer_sets"]) == {"textfooler_transfer"}
+    assert card["validity_check"]["sentence_cos"] == 0.82 and set(card["transfer_sets"]) == {"valid_transfer"}
     # the top-level rates are per example over recipes (broken by any recipe), like the headline
     logs_recs = {r: [json.loads(x) for x in (tiny_run / a).read_text().splitlines()][1:] for r, a in logs.items()}
     attacked = [i for i in range(6) if logs_recs["pwws"][i]["outcome"] != "skipped"]
@@ -66,7 +66,9 @@ def test_worst_case_outcomes_intervals_and_card(tiny_run):
     assert metrics["accuracy_under_attack"] == pytest.approx((len(attacked) - len(broken)) / 6)
     # the static transfer set names its source model, which is not this run
     (name, source), = settings["transfer_sources"].items()
-    assert source["weights_fingerprint"] and source["weights_fingerprint"] != result["run"]["weights_fingerprint"]
+    from robench.evaluators.adversarial import source_fingerprints
+
+    assert source_fingerprints(source) and result["run"]["weights_fingerprint"] not in source_fingerprints(source)
     assert details["transfer_correct"][name].count("1") / len(details["transfer_correct"][name]) == pytest.approx(
         metrics["transfer_accuracy"])
 
@@ -112,7 +114,7 @@ def test_threat_model_card_changes_with_every_setting(tiny_run):
     idx = sample_indices(len(ctx.texts("test")), 6, 1)
     base = Adversarial(recipes=["pwws"], n=6, seed=1).threat_model(ctx, idx)["card_id"]
     assert Adversarial(recipes=["pwws"], n=6, seed=1).threat_model(ctx, idx)["card_id"] == base
-    for change in ({"constraints": "strict"}, {"query_budget": 50}, {"label_preservation": "valence"},
+    for change in ({"constraints": "filtered"}, {"query_budget": 50}, {"label_preservation": "valence"},
                    {"recipes": ["deepwordbug"]}):
         kwargs = {"recipes": ["pwws"], "n": 6, "seed": 1, **change}
         assert Adversarial(**kwargs).threat_model(ctx, idx)["card_id"] != base, change
@@ -161,7 +163,7 @@ def test_transfer_source_record_must_match_its_set(tiny_run, tmp_path):
     (name,) = ctx.task.set_names("adversarial")
     ctx.texts(f"adversarial:{name}")  # loads the set, so its file is known
     info = read_transfer_source(ctx, name)
-    assert info["weights_fingerprint"] and info["seed"] == 100  # the committed set and its record agree
+    assert info["weights_fingerprints"] and {s["seed"] for s in info["sources"]} == {100, 101}  # set and record agree
     file = next(iter(v for v in ctx.data.files.values() if v.endswith(".jsonl")))
     assert info["set_sha256"] == hashlib.sha256(open(file, "rb").read()).hexdigest()
     # a record that does not describe the file is not trusted
@@ -178,7 +180,7 @@ def test_unknown_constraint_preset_is_one_clear_error():
     from robench.errors import ConfigError
     from robench.evaluators.adversarial import Adversarial
 
-    with pytest.raises(ConfigError, match="constraint preset 'lenient'.*recipe, filtered, strict"):
+    with pytest.raises(ConfigError, match="constraint preset 'lenient'.*valid, filtered, recipe"):
         Adversarial(constraints="lenient")
 
 

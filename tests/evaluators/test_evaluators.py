@@ -117,7 +117,7 @@ def test_result_files_have_the_contract_keys(results, tiny_run, base_ctx):
     cal = results["calibration"]["metrics"]
     for key in ("ece", "ece_raw", "mce", "brier", "nll"):
         assert key in cal["id"]
-    assert set(cal["sets"]) == {"amazon", "tweets", "adversarial:textfooler_transfer"}
+    assert set(cal["sets"]) == {"amazon", "tweets", "adversarial:valid_transfer"}
     assert cal["ece"] == pytest.approx(np.mean([s["ece"] for s in cal["sets"].values()]))
     assert cal["ece_raw"] == pytest.approx(np.mean([s["ece_raw"] for s in cal["sets"].values()]))
     assert cal["temperature"] > 0

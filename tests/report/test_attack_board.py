@@ -343,3 +343,24 @@ def test_no_attack_files_without_adversarial_results(tmp_path):
     _board, written = write_leaderboard(tmp_path / "runs", tmp_path / "out", plots=False, n_boot=50)
     assert "attacks_csv" not in written and not (tmp_path / "out" / "attacks.md").exists()
     assert "attacks.md" not in written["markdown"].read_text()
+
+
+@pytest.mark.parametrize("preset, meaning", [("valid", "only attacks that found an example passing the valid checks"),
+                                             ("filtered", "an upper bound on vulnerability")])
+def test_the_board_headline_names_its_preset(tmp_path, preset, meaning):
+    suite(tmp_path, threat=card(preset))
+    _board, written = write_leaderboard(tmp_path, tmp_path / "out", plots=False, n_boot=50)
+    line = next(x for x in written["markdown"].read_text().splitlines() if x.startswith("Attack acc"))
+    assert f"constraint preset `{preset}` ({meaning}" in line
+    other = "filtered" if preset == "valid" else "valid"
+    assert f"`{other}`" not in line
+
+
+def test_a_set_made_against_several_models_excludes_each_source(tmp_path):
+    sources = {"advset": {"weights_fingerprints": ["w-vanilla-0", "w-ram-1"], "weights_fingerprint": None,
+                          "description": "validated set"}}
+    suite(tmp_path, transfer_sources=sources)
+    board = build_leaderboard(tmp_path, n_boot=50)
+    assert sorted((m, s) for _, _, m, s, _ in board.excluded) == [("ram", 1), ("vanilla", 0)]
+    _board, written = write_leaderboard(tmp_path, tmp_path / "out", plots=False, n_boot=50)
+    assert "generated against weights `w-vanilla-0`, `w-ram-1`" in written["attacks_markdown"].read_text()

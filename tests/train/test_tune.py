@@ -34,7 +34,7 @@ TINY = ["--model", "tiny-bert", "--limit", "48", "--epochs", "1", "--device", "c
 def task_file(folder: Path, tuning: str = "", name: str = "sent.yaml") -> Path:
     """The sentiment task without its file-backed transfer set (assets only), plus a ``tuning:`` text."""
     raw = yaml.safe_load((TASKS_DIR / "sentiment.yaml").read_text())
-    raw["sources"].pop("textfooler_transfer")
+    raw["sources"].pop("valid_transfer")
     raw.pop("adversarial")
     path = folder / name
     path.write_text(yaml.safe_dump(raw, sort_keys=False) + tuning)
