@@ -36,6 +36,8 @@ def main() -> None:
     parser.add_argument("--label-preservation", default="valence", help="'valence' or 'none'")
     parser.add_argument("--encoder-precision", default=None, help="fp32 or bf16 (default: bf16 where native)")
     parser.add_argument("--before-constraints", default="recipe", help="preset of the 'before' pass")
+    parser.add_argument("--before-encoder-precision", default="fp32",
+                        help="sentence-encoder precision of the 'before' pass (fp32: robench as it was; 'same': as now)")
     parser.add_argument("--no-stock", action="store_true", help="skip the (slow) stock TextAttack pass")
     args = parser.parse_args()
     lp = None if args.label_preservation == "none" else args.label_preservation
@@ -55,7 +57,7 @@ def main() -> None:
     from robench.attacks.wrapper import RobenchModelWrapper
     from robench.evaluation import make_context
 
-    ctx = make_context(args.run, device=args.device, precision=args.precision)
+    ctx = make_context(args.run, device=args.device, precision=args.precision, allow_changed_data=True)  # reads the attack split only
     key = ctx.task.attack_split
     texts, labels = ctx.texts(key), ctx.labels(key)
     indices = sample_indices(len(texts), args.n, args.seed)
@@ -113,7 +115,8 @@ def main() -> None:
             resources.minilm_encoder = shared
 
     # robench before (the recipe preset, fp32 sentence encoder), robench now, then the stock runner
-    before_records, before_s, _ = timed_robench(args.before_constraints, "fp32")
+    before_precision = enc_precision if args.before_encoder_precision == "same" else args.before_encoder_precision
+    before_records, before_s, _ = timed_robench(args.before_constraints, before_precision)
     records, robench_s, wrapper = timed_robench(args.constraints, enc_precision)
     stock_results, stock_s = (None, float("nan")) if args.no_stock else run_stock()
 
@@ -124,9 +127,9 @@ def main() -> None:
     ours = [r["outcome"] for r in records]
     report = {
         "recipe": args.recipe, "n": len(indices), "seed": args.seed, "device": ctx.device,
-        "precision": ctx.precision, "model": ctx.run.get("model", {}).get("name"),
+        "precision": ctx.precision, "model": ctx.run.model.name,
         "constraints": args.constraints, "label_preservation": lp, "encoder_precision": enc_precision,
-        "before": {"constraints": args.before_constraints, "encoder_precision": "fp32",
+        "before": {"constraints": args.before_constraints, "encoder_precision": before_precision,
                    "examples_per_s": len(indices) / before_s,
                    "success_rate": rate([r["outcome"] for r in before_records]),
                    "queries": int(sum(r["queries"] for r in before_records))},

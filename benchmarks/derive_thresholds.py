@@ -161,7 +161,8 @@ def derive_word_threshold(pairs: list[tuple[float, float]]) -> tuple[float, floa
 
 
 def derive_sentence_threshold(sims: np.ndarray, positive: np.ndarray) -> float:
-    return float(np.floor(np.quantile(sims[positive], 1 - SENTENCE_KEEP) * 100) / 100)
+    q = float(np.quantile(np.asarray(sims, dtype=np.float64)[positive], 1 - SENTENCE_KEEP))
+    return round(float(np.floor(q * 100 + 1e-9)) / 100, 2)
 
 
 def main() -> int:
@@ -233,7 +234,8 @@ def main() -> int:
           f"recall {both[positive].mean():.2f}")
     ok = abs(t_word - VALID_WORD_COS) < 1e-9 and abs(t_sent - VALID_SENTENCE_COS) < 1e-9
     if not ok:
-        print("\nthe constants in robench/attacks/constraints.py differ from the derived thresholds", file=sys.stderr)
+        print(f"\nthe constants in robench/attacks/constraints.py differ from the derived thresholds: word {t_word!r}, "
+              f"sentence {t_sent!r}", file=sys.stderr)
     return 0 if ok else 1
 
 

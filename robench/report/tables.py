@@ -368,6 +368,24 @@ def threat_card_lines(card: dict[str, Any]) -> list[str]:
     return lines
 
 
+PRESET_MEANING = {
+    "valid": "only attacks that found an example passing the valid checks count (label and meaning kept, typos "
+             "judged as typos; docs/evaluation.md)",
+    "filtered": "an upper bound on vulnerability: a reading of its successes found most word swaps changed the label "
+                "or the meaning",
+    "recipe": "an upper bound on vulnerability: the recipes' own constraints, which let most word swaps change the "
+              "label or the meaning",
+}
+
+
+def preset_phrase(board, task: str, model: str) -> str:
+    """Names the constraint preset(s) of a table's attack column and what each means."""
+    presets = sorted({str(threat_card(r)[1].get("constraints") or "unrecorded") for r in board.records
+                      if r.evaluator == ADVERSARIAL and (r.task, r.model) == (task, model)})
+    parts = [f"`{p}` ({PRESET_MEANING.get(p, 'see the threat model card')})" for p in presets]
+    return f"constraint preset {', '.join(parts)}."
+
+
 def attack_markdown(board: Board, frame: pd.DataFrame | None = None) -> str | None:
     """The attack table as Markdown, one section per (task, model) with its threat model; None without
     adversarial results. Under each table a line per run whose result holds a human audit (``robench
@@ -418,6 +436,7 @@ def attack_markdown(board: Board, frame: pd.DataFrame | None = None) -> str | No
         group = [r for r in adv if (r.task, r.model) == key]
         lines += [f"## {group_title(*key)}", "", markdown_table(headers, rows), ""]
         lines += audit_lines(group, board.baseline)
+        lines += [f"Accuracy under attack of this table: {preset_phrase(board, *key)}", ""]
         lines += threat_card_lines(cards.get(key) or {})
         for name, source in sorted(sources.get(key, {}).items()):
             if isinstance(source, dict):

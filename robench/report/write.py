@@ -37,29 +37,12 @@ from robench.report.tables import (
     improvement_table,
     markdown_table,
     per_set_table,
+    preset_phrase,
     table_rows,
 )
 from robench.storage import atomic_write_text
 
 LEGEND_FILE = "LEGEND.md"
-
-
-PRESET_MEANING = {
-    "valid": "only attacks that found an example passing the valid checks count (label and meaning kept, typos "
-             "judged as typos; docs/evaluation.md)",
-    "filtered": "an upper bound on vulnerability: a reading of its successes found most word swaps changed the label "
-                "or the meaning",
-    "recipe": "an upper bound on vulnerability: the recipes' own constraints, which let most word swaps change the "
-              "label or the meaning",
-}
-
-
-def preset_phrase(board, task: str, model: str) -> str:
-    """Names the constraint preset(s) of a table's attack column and what each means."""
-    presets = sorted({str(threat_card(r)[1].get("constraints") or "unrecorded") for r in board.records
-                      if r.evaluator == ADVERSARIAL and (r.task, r.model) == (task, model)})
-    parts = [f"`{p}` ({PRESET_MEANING.get(p, 'see the threat model card')})" for p in presets]
-    return f"constraint preset {', '.join(parts)}."
 
 
 def _test_name(board: Board) -> str:

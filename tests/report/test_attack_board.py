@@ -354,6 +354,8 @@ def test_the_board_headline_names_its_preset(tmp_path, preset, meaning):
     assert f"constraint preset `{preset}` ({meaning}" in line
     other = "filtered" if preset == "valid" else "valid"
     assert f"`{other}`" not in line
+    attacks = written["attacks_markdown"].read_text()
+    assert f"Accuracy under attack of this table: constraint preset `{preset}` ({meaning}" in attacks
 
 
 def test_a_set_made_against_several_models_excludes_each_source(tmp_path):
