@@ -498,12 +498,32 @@ def context_pos_changed(original_words: tuple[str, ...], new_words: tuple[str, .
     return any(i >= len(tags_a) or i >= len(tags_b) or tags_a[i] != tags_b[i] for i in indices)
 
 
-class ContextualPartOfSpeech(_constraint_base()):
+class _InContext(_constraint_base()):
+    """A word-swap constraint that judges the candidates of a step together, in context
+    (``_check_constraint_many``); ``repr_key`` names the attribute that describes its source."""
+
+    repr_key = "source"
+
+    def _check_constraint(self, transformed_text, reference_text) -> bool:
+        return bool(self._check_constraint_many([transformed_text], reference_text))
+
+    def check_compatibility(self, transformation) -> bool:
+        from textattack.shared.validators import transformation_consists_of_word_swaps
+
+        return transformation_consists_of_word_swaps(transformation)
+
+    def extra_repr_keys(self):
+        return [self.repr_key] + super().extra_repr_keys()
+
+
+class ContextualPartOfSpeech(_InContext):
     """Reject a swap when the spaCy tagger gives the replacement, in the candidate text, another Penn Treebank
     tag than the original word has in the reference text: TextFooler's part-of-speech constraint, with spaCy's
     tagger in place of NLTK's perceptron, compared on whole texts, with inflection (so "anticipated" ->
     "anticipate" and "feels" -> "feel", new grammatical errors, fail) and without the recipe's noun/verb
     exception. The candidates of one step are tagged in one batch."""
+
+    repr_key = "tagger"
 
     def __init__(self, compare_against_original: bool = True) -> None:
         super().__init__(compare_against_original)
@@ -521,16 +541,6 @@ class ContextualPartOfSpeech(_constraint_base()):
                 kept.append(text)
         return kept
 
-    def _check_constraint(self, transformed_text, reference_text) -> bool:
-        return bool(self._check_constraint_many([transformed_text], reference_text))
-
-    def check_compatibility(self, transformation) -> bool:
-        from textattack.shared.validators import transformation_consists_of_word_swaps
-
-        return transformation_consists_of_word_swaps(transformation)
-
-    def extra_repr_keys(self):
-        return ["tagger"] + super().extra_repr_keys()
 
 
 class CounterfittedCosine(_WordPairConstraint):
@@ -576,7 +586,7 @@ def counterfitted_cos(a: str, b: str, vocab_size: int | None = None) -> float | 
     return None if ia is None or ib is None else float(unit[ia] @ unit[ib])
 
 
-class ListedSynonym(_constraint_base()):
+class ListedSynonym(_InContext):
     """Reject a swap unless WordNet lists the two words as synonyms in the most frequent sense of the part of
     speech the tagger gives the original word in context (``listed_synonyms``). Counter-fitted cosines of
     50-dimensional vectors put function words and co-hyponyms above any threshold that keeps synonyms
@@ -604,16 +614,6 @@ class ListedSynonym(_constraint_base()):
                 kept.append(text)
         return kept
 
-    def _check_constraint(self, transformed_text, reference_text) -> bool:
-        return bool(self._check_constraint_many([transformed_text], reference_text))
-
-    def check_compatibility(self, transformation) -> bool:
-        from textattack.shared.validators import transformation_consists_of_word_swaps
-
-        return transformation_consists_of_word_swaps(transformation)
-
-    def extra_repr_keys(self):
-        return ["source"] + super().extra_repr_keys()
 
 
 class ValenceKept(_WordPairConstraint):

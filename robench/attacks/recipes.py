@@ -297,6 +297,20 @@ def minilm_sentence_encoder(device: str = "cpu", threshold: float = USE_THRESHOL
     return MiniLMSentenceEncoder()
 
 
+# constraint spec kind -> (class of robench.attacks.constraints, its arguments from the spec and the vocabulary size)
+_CONSTRAINT_CLASSES = {
+    "counterfitted_cosine": ("CounterfittedCosine", lambda spec, vocab: {"min_cos_sim": spec["min_cos_sim"],
+                                                                         "vocab_size": vocab}),
+    "listed_synonym": ("ListedSynonym", lambda spec, vocab: {}),
+    "part_of_speech_in_context": ("ContextualPartOfSpeech", lambda spec, vocab: {}),
+    "valence_kept": ("ValenceKept", lambda spec, vocab: {"margin": spec["margin"]}),
+    "character_edit": ("CharacterEdit", lambda spec, vocab: {"max_edits": spec["max_edits"]}),
+    "part_of_speech_compatible": ("PartOfSpeechCompatible", lambda spec, vocab: {}),
+    "no_antonym_swap": ("NoAntonymSwap", lambda spec, vocab: {}),
+    "valence_preserving": ("ValencePreserving", lambda spec, vocab: {"margin": spec["margin"]}),
+}
+
+
 def _make_constraint(spec: dict[str, Any], *, device: str, vocab_size: int | None, embedding=None):
     """The TextAttack constraint for one entry of ``constraint_specs``."""
     kind = spec["constraint"]
@@ -308,38 +322,11 @@ def _make_constraint(spec: dict[str, Any], *, device: str, vocab_size: int | Non
         embedding = embedding or textattack_embedding(vocab_size or DEFAULT_VOCAB)
         return WordEmbeddingDistance(embedding=embedding, min_cos_sim=spec["min_cos_sim"],
                                      include_unknown_words=spec["unknown_words"] == "accepted")
-    if kind == "counterfitted_cosine":
-        from robench.attacks.constraints import CounterfittedCosine
+    if kind in _CONSTRAINT_CLASSES:  # robench's own constraints (robench.attacks.constraints)
+        from robench.attacks import constraints
 
-        return CounterfittedCosine(spec["min_cos_sim"], vocab_size=vocab_size)
-    if kind == "listed_synonym":
-        from robench.attacks.constraints import ListedSynonym
-
-        return ListedSynonym()
-    if kind == "part_of_speech_in_context":
-        from robench.attacks.constraints import ContextualPartOfSpeech
-
-        return ContextualPartOfSpeech()
-    if kind == "valence_kept":
-        from robench.attacks.constraints import ValenceKept
-
-        return ValenceKept(margin=spec["margin"])
-    if kind == "character_edit":
-        from robench.attacks.constraints import CharacterEdit
-
-        return CharacterEdit(spec["max_edits"])
-    if kind == "part_of_speech_compatible":
-        from robench.attacks.constraints import PartOfSpeechCompatible
-
-        return PartOfSpeechCompatible()
-    if kind == "no_antonym_swap":
-        from robench.attacks.constraints import NoAntonymSwap
-
-        return NoAntonymSwap()
-    if kind == "valence_preserving":
-        from robench.attacks.constraints import ValencePreserving
-
-        return ValencePreserving(margin=spec["margin"])
+        name, arguments = _CONSTRAINT_CLASSES[kind]
+        return getattr(constraints, name)(**arguments(spec, vocab_size))
     if kind == "sentence_encoder":
         return minilm_sentence_encoder(device, spec["threshold"], spec["window_size"], metric=spec["metric"],
                                        compare_against_original=spec["compare_against_original"],
