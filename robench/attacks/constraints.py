@@ -14,8 +14,9 @@ original word and its replacement (both lower-cased):
 The ``valid`` preset of ``robench.attacks.recipes`` (the default) adds, and
 ``robench.attacks.validity.ValidityChecker`` checks post hoc with the same functions:
 
-* ``CounterfittedCosine``: the counter-fitted cosine of the two words (``robench.attacks.counterfit``) is at
-  least ``VALID_WORD_COS``; a word outside the vocabulary fails (it cannot be checked).
+* the counter-fitted cosine of the two words (``robench.attacks.counterfit``) is at least ``VALID_WORD_COS``
+  (TextAttack's ``WordEmbeddingDistance`` over the counter-fitted table; a word outside the vocabulary
+  fails: it cannot be checked).
 * ``ListedSynonym``: WordNet lists the two words as synonyms in the most frequent sense of each, of the part
   of speech of the original in context, and they are not two forms of one word.
 * ``ContextualPartOfSpeech``: the spaCy tagger (``en_core_web_sm`` 3.8) gives the replacement, in the
@@ -130,16 +131,9 @@ def _antonyms(word: str) -> frozenset[str]:
 @lru_cache(maxsize=1)
 def listed_antonyms() -> frozenset[tuple[str, str]]:
     """The antonym pairs of the counter-fitting constraints (PPDB 2.0 and WordNet lists), both orders."""
-    from robench.attacks.counterfit import ANTONYM_FILES, data_file
+    from robench.attacks.counterfit import ANTONYM_FILES, read_word_pairs
 
-    pairs = set()
-    for name in ANTONYM_FILES:
-        with open(data_file(name), encoding="utf-8") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 2 and parts[0] != parts[1]:
-                    pairs.update({(parts[0], parts[1]), (parts[1], parts[0])})
-    return frozenset(pairs)
+    return frozenset(read_word_pairs(ANTONYM_FILES))
 
 
 def are_antonyms(a: str, b: str) -> bool:
@@ -257,18 +251,9 @@ def osa_distance(a: str, b: str) -> int:
 def dictionary_words() -> frozenset[str]:
     """The words a typo must not become: the vocabulary of the word vectors (the 65,713 most frequent plain
     alphabetic GloVe words, the counter-fitted space's vocabulary), lower-cased."""
-    import pyarrow.parquet as pq
+    from robench.attacks.resources import glove_vocabulary
 
-    from robench.attacks.resources import DEFAULT_VOCAB, _glove_files
-
-    words = (str(w) for w in pq.read_table(_glove_files()[1]).column(0).to_pylist())
-    kept = []
-    for w in words:
-        if w.isascii() and w.isalpha():
-            kept.append(w.lower())
-            if len(kept) >= DEFAULT_VOCAB:
-                break
-    return frozenset(kept)
+    return frozenset(w.lower() for w in glove_vocabulary()[1])
 
 
 def is_typo(original: str, edited: str, max_edits: int = MAX_TYPO_EDITS) -> bool:
@@ -541,28 +526,6 @@ class ContextualPartOfSpeech(_InContext):
                 kept.append(text)
         return kept
 
-
-
-class CounterfittedCosine(_WordPairConstraint):
-    """Reject a swap unless both words are in the counter-fitted space and their cosine is at least
-    ``min_cos_sim`` (a word outside the vocabulary cannot be checked, so it fails)."""
-
-    def __init__(self, min_cos_sim: float = VALID_WORD_COS, vocab_size: int | None = None,
-                 compare_against_original: bool = True) -> None:
-        super().__init__(compare_against_original)
-        from robench.attacks.resources import DEFAULT_VOCAB
-
-        self.min_cos_sim = float(min_cos_sim)
-        self.vectors = "GloVe 6B 50d counter-fitted"
-        self._vocab = vocab_size or DEFAULT_VOCAB
-        self._unit, self._index = counterfitted_unit(self._vocab)
-
-    def pair_ok(self, original: str, replacement: str) -> bool:
-        ia, ib = self._index.get(original), self._index.get(replacement)
-        return ia is not None and ib is not None and float(self._unit[ia] @ self._unit[ib]) >= self.min_cos_sim
-
-    def extra_repr_keys(self):
-        return ["min_cos_sim", "vectors"] + super().extra_repr_keys()
 
 
 @lru_cache(maxsize=2)

@@ -65,23 +65,25 @@ def normalise(matrix: np.ndarray) -> np.ndarray:
     return matrix / np.sqrt((matrix.astype(np.float64) ** 2).sum(1, keepdims=True) + 1e-6).astype(matrix.dtype)
 
 
-def read_pairs(files, index: dict[str, int]) -> np.ndarray:
-    """(P, 2) int64 ordered index pairs of the word pairs in ``files`` (one pair per line), both directions,
-    deduplicated, both words in ``index``, no word paired with itself."""
-    pairs: set[tuple[int, int]] = set()
+def read_word_pairs(files) -> set[tuple[str, str]]:
+    """The word pairs in ``files`` (one pair per line; packaged names or paths), both orders, no word paired
+    with itself."""
+    pairs: set[tuple[str, str]] = set()
     for name in files:
         path = name if isinstance(name, Path) else data_file(name)
         with open(path, encoding="utf-8") as f:
             for line in f:
                 parts = line.split()
-                if len(parts) < 2:
-                    continue
-                a, b = index.get(parts[0]), index.get(parts[1])
-                if a is None or b is None or a == b:
-                    continue
-                pairs.add((a, b))
-                pairs.add((b, a))
-    return np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2)
+                if len(parts) >= 2 and parts[0] != parts[1]:
+                    pairs.update({(parts[0], parts[1]), (parts[1], parts[0])})
+    return pairs
+
+
+def read_pairs(files, index: dict[str, int]) -> np.ndarray:
+    """(P, 2) int64 ordered index pairs of the word pairs in ``files``, both directions, deduplicated, both
+    words in ``index``."""
+    pairs = sorted((index[a], index[b]) for a, b in read_word_pairs(files) if a in index and b in index)
+    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
 
 
 def vsp_pairs(unit: np.ndarray, rho: float, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:

@@ -146,8 +146,8 @@ def _valid_specs(name: str, label_preservation: str | None) -> list[dict[str, An
                  "dictionary": "65,713 most frequent alphabetic GloVe words"}]
     specs: list[dict[str, Any]] = []
     if name != "textfooler":  # textfooler's own embedding constraint is tightened to the same threshold instead
-        specs.append({"constraint": "counterfitted_cosine", "min_cos_sim": VALID_WORD_COS,
-                      "vectors": "GloVe 6B 50d counter-fitted", "unknown_words": "rejected"})
+        specs.append({"constraint": "word_embedding_distance", "vectors": "GloVe 6B 50d counter-fitted",
+                      "min_cos_sim": VALID_WORD_COS, "unknown_words": "rejected"})
     specs.append({"constraint": "listed_synonym", "source": "WordNet 3.0 shared synset that is the most frequent "
                   "sense of each word, in the part of speech of the original in context; not two forms of one word"})
     specs.append({"constraint": "no_antonym_swap", "source": "WordNet 3.0 direct antonyms and the counter-fitting "
@@ -234,7 +234,7 @@ def recipe_settings(name: str, constraints: str = DEFAULT_CONSTRAINTS,
     out.update(constraints=preset, label_preservation=lp, constraint_list=specs)
     kinds = {s["constraint"] for s in specs}
     substitutes = {}
-    if kinds & {"word_embedding_distance", "counterfitted_cosine"} or name == "textfooler":
+    if "word_embedding_distance" in kinds or name == "textfooler":
         substitutes["counter-fitted word vectors"] = SUBSTITUTES["counter-fitted word vectors"]
     if "sentence_encoder" in kinds:
         substitutes["Universal Sentence Encoder"] = SUBSTITUTES["Universal Sentence Encoder"]
@@ -299,8 +299,6 @@ def minilm_sentence_encoder(device: str = "cpu", threshold: float = USE_THRESHOL
 
 # constraint spec kind -> (class of robench.attacks.constraints, its arguments from the spec and the vocabulary size)
 _CONSTRAINT_CLASSES = {
-    "counterfitted_cosine": ("CounterfittedCosine", lambda spec, vocab: {"min_cos_sim": spec["min_cos_sim"],
-                                                                         "vocab_size": vocab}),
     "listed_synonym": ("ListedSynonym", lambda spec, vocab: {}),
     "part_of_speech_in_context": ("ContextualPartOfSpeech", lambda spec, vocab: {}),
     "valence_kept": ("ValenceKept", lambda spec, vocab: {"margin": spec["margin"]}),

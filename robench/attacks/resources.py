@@ -76,16 +76,23 @@ SPACE_NAMES = {
 }
 
 
-def _glove_vocab(vocab_size: int) -> tuple[np.ndarray, list[str]]:
-    """GloVe 6B 50d rows of the ``vocab_size`` most frequent plain alphabetic words, and the words."""
+@lru_cache(maxsize=4)
+def glove_vocabulary(vocab_size: int = DEFAULT_VOCAB) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """(rows in the GloVe file, words) of the ``vocab_size`` most frequent plain alphabetic GloVe words: the
+    vocabulary of the attacks' word vectors and the dictionary a typo must not hit."""
     import pyarrow.parquet as pq
 
-    emb_file, index_file = _glove_files()
-    all_words = [str(w) for w in pq.read_table(index_file).column(0).to_pylist()]
+    all_words = [str(w) for w in pq.read_table(_glove_files()[1]).column(0).to_pylist()]
     # Keep plain alphabetic words (as in counter-fitted vectors): swapping in punctuation or
     # clitics ("n't", "'s", ",") changes the word segmentation, which TextAttack cannot track.
-    keep = [i for i, w in enumerate(all_words) if w.isascii() and w.isalpha()][:vocab_size]
-    return np.array(np.load(emb_file, mmap_mode="r")[keep], dtype=np.float32), [all_words[i] for i in keep]
+    keep = tuple(i for i, w in enumerate(all_words) if w.isascii() and w.isalpha())[:vocab_size]
+    return keep, tuple(all_words[i] for i in keep)
+
+
+def _glove_vocab(vocab_size: int) -> tuple[np.ndarray, list[str]]:
+    """GloVe 6B 50d rows of the ``vocab_size`` most frequent plain alphabetic words, and the words."""
+    keep, words = glove_vocabulary(vocab_size)
+    return np.array(np.load(_glove_files()[0], mmap_mode="r")[list(keep)], dtype=np.float32), list(words)
 
 
 def _cached_array(path: Path, shape: tuple[int, ...], build) -> np.ndarray:

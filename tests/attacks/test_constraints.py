@@ -155,7 +155,7 @@ def test_valid_rejects_a_neighbour_that_filtered_accepts(wrapper, fake_minilm):
     kinds = {name: _kinds(_build(name, wrapper, "valid", "valence")) for name in ("textfooler", "pwws", "deepwordbug")}
     assert {"ListedSynonym", "NoAntonymSwap", "ValenceKept", "ContextualPartOfSpeech",
             "MiniLMSentenceEncoder"} <= set(kinds["textfooler"])
-    assert {"CounterfittedCosine", "ListedSynonym", "ContextualPartOfSpeech", "MiniLMSentenceEncoder"} <= set(kinds["pwws"])
+    assert {"WordEmbeddingDistance", "ListedSynonym", "ContextualPartOfSpeech", "MiniLMSentenceEncoder"} <= set(kinds["pwws"])
     # typos are judged as typos: no sentence encoder, no word cosine
     assert "CharacterEdit" in kinds["deepwordbug"] and "MiniLMSentenceEncoder" not in kinds["deepwordbug"]
     assert _kinds(_build("deepwordbug", wrapper, "filtered")) == _kinds(_build("deepwordbug", wrapper, "recipe"))
