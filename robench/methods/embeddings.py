@@ -121,6 +121,20 @@ def linf_normalize(g: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
     return g / (top + eps) if eps > 0 else g / top.clamp_min(torch.finfo(g.dtype).tiny)
 
 
+def gradient_share(step: torch.Tensor, total: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The share of a perturbation that its gradient step supplies: per real token,
+    ``||step|| / ||total||`` (L2 over the hidden dimension), averaged over the tokens of ``mask``
+    (a ``(batch, len, 1)`` attention mask). ``total`` is the perturbation the step is part of,
+    before any rescaling that multiplies the whole token (a per-token normalisation or an L2
+    projection scales both norms alike). About 0: the perturbation is the initial noise (the
+    ascent is numerically absent); about 1: the gradient step is the perturbation. A device
+    scalar (no host synchronisation)."""
+    step_norm = step.float().norm(dim=-1)
+    total_norm = total.float().norm(dim=-1).clamp_min(torch.finfo(torch.float32).tiny)
+    weights = mask.squeeze(-1).float()
+    return ((step_norm / total_norm) * weights).sum() / weights.sum().clamp_min(1.0)
+
+
 def l2_per_example(x: torch.Tensor) -> torch.Tensor:
     """The L2 norm of each example's whole ``(len, dim)`` slice: shape ``(batch,)``."""
     return x.reshape(x.shape[0], -1).float().norm(p=2, dim=1)

@@ -34,6 +34,7 @@ import torch
 from robench.methods.base import Method, RegularisedConfig, register_method
 from robench.methods.diagnostics import RngState
 from robench.methods.embeddings import (
+    gradient_share,
     l2_per_example,
     token_mask,
     with_embeds,
@@ -57,14 +58,21 @@ def init_delta(emb: torch.Tensor, mask: torch.Tensor, init_mag: float) -> torch.
     return (delta * (init_mag / dims.sqrt()).view(-1, 1, 1)).detach()
 
 
-def ascend(delta: torch.Tensor, grad: torch.Tensor, adv_lr: float, max_norm: float) -> torch.Tensor:
-    """One L2 ascent step per example, then projection onto the ball of radius ``max_norm``."""
+def ascend_projected(delta: torch.Tensor, grad: torch.Tensor, adv_lr: float,
+                     max_norm: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One L2 ascent step per example, then projection onto the ball of radius ``max_norm`` (0 = none).
+    Returns the new delta and the projection's per-example factor ``(batch, 1, 1)`` (1 inside the ball)."""
     denom = l2_per_example(grad).clamp_min(1e-10).view(-1, 1, 1)
     delta = delta + adv_lr * grad / denom
-    if max_norm > 0:
-        norm = l2_per_example(delta).view(-1, 1, 1)
-        delta = delta * torch.where(norm > max_norm, max_norm / norm, torch.ones_like(norm))
-    return delta.detach()
+    norm = l2_per_example(delta).view(-1, 1, 1)
+    factor = torch.where(norm > max_norm, max_norm / norm, torch.ones_like(norm)) if max_norm > 0 \
+        else torch.ones_like(norm)
+    return (delta * factor).detach(), factor
+
+
+def ascend(delta: torch.Tensor, grad: torch.Tensor, adv_lr: float, max_norm: float) -> torch.Tensor:
+    """:func:`ascend_projected`'s new delta."""
+    return ascend_projected(delta, grad, adv_lr, max_norm)[0]
 
 
 @register_method("freelb")
@@ -86,11 +94,13 @@ class FreeLB(Method):
         sample = self.terms.sample_step()
         word = word_embeddings(model, batch)
         delta = init_delta(word, token_mask(batch, word), cfg.init_mag)
+        noise = delta.detach()  # delta0, scaled by every projection since: delta - noise is what the ascent supplied
         rng = RngState.save(word.device)  # the dropout masks of every pass of this step
         total = 0.0
         for step in range(n_passes):
             if step > 0:
-                delta = ascend(delta, delta.grad, cfg.adv_lr, cfg.max_norm)
+                delta, factor = ascend_projected(delta.detach(), delta.grad, cfg.adv_lr, cfg.max_norm)
+                noise = noise * factor
                 word = word_embeddings(model, batch)
                 rng.restore()
             delta.requires_grad_()
@@ -100,6 +110,9 @@ class FreeLB(Method):
             if step == 0:
                 self.terms.add(ce_first=out.loss.detach())
         self.terms.add(adv_ce=total, ce_last=out.loss.detach())
+        if n_passes > 1:
+            final = delta.detach()
+            self.terms.add(ascent_share=gradient_share(final - noise, final, token_mask(batch, final)))
         if sample:  # FreeLB has no clean pass: make one (fresh dropout, RNG restored after)
             rng = RngState.save(word.device)
             with torch.no_grad():

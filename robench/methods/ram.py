@@ -40,9 +40,11 @@ from robench.methods.base import (
 )
 from robench.methods.embeddings import (
     capture_embeddings,
+    gradient_share,
     linf_normalize,
     perturb_embeddings,
     sym_kl,
+    token_mask,
     without_labels,
 )
 from robench.methods.selective import SelectiveTraining
@@ -61,15 +63,17 @@ class RAMConfig(RegularisedConfig):
 
 
 def ram_adversarial_embeddings(model: torch.nn.Module, batch: dict[str, torch.Tensor], emb: torch.Tensor,
-                               init_eps: float, adv_eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(emb.detach() + delta0 + adv_eps * g_hat, adv_eps * g_hat)`` after one CE ascent step."""
+                               init_eps: float, adv_eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(emb.detach() + delta0 + adv_eps * g_hat, adv_eps * g_hat, share)`` after one CE ascent step,
+    ``share`` the step's :func:`gradient_share` of the perturbation ``delta0 + adv_eps * g_hat``."""
     base = emb.detach()
     delta0 = (torch.rand_like(base, dtype=torch.float32) * init_eps).requires_grad_()
     with perturb_embeddings(model, delta0, base=base):
         loss = model(**batch).loss
     (g,) = torch.autograd.grad(loss, delta0)
     step = adv_eps * linf_normalize(g)
-    return (base + delta0.detach() + step).detach(), step
+    share = gradient_share(step, delta0.detach() + step, token_mask(batch, step))
+    return (base + delta0.detach() + step).detach(), step, share
 
 
 @register_method("ram", aliases=("roast",))
@@ -98,13 +102,13 @@ class RAM(Method):
         sample = self.terms.sample_step()
         with capture_embeddings(model) as seen:
             out = model(**batch)
-        adv, self.last_step = ram_adversarial_embeddings(model, batch, seen[0], cfg.init_eps, cfg.adv_eps)
+        adv, self.last_step, share = ram_adversarial_embeddings(model, batch, seen[0], cfg.init_eps, cfg.adv_eps)
         with perturb_embeddings(model, torch.zeros((), dtype=adv.dtype, device=adv.device), base=adv):
             adv_out = model(**batch) if cfg.adv_ce else model(**without_labels(batch))
         reg = sym_kl(out.logits, adv_out.logits)
         self.last_reg = reg.detach()  # a device scalar: no host sync per step
         total = out.loss + cfg.kl_weight * reg
-        self.terms.add(ce=out.loss.detach(), sym_kl=reg.detach())
+        self.terms.add(ce=out.loss.detach(), sym_kl=reg.detach(), ascent_share=share)
         if cfg.adv_ce:
             total = total + adv_out.loss
             self.terms.add(adv_ce=adv_out.loss.detach())

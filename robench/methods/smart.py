@@ -38,10 +38,12 @@ from robench.errors import ConfigError
 from robench.methods.base import Method, RegularisedConfig, _as_float, register_method
 from robench.methods.embeddings import (
     capture_embeddings,
+    gradient_share,
     kl,
     linf_normalize,
     perturb_embeddings,
     sym_kl,
+    token_mask,
     unwrap,
     without_labels,
 )
@@ -49,32 +51,43 @@ from robench.methods.embeddings import (
 STEP_NORMS = ("released", "paper")
 
 
+def ascent_increment(grad: torch.Tensor, eta: float, gamma: float, step_norm: str) -> torch.Tensor:
+    """What one ascent step adds to delta before the released form's per-token normalisation."""
+    return eta * grad if step_norm == "released" else eta * linf_normalize(grad, gamma)
+
+
 def ascent_step(delta: torch.Tensor, grad: torch.Tensor, eta: float, gamma: float, step_norm: str) -> torch.Tensor:
     """One virtual-adversarial ascent step on delta (see the module docstring for the two forms)."""
-    if step_norm == "released":
-        return linf_normalize(delta + eta * grad, gamma)
-    return delta + eta * linf_normalize(grad, gamma)
+    moved = delta + ascent_increment(grad, eta, gamma, step_norm)
+    return linf_normalize(moved, gamma) if step_norm == "released" else moved
 
 
 def virtual_adversarial_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor], emb: torch.Tensor,
                                clean_logits: torch.Tensor, *, sigma: float, eta: float, gamma: float,
-                               steps: int = 1, step_norm: str = "released") -> tuple[torch.Tensor, torch.Tensor]:
-    """The perturbed logits after ``steps`` ascent steps on ``KL(q || p.detach())``, and the delta.
+                               steps: int = 1, step_norm: str = "released"
+                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The perturbed logits after ``steps`` ascent steps on ``KL(q || p.detach())``, the delta, and
+    the last step's :func:`gradient_share` (``||eta g|| / ||delta + eta g||`` per token for the
+    released form; None without ascent steps).
 
     The ascent passes differentiate only with respect to delta (``autograd.grad``); the final
     perturbed pass keeps the graph through the model (the embedding layer included).
     """
     delta = (torch.randn_like(emb, dtype=torch.float32) * sigma).requires_grad_()
     target = clean_logits.detach()
+    share = None
     for _ in range(steps):
         with perturb_embeddings(model, delta):
             adv_logits = model(**without_labels(batch)).logits
         (g,) = torch.autograd.grad(kl(adv_logits, target, reduction="sum"), delta)
-        delta = ascent_step(delta.detach(), g, eta, gamma, step_norm).requires_grad_()
+        delta = delta.detach()
+        increment = ascent_increment(g, eta, gamma, step_norm)
+        share = gradient_share(increment, delta + increment, token_mask(batch, delta))
+        delta = ascent_step(delta, g, eta, gamma, step_norm).requires_grad_()
     delta = delta.detach()
     with perturb_embeddings(model, delta):
         adv_logits = model(**without_labels(batch)).logits
-    return adv_logits, delta
+    return adv_logits, delta, share
 
 
 @dataclass
@@ -106,12 +119,14 @@ class VirtualAdversarial(Method, ABC):
         sample = self.terms.sample_step()
         with capture_embeddings(model) as seen:
             out = model(**batch)
-        adv_logits, self.last_delta = virtual_adversarial_logits(
+        adv_logits, self.last_delta, share = virtual_adversarial_logits(
             model, batch, seen[0], out.logits, sigma=cfg.sigma, eta=cfg.eta, gamma=cfg.gamma,
             steps=cfg.steps, step_norm=cfg.step_norm)
         reg = sym_kl(out.logits, adv_logits, detach_targets=True)
         self.last_reg = reg.detach()  # a device scalar: no host sync per step
         self.terms.add(ce=out.loss.detach(), sym_kl=reg.detach())
+        if share is not None:
+            self.terms.add(ascent_share=share)
         if sample:
             self.terms.reference(model, batch, out.logits, adv_logits)
         return out, out.loss + self.reg_weight() * reg

@@ -221,12 +221,19 @@ def _regulariser_lines(board: Board, task: str, model: str) -> list[str]:
     rows = []
     for _, r in sub.iterrows():
         terms = ", ".join(f"{k} {r[k]:.3g}" for k in ("ce", "sym_kl", "bregman", "adv_ce") if k in r and pd.notna(r[k]))
+        share = r.get("ascent_share")
+        share = f"{share:.3g}" if share is not None and pd.notna(share) else "-"
         rows.append([r["method"], f"{r['sampled_sym_kl']:.3g}",
-                     f"{r['dropout_sym_kl']:.3g}", f"{r['alive_ratio']:.2f}", terms])
+                     f"{r['dropout_sym_kl']:.3g}", f"{r['alive_ratio']:.2f}", share, terms])
     return ["Regulariser check (from training, mean over epochs and seeds): symKL between the clean and the "
             "perturbed pass, against the symKL of a second clean pass with fresh dropout on the same sampled "
-            "batches. A ratio near 1 means the perturbation adds nothing beyond dropout.", "",
-            markdown_table(["method", "symKL perturbed", "symKL dropout-only", "ratio", "loss terms (mean)"], rows), ""]
+            "batches. A ratio near 1 means the perturbation adds nothing beyond dropout. The ascent share is "
+            "the part of the final perturbation that the gradient step supplies (per token, "
+            "||step|| / ||perturbation||, mean over tokens and steps): near 0 the perturbation is its initial "
+            "noise and the method trains as a noise regulariser, whatever the ratio says (- : not recorded; R3F has no "
+            "gradient step, and runs trained before the share was recorded have none).", "",
+            markdown_table(["method", "symKL perturbed", "symKL dropout-only", "ratio", "ascent share",
+                            "loss terms (mean)"], rows), ""]
 
 
 def _tuned_lines(board: Board, task: str, model: str) -> list[str]:

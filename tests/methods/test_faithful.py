@@ -237,13 +237,55 @@ def test_epoch_diagnostics_record_terms_and_ratio(tiny_model, batch, name):
         method.training_step(tiny_model, batch, Acc())
         tiny_model.zero_grad(set_to_none=True)
     diag = method.epoch_diagnostics()
-    terms = {"smart": {"ce", "sym_kl", "bregman"}, "alum": {"ce", "sym_kl"}, "r3f": {"ce", "sym_kl"},
-             "ram": {"ce", "sym_kl"}, "freelb": {"adv_ce", "ce_first", "ce_last"}}
+    terms = {"smart": {"ce", "sym_kl", "bregman", "ascent_share"}, "alum": {"ce", "sym_kl", "ascent_share"},
+             "r3f": {"ce", "sym_kl"}, "ram": {"ce", "sym_kl", "ascent_share"},
+             "freelb": {"adv_ce", "ce_first", "ce_last", "ascent_share"}}
     assert name in terms, f"add the diagnostic terms that {name} records to this table"
     expected = terms[name]
     assert expected <= set(diag)
+    if name == "r3f":  # no gradient step: no share to record
+        assert "ascent_share" not in diag
     assert diag["sampled_steps"] == 2 and diag["alive_ratio"] > 0  # steps 1 and 3
     assert method.epoch_diagnostics() == {}  # reset per epoch
+
+
+def test_gradient_share_per_token():
+    from robench.methods.embeddings import gradient_share
+
+    step = torch.tensor([[[3.0, 0.0], [1.0, 0.0], [9.0, 9.0]]])
+    total = torch.tensor([[[3.0, 4.0], [2.0, 0.0], [1.0, 0.0]]])
+    mask = torch.tensor([[[1.0], [1.0], [0.0]]])  # the third token is padding
+    assert float(gradient_share(step, total, mask)) == pytest.approx((3 / 5 + 1 / 2) / 2)
+    assert float(gradient_share(torch.zeros_like(step), total, mask)) == 0.0
+
+
+def ascent_share(name: str, overrides: dict[str, str], batch) -> float:
+    """The ascent share one training step records."""
+    from robench.models import load_model
+
+    model = load_model("tiny-bert", num_labels=2, seed=0)
+    model.train()
+    method = build_method(name, {"diag_every": "0", **overrides})
+    torch.manual_seed(5)
+    method.training_step(model, batch, Acc())
+    return method.epoch_diagnostics()["ascent_share"]
+
+
+# (method, the gradient step's size, its default): the share tells an ascent from noise
+STEP_SIZES = [("smart", "eta", 1e-3), ("alum", "eta", 1e-3), ("ram", "adv_eps", 0.1), ("freelb", "adv_lr", 0.1)]
+
+
+@pytest.mark.parametrize(("name", "knob", "default"), STEP_SIZES, ids=[s[0] for s in STEP_SIZES])
+def test_ascent_share_follows_the_gradient_step(batch, name, knob, default):
+    none = ascent_share(name, {knob: "0"}, batch)
+    base = ascent_share(name, {knob: str(default)}, batch)
+    more = ascent_share(name, {knob: str(default * 10)}, batch)
+    assert none == 0.0  # no step: the perturbation is all noise
+    assert 0.0 < base < more <= 1.0
+    if name in ("smart", "alum"):  # the released mt-dnn step: the noise (sigma 1e-5 per coordinate) dominates
+        assert base < 0.05
+    if name == "ram":  # RoAST's step (0.1 per token in L-inf) dwarfs its 1e-5 noise
+        assert base > 0.99
 
 
 def test_term_means_ratio():
