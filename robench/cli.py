@@ -147,6 +147,9 @@ def eval_(
     query_budget: int = typer.Option(None, help="adversarial: model queries per example"),
     attack_seed: int = typer.Option(None, "--seed", help="adversarial / perturb: sampling seed"),
     constraints: str = typer.Option(None, help="adversarial: constraint preset: valid (default), filtered or recipe"),
+    calibration: str = typer.Option(None, help="calibration protocol: robench (default: continuous temperature on "
+                                               "the task's calibration split, headline ECE with in-distribution) or "
+                                               "paper (the grid on validation, headline without in-distribution)"),
     allow_changed_data: bool = typer.Option(False, "--allow-changed-data",
                                             help="evaluate even if the task file or a data set differs from what "
                                                  "the run recorded at training (the results and board row are marked)"),
@@ -174,6 +177,8 @@ def eval_(
         options["adversarial"] = adv
     if attack_seed is not None:
         options["perturb"] = {"seed": attack_seed}
+    if calibration is not None:
+        options["calibration"] = {"protocol": calibration}
     res = evaluate(run if run is not None else model, task, suite, out=out_dir, label_map=label_map, revision=revision,
                    force=force, device=device, precision=precision, limit=limit, options=options,
                    allow_changed_data=allow_changed_data, profile=profile, kind="run" if run is not None else "model")
@@ -299,11 +304,18 @@ def run_bench(
                                          "command that merges the shards)"),
     tuned: Path = typer.Option(None, "--tuned", help="tuned.json from 'robench tune': each method trains with its "
                                                      "chosen lr and hyper-parameter (--lr wins; run.json records it)"),
+    calibration: str = typer.Option(None, help="calibration protocol: robench (default: continuous temperature on "
+                                               "the task's calibration split, headline ECE with in-distribution) or "
+                                               "paper (the grid on validation, headline without in-distribution)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and its cost estimate (from earlier runs of "
+                                                          "the task and model), then exit without training"),
 ) -> None:
     """The whole benchmark in one command: train every method x seed, evaluate, render the leaderboard.
 
     Resumable: finished runs and existing results are skipped, so re-running only does what is missing.
     On a cluster, N jobs with ``--shard 1/N`` .. ``--shard N/N`` and the same runs folder cover the matrix once.
+    Before it starts it prints the runs to train and evaluate and their estimated wall time (``--dry-run``:
+    only that).
     """
     from robench.matrix import parse_shard, run_benchmark
     from robench.methods.base import parse_overrides
@@ -318,7 +330,8 @@ def run_bench(
                         runs_dir=runs_dir, results_dir=results_dir, limit=limit, epochs=epochs,
                         batch_size=batch_size, lr=lr, device=device, precision=precision, plots=plots,
                         shard=shard_kn, train_options=train_options or None, tuned=tuned,
-                        method_overrides=parse_overrides(set_))
+                        method_overrides=parse_overrides(set_),
+                        eval_options={"calibration": {"protocol": calibration}} if calibration else None, dry_run=dry_run)
     if res.board is not None:
         _print_board(res.board)
         out.print(f"[green]leaderboard written:[/green] {res.leaderboard.get('markdown')}")

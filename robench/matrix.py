@@ -119,7 +119,7 @@ def run_benchmark(task: str = "sentiment", methods: str | Sequence[str] = "all",
                   device: str = "auto", precision: str = "auto", eval_options: dict[str, dict[str, Any]] | None = None,
                   train_options: dict[str, Any] | None = None, plots: bool = True, n_boot: int = N_BOOT,
                   shard: str | tuple[int, int] | None = None, tuned: Path | str | None = None,
-                  method_overrides: dict[str, Any] | None = None) -> BenchResult:
+                  method_overrides: dict[str, Any] | None = None, dry_run: bool = False) -> BenchResult:
     """Train (where missing) and evaluate every method x seed, then write the leaderboard to ``results_dir``.
 
     With ``shard=(K, N)`` (or ``"K/N"``) only the K-th of N slices of the jobs is done and no leaderboard is
@@ -127,7 +127,10 @@ def run_benchmark(task: str = "sentiment", methods: str | Sequence[str] = "all",
 
     With ``tuned`` (a tuned.json from ``robench tune``) every run trains with its method's chosen lr and
     hyper-parameter (an explicit ``lr`` wins) and records it in run.json; a finished run trained with
-    other tuned settings (or none) is an error, never reused."""
+    other tuned settings (or none) is an error, never reused.
+
+    Before any work it prints the plan's cost estimate (:mod:`robench.estimate`, from earlier runs of the
+    same task and model); with ``dry_run`` it stops there: nothing is trained, evaluated or written."""
     from robench.distributed import requested_world_size
     from robench.evaluation import evaluate_run
     from robench.evaluators import resolve_suite
@@ -177,6 +180,13 @@ def run_benchmark(task: str = "sentiment", methods: str | Sequence[str] = "all",
     of = f"shard {shard[0]}/{shard[1]}: {len(configs)} of " if shard else ""
     console.print(f"[bold]robench run[/bold]: task {task}, model {model}, {len(plan_methods)} method(s) x "
                   f"{len(plan_seeds)} seed(s) = {of}{len(jobs)} runs, suite {suite} ({', '.join(evaluators)})")
+    from robench.estimate import estimate_plan
+
+    console.print(estimate_plan(configs, evaluators, [results_dir] if results_dir is not None else []).text(),
+                  markup=False, highlight=False, soft_wrap=True)
+    if dry_run:
+        console.print("dry run: nothing trained, evaluated or written", markup=False, highlight=False)
+        return result
     # one lock per run; a group of processes (torchrun) shares its runs, so its members never lock one another out
     locking = requested_world_size() == 1
 

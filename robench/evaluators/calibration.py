@@ -1,18 +1,29 @@
 """Calibration under shift: ECE (and MCE, Brier, NLL) before and after temperature scaling.
 
-The temperature is fitted on the task's ``validation`` split only, never on a scored set. Two
-fits are recorded: the paper's grid {0.25, 0.5, 1, 2, 4, 8} (arg-min of validation NLL; the
-temperature *value*, not its index as in the reference code) and a continuous NLL minimisation.
-The grid fit is used by default (``temperature="grid"``), so numbers follow the paper's
-protocol; ``temperature="continuous"`` uses the other fit. Headline ``ece`` = mean ECE after
-scaling over the shift sets and the task's labelled adversarial sets.
+Two protocols (``protocol``; the CLI's ``--calibration``):
 
-Per-example data (version 2): ``details.examples`` holds, per scored set in its order, each example's
-top-label confidence after temperature scaling (full float precision) and whether the prediction is
-correct (a '0110' string): ``{"bins": B, "temperature": T, "sets": {set: {"confidence": [...],
-"correct": "..."}}, "id": {...}}``. ``sets`` are exactly the sets the headline averages (so the
-board can bootstrap the headline ECE itself, examples paired across methods by index within each
-set); ``id`` is the in-distribution test set (``metrics.id``), not part of the headline.
+- ``robench`` (default): the temperature minimises NLL continuously (Guo et al., ICML 2017) on the
+  task's ``calibration`` split, which is carved from the training data (``tasks/sentiment.yaml``
+  takes it from the movie source's training part, after the examples the model trains on), so it
+  is disjoint from the validation examples that pick the tuning setting and the epoch. A task
+  without a ``calibration`` set falls back to ``validation`` with a warning. Headline ``ece`` =
+  the mean, one weight per set, of the ECE after scaling over the in-distribution test set, each
+  shift set and each labelled adversarial set.
+- ``paper``: the paper's protocol: the temperature from the grid {0.25, 0.5, 1, 2, 4, 8} (arg-min
+  of validation NLL; the temperature *value*, not its index as in the reference code), fitted on
+  ``validation``; headline ``ece`` = the mean over the shift and adversarial sets only.
+
+Both fits are recorded whichever is used (``details.temperature``); ``temperature`` and
+``fit_set`` override the protocol's choice one at a time. ``ece_id``, ``ece_shift`` and
+``ece_adversarial`` are the parts; ``sets.<set>`` and ``id`` hold every set's metrics.
+
+Per-example data: ``details.examples`` holds, per set the headline averages, in its order, each
+example's top-label confidence after temperature scaling (full float precision) and whether the
+prediction is correct (a '0110' string): ``{"bins": B, "temperature": T, "sets": {set:
+{"confidence": [...], "correct": "..."}}, "id": {...}}``. ``sets`` are exactly the sets the
+headline averages (the in-distribution test set under the key ``id`` in the robench protocol), so
+the board can bootstrap the headline ECE itself, examples paired across methods by index within
+each set; ``id`` repeats the in-distribution test set's data.
 """
 
 from __future__ import annotations
@@ -29,6 +40,9 @@ from robench.evaluators.shift import correct_string, group_keys, labelled_predic
 from robench.results import MetricSpec
 
 TEMPERATURE_METHODS = ("grid", "continuous")
+FIT_SETS = ("calibration", "validation")
+# protocol -> (temperature fit, the set it is fitted on, whether the headline averages in-distribution ECE)
+PROTOCOLS = {"robench": ("continuous", "calibration", True), "paper": ("grid", "validation", False)}
 
 
 def _is_str(v) -> bool:
@@ -53,29 +67,41 @@ def _examples(probs: np.ndarray, labels: np.ndarray) -> dict[str, object]:
 
 @register_evaluator("calibration", aliases=("ece",))
 class Calibration(Evaluator):
-    description = "ECE (10 bins, top label) after temperature scaling fitted on validation, on shift/adversarial sets"
+    description = ("ECE (10 bins, top label) after temperature scaling fitted on a calibration split carved from "
+                   "train, on the in-distribution, shift and adversarial sets")
     aspect = "calibration"
-    version = 2  # 2: per-example confidence and correctness per scored set (details.examples)
+    version = 3  # 2: per-example data (details.examples); 3: protocols, calibration split, headline with id
     metrics = (
         MetricSpec("ece", "lower", aspect, headline=True, column="ece", label="ECE", short="ECE",
                    per_example="examples", statistic="ece"),
         *(MetricSpec(pattern, "lower", "calibration") for pattern in ("ece_*", "*.ece", "*.ece_raw", "*.mce", "*.mce_raw",
                                                                "*.brier", "*.brier_raw", "*.nll", "*.nll_raw")),
         MetricSpec("*.accuracy", "higher", aspect),
+        MetricSpec("fits.*.ece", "lower", aspect),
         *(MetricSpec(pattern, "none", "calibration") for pattern in ("temperature", "*.confidence", "*.confidence_raw",
-                                                              "*.n", "temperature_*")),
+                                                              "*.n", "temperature_*", "fits.*.temperature")),
     )
 
     @dataclass
     class Config:
-        temperature: str = field(default="grid", metadata=option("a fitting method name", _is_str, "temperature: grid"))
+        protocol: str = field(default="robench", metadata=option("robench or paper", _is_str, "protocol: robench"))
+        temperature: str | None = field(default=None, metadata=option("grid or continuous (default: the protocol's)",
+                                                                      lambda v: v is None or _is_str(v),
+                                                                      "temperature: continuous"))
+        fit_set: str | None = field(default=None, metadata=option("calibration or validation (default: the "
+                                                                  "protocol's)", lambda v: v is None or _is_str(v),
+                                                                  "fit_set: calibration"))
         bins: int = field(default=M.DEFAULT_BINS, metadata=option("a positive integer", whole(1), "bins: 10"))
         grid_criterion: str = field(default="nll", metadata=option("nll or ece", _is_str, "grid_criterion: nll"))
 
         def __post_init__(self) -> None:
-            if self.temperature not in TEMPERATURE_METHODS:
+            if self.protocol not in PROTOCOLS:
+                raise ConfigError(f"calibration: protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
+            if self.temperature is not None and self.temperature not in TEMPERATURE_METHODS:
                 raise ConfigError(f"calibration: temperature must be one of {', '.join(TEMPERATURE_METHODS)}, "
                                   f"got {self.temperature!r}")
+            if self.fit_set is not None and self.fit_set not in FIT_SETS:
+                raise ConfigError(f"calibration: fit_set must be one of {', '.join(FIT_SETS)}, got {self.fit_set!r}")
             if not whole(1)(self.bins):
                 raise ConfigError(f"calibration: bins must be a positive integer, got {self.bins!r}")
             if self.grid_criterion not in {"nll", "ece"}:
@@ -83,7 +109,20 @@ class Calibration(Evaluator):
 
     def __init__(self, config: Config | None = None, **options) -> None:
         super().__init__(config, **options)
-        self.method, self.bins, self.criterion = self.config.temperature, self.config.bins, self.config.grid_criterion
+        cfg = self.config
+        method, fit_set, self.with_id = PROTOCOLS[cfg.protocol]
+        self.method = cfg.temperature or method
+        self.fit_set = cfg.fit_set or fit_set
+        self.protocol, self.bins, self.criterion = cfg.protocol, cfg.bins, cfg.grid_criterion
+
+    def _rescored(self, ctx, scored: list[str], temperature: float) -> dict[str, dict[str, float]]:
+        """The headline's sets' ECE at another temperature (``{"ece": value}`` per set)."""
+        keys = ["test", *scored] if self.with_id else list(scored)
+        out = {}
+        for key in keys:
+            p, y = labelled_predictions(ctx, key)
+            out[key] = {"ece": M.ece(M.softmax(p.logits, temperature), y, self.bins)}
+        return out
 
     def evaluate(self, ctx) -> EvalOutput:
         warnings: list[str] = []
@@ -99,24 +138,35 @@ class Calibration(Evaluator):
         if not scored:
             group_keys(ctx, "shift", self.name)  # raises the one-line ConfigError
 
-        # ---- fit the temperature on validation only
-        val_preds, val_labels = labelled_predictions(ctx, "validation")
-        val_fp = ctx.data.fingerprint("validation")
+        # ---- fit the temperature on held-out data: the calibration split, or validation
+        fit_key = self.fit_set
+        if fit_key == "calibration" and "calibration" not in ctx.task.sets:
+            fit_key = "validation"
+            warnings.append(f"task {ctx.task.name!r} has no calibration set: the temperature is fitted on validation, "
+                            "the examples that also chose the epoch and the tuned setting (add a calibration set "
+                            "carved from the training data, see tasks/sentiment.yaml)")
+        fit_preds, fit_labels = labelled_predictions(ctx, fit_key)
+        fit_fp = ctx.data.fingerprint(fit_key)
         for key in ["test", *scored]:
-            if ctx.data.fingerprint(key) == val_fp:
-                raise ConfigError(f"task {ctx.task.name!r}: the validation split is identical to scored set {key!r}; "
-                                  "temperature scaling must be fitted on held-out data, give a separate validation split")
-        grid_fit = M.fit_temperature_grid(val_preds.logits, val_labels, M.PAPER_TEMPERATURES, self.criterion, self.bins)
-        cont_fit = M.fit_temperature_nll(val_preds.logits, val_labels)
+            if ctx.data.fingerprint(key) == fit_fp:
+                raise ConfigError(f"task {ctx.task.name!r}: the {fit_key} split is identical to scored set {key!r}; "
+                                  "temperature scaling must be fitted on held-out data, give a separate "
+                                  f"{fit_key} split")
+        if fit_key == "calibration" and ctx.data.fingerprint("validation") == fit_fp:
+            raise ConfigError(f"task {ctx.task.name!r}: the calibration split is identical to validation; carve it "
+                              "from the training data so the temperature is not fitted on the examples that chose "
+                              "the epoch")
+        grid_fit = M.fit_temperature_grid(fit_preds.logits, fit_labels, M.PAPER_TEMPERATURES, self.criterion, self.bins)
+        cont_fit = M.fit_temperature_nll(fit_preds.logits, fit_labels)
         t = grid_fit["temperature"] if self.method == "grid" else cont_fit["temperature"]
         if self.method == "grid" and grid_fit["temperature"] in (M.PAPER_TEMPERATURES[0], M.PAPER_TEMPERATURES[-1]):
             warnings.append(f"grid temperature {grid_fit['temperature']} is at the edge of the paper's grid "
                             f"(continuous fit: {cont_fit['temperature']:.3g})")
         if cont_fit["at_bound"]:
             warnings.append(f"continuous temperature fit stopped at its bound ({cont_fit['temperature']:.3g}); "
-                            "the validation predictions are barely better than chance")
-        if len(val_labels) < 100:
-            warnings.append(f"temperature fitted on only {len(val_labels)} validation examples")
+                            f"the {fit_key} predictions are barely better than chance")
+        if len(fit_labels) < 100:
+            warnings.append(f"temperature fitted on only {len(fit_labels)} {fit_key} examples")
 
         # ---- score
         bins = self.bins
@@ -137,15 +187,33 @@ class Calibration(Evaluator):
         def mean(names: list[str], metric: str) -> float | None:
             return float(np.mean([sets[n][metric] for n in names])) if names else None
 
+        def mean_of(blocks: dict[str, dict[str, float]], metric: str) -> float:
+            return float(np.mean([b[metric] for b in blocks.values()]))
+
+        headline = dict(sets)
+        if self.with_id:
+            headline = {"id": id_metrics, **sets}
         metrics = {
-            "ece": mean(list(sets), "ece"),
-            "ece_raw": mean(list(sets), "ece_raw"),
+            "ece": mean_of(headline, "ece"),
+            "ece_raw": mean_of(headline, "ece_raw"),
+            "ece_id": id_metrics["ece"],
             "ece_shift": mean(names_shift, "ece"),
             "ece_adversarial": mean(names_adv, "ece"),
             "temperature": float(t),
             "id": id_metrics,
             "sets": sets,
         }
+        # the headline under each temperature fit (same split, same sets): a verdict must not hinge on the fit
+        fits = {}
+        for fit, value in (("grid", grid_fit["temperature"]), ("continuous", cont_fit["temperature"])):
+            same = float(value) == float(t)
+            fits[fit] = {"temperature": float(value),
+                         "ece": metrics["ece"] if same else mean_of(self._rescored(ctx, scored, value), "ece")}
+        metrics["fits"] = fits
+        headline_curves = {("id" if n == "test (id)" else n): c for n, c in curves_scaled.items()
+                           if n != "test (id)" or self.with_id}
+        described = ("the in-distribution test set, the shift sets and the adversarial sets" if self.with_id
+                     else "the shift sets and the adversarial sets (in-distribution ECE left out, as in the paper)")
 
         rel = ctx.artifact("calibration_reliability.png")
         from robench.plots import reliability_diagram
@@ -156,24 +224,25 @@ class Calibration(Evaluator):
             metrics=metrics,
             details={
                 "temperature": {
-                    "used": self.method, "value": float(t), "fit_set": "validation",
+                    "used": self.method, "value": float(t), "fit_set": fit_key, "protocol": self.protocol,
                     "grid": {"temperature": grid_fit["temperature"], "criterion": grid_fit["criterion"],
                              "values": {str(k): v for k, v in grid_fit["values"].items()}},
                     "continuous": cont_fit,
-                    "validation_nll_raw": M.nll_from_logits(val_preds.logits, val_labels, 1.0),
+                    "fit_nll_raw": M.nll_from_logits(fit_preds.logits, fit_labels, 1.0), "fit_n": int(len(fit_labels)),
                 },
                 "reliability": {"id": M.reliability_bins(M.softmax(test_preds.logits, t), test_labels, bins),
                                 **{n: M.reliability_bins(*curves_scaled[n], bins) for n in sets}},
                 "examples": {"bins": bins, "temperature": float(t),
-                             "sets": {n: _examples(*curves_scaled[n]) for n in sets},
+                             "sets": {n: _examples(*c) for n, c in headline_curves.items()},
                              "id": _examples(*curves_scaled["test (id)"])},
             },
-            data=ctx.data_info(["validation", "test", *scored]),
-            settings={"temperature_method": self.method, "temperature_grid": list(M.PAPER_TEMPERATURES),
-                      "grid_criterion": self.criterion, "temperature_fit_set": "validation", "bins": bins,
+            data=ctx.data_info([fit_key, "test", *scored]),
+            settings={"protocol": self.protocol, "temperature_method": self.method,
+                      "temperature_grid": list(M.PAPER_TEMPERATURES), "grid_criterion": self.criterion,
+                      "temperature_fit_set": fit_key, "bins": bins, "headline_includes_id": self.with_id,
                       "ece": "netcal ECE, equal-width bins, top-label confidence",
                       "brier": "sum over classes of squared error, mean over examples",
-                      "headline": "mean ECE after temperature scaling over shift and adversarial sets"},
+                      "headline": f"mean ECE after temperature scaling over {described}, one weight per set"},
             warnings=warnings,
             artifacts=[str(rel.relative_to(ctx.run_dir))],
         )

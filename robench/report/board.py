@@ -7,7 +7,8 @@ by default the hierarchical bootstrap over seeds and examples, which needs 3 see
 ``significance="examples"`` the seeds are held fixed) and ``_p_holm`` (``_p`` after Holm's step-down
 correction over every tested cell of the (task, model) table; the tables' ``*`` / ``**`` come from it).
 An OOD column also gets each detector's mean AUROC (``<key>_<detector>_mean``) and
-``<key>_detector_dependent`` (the sign against the baseline differs across detectors: no verdict).
+``<key>_choice_dependent`` (the sign against the baseline differs across the free choices the column rests
+on, the OOD detectors or the ECE's temperature fits: no verdict).
 Tested are the aspects whose evaluator declares per-example data (``MetricSpec.per_example``):
 accuracies on their 0/1 outcomes (:func:`~robench.report.stats.paired_bootstrap`), ECE and AUROC by
 recomputing the metric on every resample (:func:`~robench.report.stats.metric_bootstrap`). A method
@@ -258,6 +259,8 @@ def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | 
         for aspect in chosen:  # what a column rests on: each OOD detector's AUROC, each set's ECE
             for det, values in detector_values(aspect_results(recs, aspect), aspect).items():
                 row[f"{aspect.key}_{det}_mean"] = float(np.mean(values))
+            for fit, values in fit_values(aspect_results(recs, aspect), aspect).items():
+                row[f"{aspect.key}_{fit}_mean"] = float(np.mean(values))
             for name, values in set_values(aspect_results(recs, aspect), aspect).items():
                 row[f"{aspect.key}_set_{name}_mean"] = float(np.mean(values))
         row["tuned"] = row_tuned(key, recs)
@@ -272,8 +275,8 @@ def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | 
     for aspect in chosen:
         columns += sorted({c for r in rows for c in r if c.startswith(f"{aspect.key}_set_")})
         have = {c[len(aspect.key) + 1:-5] for r in rows for c in r if c.startswith(f"{aspect.key}_") and c.endswith("_mean")}
-        found = [d for d in DETECTORS if d in have]  # the headline detector (MSP) first
-        columns += [f"{aspect.key}_{d}_mean" for d in found] + ([f"{aspect.key}_detector_dependent"] if found else [])
+        found = [d for d in CHOICES if d in have]  # the headline detector (MSP) first
+        columns += [f"{aspect.key}_{d}_mean" for d in found] + ([f"{aspect.key}_choice_dependent"] if found else [])
     columns += ["tuned"] if any(r["tuned"] for r in rows) else []  # robench run --tuned: the setting used
     frame = pd.DataFrame(rows)
     untested: set[tuple[str, str, str, str]] = set()
@@ -329,12 +332,12 @@ def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | 
             per_aspect = pd.DataFrame({a.key: frame.loc[idx, f"{a.key}_mean"].rank(ascending=not a.higher_is_better,
                                                                                     method="min") for a in chosen})
             frame.loc[idx, "mean_rank"] = per_aspect.mean(axis=1, skipna=True)
-            for aspect in chosen:  # a detector-dependent verdict is neither better nor worse
+            for aspect in chosen:  # a verdict that depends on the detector or the temperature fit is neither
                 dets = [c for c in frame.columns if c.startswith(f"{aspect.key}_") and c.endswith("_mean")
-                        and c != f"{aspect.key}_mean" and c[len(aspect.key) + 1:-5] in DETECTORS]
+                        and c != f"{aspect.key}_mean" and c[len(aspect.key) + 1:-5] in CHOICES]
                 if dets and base is not None:
                     signs = np.sign(frame.loc[idx, dets].to_numpy(dtype=float) - base[dets].to_numpy(dtype=float))
-                    frame.loc[idx, f"{aspect.key}_detector_dependent"] = [
+                    frame.loc[idx, f"{aspect.key}_choice_dependent"] = [
                         bool((r > 0).any() and (r < 0).any()) for r in signs]
             wins, losses = _verdicts(frame.loc[idx], chosen)
             frame.loc[idx, "better"], frame.loc[idx, "worse"] = wins, losses
@@ -357,13 +360,13 @@ SIGNIFICANT = 0.05  # a verdict: Holm-adjusted p below this (the tables' "*")
 
 def verdict(row: pd.Series, column: Column) -> str | None:
     """One cell's verdict against the baseline: ``better`` / ``worse`` (Holm-adjusted p < 0.05 and the
-    sign of the delta), ``detector-dependent`` (significant, but the OOD sign flips across detectors:
-    no verdict), or None."""
+    sign of the delta), ``choice-dependent`` (significant, but the sign flips across the OOD detectors or
+    the ECE's temperature fits: no verdict), or None."""
     p = row.get(f"{column.key}_p_holm")
     if not (is_number(p) and p < SIGNIFICANT):
         return None
-    if flagged(row.get(f"{column.key}_detector_dependent")):
-        return "detector-dependent"
+    if flagged(row.get(f"{column.key}_choice_dependent")):
+        return "choice-dependent"
     delta = row.get(f"{column.key}_delta")
     return "better" if delta > 0 else "worse" if delta < 0 else None
 
@@ -376,6 +379,8 @@ def _verdicts(rows: pd.DataFrame, chosen: Sequence[Column]) -> tuple[np.ndarray,
 
 
 DETECTORS = ("msp", "max_logit", "energy", "mahalanobis")  # the anomaly evaluator's scores
+FITS = ("fit_grid", "fit_continuous")  # the calibration evaluator's temperature fits (metrics fits.<fit>.ece)
+CHOICES = DETECTORS + FITS  # the free choices a column's verdict must not hinge on
 
 
 def flagged(value: Any) -> bool:
@@ -395,6 +400,22 @@ def set_values(records: Sequence[ResultRecord], aspect: Column) -> dict[str, lis
         values = [r.metrics.get(metric) for r in records]
         if values and all(v is not None for v in values):
             out[name.replace(":", "-")] = values
+    return out
+
+
+def fit_values(records: Sequence[ResultRecord], aspect: Column) -> dict[str, list[float]]:
+    """For an ECE column: its value under each temperature fit per seed (``fits.<fit>.ece``, same sets and
+    averaging), keyed ``fit_grid`` / ``fit_continuous``; empty where some seed lacks it (results before
+    calibration version 3)."""
+    if aspect.statistic != "ece":
+        return {}
+    prefix = aspect.metric.rpartition(".")[0]
+    out: dict[str, list[float]] = {}
+    for fit in FITS:
+        metric = ".".join(p for p in (prefix, "fits", fit.removeprefix("fit_"), "ece") if p)
+        values = [r.metrics.get(metric) for r in records]
+        if values and all(v is not None for v in values):
+            out[fit] = values
     return out
 
 

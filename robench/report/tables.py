@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,15 @@ import pandas as pd
 
 from robench.errors import ConfigError
 from robench.report.aspects import Column
-from robench.report.board import ADVERSARIAL, MODELS_GROUP, Board, example_units, flagged, threat_card
+from robench.report.board import (
+    ADVERSARIAL,
+    DETECTORS,
+    MODELS_GROUP,
+    Board,
+    example_units,
+    flagged,
+    threat_card,
+)
 from robench.report.stats import (
     hierarchical_bootstrap,
     outcome_sets,
@@ -32,7 +41,7 @@ from robench.report.stats import (
     wilson_interval,
 )
 
-DETECTOR_DEPENDENT = "‡"  # an OOD cell whose sign against the baseline differs across detectors
+DETECTOR_DEPENDENT = "‡"  # a cell whose sign against the baseline differs across detectors / temperature fits
 EXTRA_HEADERS = ["better / worse", "rank", "Δ vs vanilla", "cost ×"]
 EXTRA_SHORT = ["+/-", "rank", "Δ", "cost"]
 
@@ -60,7 +69,7 @@ def _cell(frame: pd.DataFrame, i, aspect: Column, fmt: str, digits: int, std: bo
         return "–" if fmt != "latex" else "--"
     spread = frame.at[i, f"{aspect.key}_std"]
     mark = UNTESTED if dagger else significance_marker(frame.at[i, f"{aspect.key}_p_holm"])
-    if f"{aspect.key}_detector_dependent" in frame and flagged(frame.at[i, f"{aspect.key}_detector_dependent"]):
+    if f"{aspect.key}_choice_dependent" in frame and flagged(frame.at[i, f"{aspect.key}_choice_dependent"]):
         mark += DETECTOR_DEPENDENT
     best = _is_best(frame, i, aspect)
     value = f"{mean * 100:.{digits}f}"
@@ -386,6 +395,28 @@ def preset_phrase(board, task: str, model: str) -> str:
     return f"constraint preset {', '.join(parts)}."
 
 
+def calibration_phrase(board, task: str, model: str) -> str:
+    """What a table's ECE column rests on, read from its calibration results' settings: the temperature fit,
+    the set it is fitted on, and the sets the headline averages (results before version 3 followed the
+    paper's protocol: the grid on validation, in-distribution ECE left out)."""
+    found = set()
+    for r in board.records:
+        if r.evaluator != "calibration" or (r.task, r.model) != (task, model):
+            continue
+        st = r.settings
+        method = "the paper's temperature grid" if st.get("temperature_method") == "grid" else \
+            "a continuous NLL temperature fit (Guo et al. 2017)"
+        sets = ("the in-distribution test set (`id`), the shift sets and the adversarial sets"
+                if st.get("headline_includes_id") else
+                "the shift and adversarial sets (`id`, the in-distribution test set, is not in it)")
+        found.add(f"{method} on the `{st.get('temperature_fit_set', 'validation')}` split; the ECE column averages "
+                  f"{sets}, one weight per set (protocol `{st.get('protocol', 'paper')}`)")
+    if len(found) > 1:
+        return "the results of this table used different calibration protocols, so their ECE is not comparable: " + \
+            "; ".join(sorted(found))
+    return next(iter(found), "")
+
+
 def attack_markdown(board: Board, frame: pd.DataFrame | None = None) -> str | None:
     """The attack table as Markdown, one section per (task, model) with its threat model; None without
     adversarial results. Under each table a line per run whose result holds a human audit (``robench
@@ -580,23 +611,25 @@ def audit_lines(records: list, baseline: str) -> list[str]:
     return lines
 
 
-def detector_table(board: Board) -> dict[tuple[str, str], tuple[list[str], list[list[str]]]]:
-    """{(task, model): (headers, rows)}: each OOD column's AUROC per detector (percent, mean over seeds), with
-    whether the sign against the baseline depends on the detector."""
+def detector_table(board: Board, choices: Sequence[str] = DETECTORS) -> dict[tuple[str, str], tuple[list[str], list[list[str]]]]:
+    """{(task, model): (headers, rows)}: each column's value per free choice (percent, mean over seeds): the OOD
+    column's AUROC per detector (``choices=DETECTORS``) or the ECE column's per temperature fit (``FITS``), with
+    whether the sign against the baseline depends on the choice."""
     out = {}
     for key, sub in table_groups(board.frame):
         for a in shown_aspects(board):
             dets = [c for c in sub.columns if c.startswith(f"{a.key}_") and c.endswith("_mean") and
-                    c != f"{a.key}_mean" and sub[c].notna().any()]
+                    c[len(a.key) + 1:-5] in choices and sub[c].notna().any()]
             if not dets:
                 continue
             names = [c[len(a.key) + 1:-5] for c in dets]
+            what = "detector" if choices == DETECTORS else "temperature fit"
             headers = ["method", *names, "sign vs " + board.baseline]
             rows = []
             for _, row in sub.iterrows():
-                dependent = row.get(f"{a.key}_detector_dependent")
+                dependent = row.get(f"{a.key}_choice_dependent")
                 verdict = ("ref" if row["method"] == board.baseline else
-                           "depends on the detector" if flagged(dependent) else "the same for every detector")
+                           f"depends on the {what}" if flagged(dependent) else f"the same for every {what}")
                 rows.append([str(row["method"]), *[f"{row[c] * 100:.1f}" if np.isfinite(row[c]) else "–" for c in dets],
                              verdict])
             out[key] = (headers, rows)

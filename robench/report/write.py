@@ -16,6 +16,7 @@ from robench.outputs import guard_board_out
 from robench.report.board import (
     ADVERSARIAL,
     BASELINE_METHOD,
+    FITS,
     NO_CARD,
     Board,
     build_board,
@@ -29,6 +30,7 @@ from robench.report.stats import N_BOOT
 from robench.report.tables import (
     attack_markdown,
     attack_table,
+    calibration_phrase,
     data_notes,
     detector_table,
     excluded_note,
@@ -106,7 +108,7 @@ def legend_details(board: Board) -> list[tuple[str, str]]:
                      "correctness, each example's correctness averaged over seeds")
     if by_metric["ece"]:
         tests.append(f"{', '.join(by_metric['ece'])}: the metric itself, recomputed on every resample from the stored "
-                     "per-example confidences (after temperature scaling; the temperature fitted on validation is held "
+                     "per-example confidences (after temperature scaling; the evaluator's fitted temperature is held "
                      "fixed) and correctness with the evaluator's binning, per set, averaged over sets as the evaluator "
                      f"does, then over seeds; the statistic is the method's value minus {base}'s")
     if by_metric["auroc"]:
@@ -282,10 +284,10 @@ def verdict_lines(board: Board, task: str, model: str) -> list[str]:
         better, worse, depends = [], [], []
         for a in board.aspects:
             said = verdict(row, a)
-            cell = a.label if said == "detector-dependent" else f"{a.label} (p {row[f'{a.key}_p_holm']:.3g})"
-            {"better": better, "worse": worse, "detector-dependent": depends}.get(said, []).append(cell)
+            cell = a.label if said == "choice-dependent" else f"{a.label} (p {row[f'{a.key}_p_holm']:.3g})"
+            {"better": better, "worse": worse, "choice-dependent": depends}.get(said, []).append(cell)
         parts = [f"better on {', '.join(better)}" if better else "", f"worse on {', '.join(worse)}" if worse else "",
-                 f"detector-dependent on {', '.join(depends)}" if depends else ""]
+                 f"sign depends on the detector or temperature fit on {', '.join(depends)}" if depends else ""]
         said = "; ".join(p for p in parts if p) or "no significant difference"
         out.append(f"- {row['method']} against {board.baseline}: {said}.")
     if not out:
@@ -358,6 +360,7 @@ def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | st
     tables = table_rows(board, "markdown")
     gains = improvement_table(board)
     detectors = detector_table(board)
+    fits = detector_table(board, FITS)
     per_set = per_set_table(board)
     for key, (headers, rows) in tables.items():
         lines += [f"## {group_title(*key)}", "", markdown_table(headers, rows), ""]
@@ -377,9 +380,12 @@ def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | st
                       "value, a loss as a share of its distance from the worst; direction-aware):", "",
                       markdown_table(*gains[key]), ""]
         if per_set.get(key):
-            lines += ["ECE per set (percent, mean over seeds, after the same temperature scaling; the ECE column "
-                      "averages the shift and adversarial sets, `id` is the in-distribution test set, not in it):",
-                      "", markdown_table(*per_set[key]), ""]
+            lines += [f"ECE per set (percent, mean over seeds, after temperature scaling by "
+                      f"{calibration_phrase(board, *key)}):", "", markdown_table(*per_set[key]), ""]
+        if fits.get(key):
+            lines += ["ECE per temperature fit (percent, mean over seeds; each fit's temperature on the same split and "
+                      "the same sets; ‡ on the ECE column: the sign against "
+                      f"{baseline} depends on the fit, so no verdict):", "", markdown_table(*fits[key]), ""]
         if detectors.get(key):
             lines += ["OOD detection per detector (AUROC, percent; the AUROC column is the headline detector, MSP; "
                       f"‡ in the table: the sign against {baseline} depends on the detector, so no verdict):", "",

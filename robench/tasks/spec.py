@@ -28,13 +28,16 @@ SOURCE_KEYS = {
 }
 SET_KEYS = {"source", "part", "limit"}
 TOP_KEYS = {
-    "name", "description", "labels", "sources", "train", "validation", "test", "shift", "ood",
+    "name", "description", "labels", "sources", "train", "validation", "test", "calibration", "shift", "ood",
     "adversarial", "attack_split", "profiles", "evaluators", "method_presets", "allow_outside_paths", "tuning",
 }
 # Not part of a task's spec hash: keys that change no run (the tuning grid is read by robench tune only).
 UNHASHED_KEYS = {"tuning"}
 EVAL_ONLY_KEYS = {"evaluators", "description", "method_presets"}  # left out of data_hash
 ROLES = ("train", "validation", "test")
+# Optional single sets: `calibration`, held-out data for the temperature of the calibration evaluator, carved
+# from the training data (a part of the train source's partition), disjoint from validation.
+OPTIONAL_ROLES = ("calibration",)
 GROUPS = ("shift", "ood", "adversarial")
 # `file:` and `asset:` paths must stay inside the task's folder (the asset's folder) unless the task
 # sets `allow_outside_paths: true` or this environment variable is set to 1.
@@ -268,6 +271,9 @@ def parse_task(raw: Any, path: Path | str = "<task>") -> TaskSpec:
     sets: dict[str, SetSpec] = {}
     for role in ROLES:
         sets[role] = _parse_set(role, raw[role], path, sources)
+    for role in OPTIONAL_ROLES:
+        if raw.get(role) is not None:
+            sets[role] = _parse_set(role, raw[role], path, sources)
     for group in GROUPS:
         entries = raw.get(group) or {}
         if not isinstance(entries, dict):
@@ -293,8 +299,9 @@ def parse_task(raw: Any, path: Path | str = "<task>") -> TaskSpec:
             if role == "evaluators":
                 sizes[role] = _check_evaluator_options(lim, f"profiles.{pname}.evaluators", path, evaluator_options)
                 continue
-            if role not in (*ROLES, *GROUPS):
-                raise _fail(path, f"profiles.{pname}.{role}", "unknown role", f"use one of {', '.join((*ROLES, *GROUPS))}")
+            if role not in (*ROLES, *OPTIONAL_ROLES, *GROUPS):
+                raise _fail(path, f"profiles.{pname}.{role}", "unknown role",
+                            f"use one of {', '.join((*ROLES, *OPTIONAL_ROLES, *GROUPS))}")
             if lim is not None and not _is_int(lim, minimum=1):
                 raise _fail(path, f"profiles.{pname}.{role}", "must be a positive integer or null", "e.g. train: 500")
     method_presets = _parse_method_presets(raw.get("method_presets"), path)

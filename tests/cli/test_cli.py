@@ -49,6 +49,12 @@ def test_unknown_suite_and_evaluator(monkeypatch, capsys, tiny_run):
     assert_one_line_error(code, err, "unknown suite or evaluator 'everything'", "quick")
 
 
+def test_unknown_calibration_protocol(monkeypatch, capsys, tiny_run):
+    code, _, err = run_cli(monkeypatch, capsys, "eval", "--run", str(tiny_run), "--suite", "calibration",
+                           "--calibration", "guo")
+    assert_one_line_error(code, err, "calibration: protocol must be one of robench, paper, got 'guo'")
+
+
 def test_run_dir_without_weights(monkeypatch, capsys, tiny_run, tmp_path):
     import shutil
 

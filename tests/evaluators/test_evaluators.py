@@ -118,11 +118,16 @@ def test_result_files_have_the_contract_keys(results, tiny_run, base_ctx):
     for key in ("ece", "ece_raw", "mce", "brier", "nll"):
         assert key in cal["id"]
     assert set(cal["sets"]) == {"amazon", "tweets", "adversarial:valid_transfer"}
-    assert cal["ece"] == pytest.approx(np.mean([s["ece"] for s in cal["sets"].values()]))
-    assert cal["ece_raw"] == pytest.approx(np.mean([s["ece_raw"] for s in cal["sets"].values()]))
+    # the headline: one weight per set, the in-distribution test set included (robench protocol)
+    headline = [cal["id"], *cal["sets"].values()]
+    assert cal["ece"] == pytest.approx(np.mean([s["ece"] for s in headline]))
+    assert cal["ece_raw"] == pytest.approx(np.mean([s["ece_raw"] for s in headline]))
+    assert cal["ece_id"] == cal["id"]["ece"]
+    assert cal["ece_shift"] == pytest.approx(np.mean([cal["sets"][n]["ece"] for n in ("amazon", "tweets")]))
     assert cal["temperature"] > 0
     settings = results["calibration"]["settings"]
-    assert settings["temperature_method"] == "grid" and settings["temperature_fit_set"] == "validation"
+    assert settings["protocol"] == "robench" and settings["headline_includes_id"]
+    assert settings["temperature_method"] == "continuous" and settings["temperature_fit_set"] == "calibration"
     assert any(a.endswith(".png") for a in results["calibration"]["artifacts"])
 
     ano = results["anomaly"]["metrics"]
@@ -136,18 +141,58 @@ def test_result_files_have_the_contract_keys(results, tiny_run, base_ctx):
     assert any(a.endswith(".png") for a in results["anomaly"]["artifacts"])
 
 
-def test_temperature_is_fitted_on_validation_only(results, tiny_run, base_ctx):
+def test_temperature_is_fitted_on_the_calibration_split(results, tiny_run, base_ctx):
     ctx = _fresh(base_ctx)
-    val = ctx.predict("validation").logits
-    val_y = ctx.labels("validation")
+    cal_logits, cal_y = ctx.predict("calibration").logits, ctx.labels("calibration")
     details = results["calibration"]["details"]["temperature"]
-    assert results["calibration"]["metrics"]["temperature"] == M.fit_temperature_grid(val, val_y)["temperature"]
-    assert details["continuous"]["temperature"] == pytest.approx(M.fit_temperature_nll(val, val_y)["temperature"])
+    assert details["fit_set"] == "calibration" and details["fit_n"] == len(cal_y)
+    t = results["calibration"]["metrics"]["temperature"]
+    assert t == pytest.approx(M.fit_temperature_nll(cal_logits, cal_y)["temperature"])
+    assert details["grid"]["temperature"] == M.fit_temperature_grid(cal_logits, cal_y)["temperature"]
+    # not the validation fit: the temperature does not see the examples that chose the epoch
+    val_t = M.fit_temperature_nll(ctx.predict("validation").logits, ctx.labels("validation"))["temperature"]
+    assert t != pytest.approx(val_t)
     # the id metrics use that temperature on the test logits
     test = ctx.predict("test").logits
-    t = results["calibration"]["metrics"]["temperature"]
     expected = M.ece(M.softmax(test, t), ctx.labels("test"))
     assert results["calibration"]["metrics"]["id"]["ece"] == pytest.approx(expected)
+    # the headline under each fit: the continuous one is the headline, the grid one recomputed from the logits
+    fits = results["calibration"]["metrics"]["fits"]
+    assert fits["continuous"]["ece"] == results["calibration"]["metrics"]["ece"]
+    t_grid = fits["grid"]["temperature"]
+    keys = ["test", "shift:amazon", "shift:tweets", "adversarial:valid_transfer"]
+    grid = np.mean([M.ece(M.softmax(ctx.predict(k).logits, t_grid), ctx.labels(k)) for k in keys])
+    assert fits["grid"]["ece"] == pytest.approx(grid)
+
+
+def test_calibration_split_is_disjoint_from_train_and_validation(base_ctx):
+    ctx = _fresh(base_ctx)
+    held_out = set(ctx.texts("calibration"))
+    assert held_out and not held_out & set(ctx.texts("validation"))
+    assert not held_out & set(ctx.texts("train"))
+
+
+def test_paper_protocol_grid_on_validation_without_id(tiny_run, base_ctx):
+    ctx = _fresh(base_ctx)
+    res = json.loads(evaluate_run(tiny_run, "calibration", force=True, ctx=ctx,
+                                  options={"calibration": {"protocol": "paper"}})["calibration"].read_text())
+    val, val_y = ctx.predict("validation").logits, ctx.labels("validation")
+    metrics, settings = res["metrics"], res["settings"]
+    assert settings["protocol"] == "paper" and settings["temperature_fit_set"] == "validation"
+    assert metrics["temperature"] == M.fit_temperature_grid(val, val_y)["temperature"]
+    assert metrics["temperature"] in M.PAPER_TEMPERATURES
+    assert metrics["ece"] == pytest.approx(np.mean([s["ece"] for s in metrics["sets"].values()]))  # no id
+    assert list(res["details"]["examples"]["sets"]) == list(metrics["sets"])
+
+
+def test_task_without_calibration_set_falls_back_to_validation(tiny_run, base_ctx):
+    ctx = _fresh(base_ctx)
+    del ctx.task.sets["calibration"]
+    res = json.loads(evaluate_run(tiny_run, "calibration", force=True, ctx=ctx)["calibration"].read_text())
+    assert res["settings"]["temperature_fit_set"] == "validation"
+    assert any("has no calibration set" in w for w in res["warnings"])
+    val, val_y = ctx.predict("validation").logits, ctx.labels("validation")
+    assert res["metrics"]["temperature"] == pytest.approx(M.fit_temperature_nll(val, val_y)["temperature"])
 
 
 def test_anomaly_msp_matches_direct_computation(results, tiny_run, base_ctx):
@@ -168,19 +213,19 @@ def test_stored_per_example_data_reproduce_the_headlines(results, tiny_run):
     from robench.results import load_results
 
     cal, ano = results["calibration"], results["anomaly"]
-    assert cal["evaluator_version"] == 2 and ano["evaluator_version"] == 2
+    assert cal["evaluator_version"] == 3 and ano["evaluator_version"] == 2
     ex = cal["details"]["examples"]
     assert ex["bins"] == cal["settings"]["bins"] and ex["temperature"] == cal["metrics"]["temperature"]
-    assert list(ex["sets"]) == list(cal["metrics"]["sets"])  # exactly the sets the headline averages
+    assert list(ex["sets"]) == ["id", *cal["metrics"]["sets"]]  # exactly the sets the headline averages
+    assert ex["sets"]["id"] == ex["id"]
     eces = []
-    for name, block in [*ex["sets"].items(), ("id", ex["id"])]:
+    for name, block in ex["sets"].items():
         metrics = cal["metrics"]["id"] if name == "id" else cal["metrics"]["sets"][name]
         conf, hits = np.array(block["confidence"]), np.array([int(c) for c in block["correct"]])
         assert len(conf) == len(hits) == metrics["n"]
         assert M.ece_from_confidence(conf, hits, ex["bins"]) == metrics["ece"]
         assert hits.mean() == pytest.approx(metrics["accuracy"]) and conf.mean() == pytest.approx(metrics["confidence"])
-        if name != "id":
-            eces.append(M.ece_from_confidence(conf, hits, ex["bins"]))
+        eces.append(M.ece_from_confidence(conf, hits, ex["bins"]))
     assert float(np.mean(eces)) == cal["metrics"]["ece"]
 
     ex = ano["details"]["examples"]
@@ -250,10 +295,18 @@ def test_task_without_shift_or_ood_sets_is_an_error(tiny_run, base_ctx):
         assert "\n" not in str(err.value)
 
 
-def test_validation_equal_to_a_scored_set_is_an_error(tiny_run, base_ctx):
+def test_fit_set_equal_to_a_scored_set_is_an_error(tiny_run, base_ctx):
+    ctx = _fresh(base_ctx)
+    _inject(ctx, "calibration", ctx.texts("shift:tweets"), list(ctx.labels("shift:tweets")))
+    with pytest.raises(ConfigError, match="the calibration split is identical to scored set 'shift:tweets'"):
+        evaluate_run(tiny_run, "calibration", force=True, ctx=ctx)
     ctx = _fresh(base_ctx)
     _inject(ctx, "validation", ctx.texts("shift:tweets"), list(ctx.labels("shift:tweets")))
     with pytest.raises(ConfigError, match="held-out"):
+        evaluate_run(tiny_run, "calibration", force=True, ctx=ctx, options={"calibration": {"protocol": "paper"}})
+    ctx = _fresh(base_ctx)
+    _inject(ctx, "calibration", ctx.texts("validation"), list(ctx.labels("validation")))
+    with pytest.raises(ConfigError, match="calibration split is identical to validation"):
         evaluate_run(tiny_run, "calibration", force=True, ctx=ctx)
 
 
@@ -263,11 +316,13 @@ def test_adversarial_sets_join_the_calibration_average(tiny_run, base_ctx):
     res = json.loads(evaluate_run(tiny_run, "calibration", force=True, ctx=ctx)["calibration"].read_text())
     sets = res["metrics"]["sets"]
     assert "adversarial:fake" in sets
-    assert res["metrics"]["ece"] == pytest.approx(np.mean([s["ece"] for s in sets.values()]))
+    assert res["metrics"]["ece"] == pytest.approx(np.mean([s["ece"] for s in [res["metrics"]["id"], *sets.values()]]))
 
 
 def test_bad_options(tiny_run, base_ctx):
     with pytest.raises(ConfigError, match="temperature must be one of"):
         evaluate_run(tiny_run, "calibration", options={"calibration": {"temperature": "magic"}}, ctx=base_ctx)
+    with pytest.raises(ConfigError, match="protocol must be one of robench, paper"):
+        evaluate_run(tiny_run, "calibration", options={"calibration": {"protocol": "guo"}}, ctx=base_ctx)
     with pytest.raises(ConfigError, match="unknown score"):
         evaluate_run(tiny_run, "anomaly", options={"anomaly": {"scores": ["nope"]}}, ctx=base_ctx)

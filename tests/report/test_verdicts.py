@@ -158,7 +158,7 @@ def test_an_ood_verdict_whose_sign_depends_on_the_detector_is_no_verdict(tmp_pat
     board = build_leaderboard(tmp_path, n_boot=500)
     frame = board.frame.set_index("method")
     assert frame.at["ram", "auroc_p_holm"] < 0.05 and frame.at["smart", "auroc_p_holm"] < 0.05
-    assert bool(frame.at["ram", "auroc_detector_dependent"]) and not bool(frame.at["smart", "auroc_detector_dependent"])
+    assert bool(frame.at["ram", "auroc_choice_dependent"]) and not bool(frame.at["smart", "auroc_choice_dependent"])
     assert frame.at["ram", "worse"] == 0 and frame.at["smart", "worse"] == 1  # MSP alone would call both worse
     assert frame.at["ram", "auroc_mahalanobis_mean"] == pytest.approx(0.9)
     (headers, rows), = table_rows(board, "markdown").values()
@@ -167,6 +167,40 @@ def test_an_ood_verdict_whose_sign_depends_on_the_detector_is_no_verdict(tmp_pat
     (dheaders, drows), = detector_table(board).values()
     assert dheaders == ["method", "msp", "mahalanobis", "sign vs vanilla"]
     assert {r[0]: r[-1] for r in drows}["ram"] == "depends on the detector"
+
+
+def test_an_ece_verdict_whose_sign_depends_on_the_temperature_fit_is_no_verdict(tmp_path):
+    from report_helpers import ece_examples, write_result
+
+    from robench.report.tables import detector_table, table_rows
+    from robench.report.write import verdict_lines, write_leaderboard
+
+    # (method, headline ECE (the continuous fit's), the grid fit's ECE)
+    for method, ece, grid in (("vanilla", 0.10, 0.10), ("ram", 0.05, 0.12), ("smart", 0.05, 0.06)):
+        for seed in range(3):
+            write_result(tmp_path, method, seed, "calibration", {
+                "ece": ece, "ece_raw": 0.2, "temperature": 1.0, "id": {"ece": ece},
+                "sets": {"amazon": {"ece": ece}, "tweets": {"ece": ece}},
+                "fits": {"grid": {"temperature": 2.0, "ece": grid}, "continuous": {"temperature": 1.0, "ece": ece}}},
+                {"examples": ece_examples(ece)})
+    board = build_leaderboard(tmp_path, n_boot=500)
+    frame = board.frame.set_index("method")
+    assert frame.at["ram", "ece_p_holm"] < 0.05 and frame.at["smart", "ece_p_holm"] < 0.05
+    assert bool(frame.at["ram", "ece_choice_dependent"]) and not bool(frame.at["smart", "ece_choice_dependent"])
+    assert frame.at["ram", "better"] == 0 and frame.at["smart", "better"] == 1  # one fit alone calls both better
+    assert frame.at["ram", "ece_fit_grid_mean"] == pytest.approx(0.12)
+    (headers, rows), = table_rows(board, "markdown").values()
+    cells = {r[0]: r[headers.index("ECE ↓")] for r in rows}
+    assert cells["ram"].endswith("‡") and not cells["smart"].endswith("‡")
+    (fheaders, frows), = detector_table(board, ("fit_grid", "fit_continuous")).values()
+    assert fheaders == ["method", "fit_grid", "fit_continuous", "sign vs vanilla"]
+    assert {r[0]: r[-1] for r in frows}["ram"] == "depends on the temperature fit"
+    assert detector_table(board) == {}  # no OOD column: no detector table (ECE's fits are not detectors)
+    assert "- ram against vanilla: sign depends on the detector or temperature fit on ECE." in \
+        verdict_lines(board, "sentiment", "tiny")
+    _board, written = write_leaderboard(tmp_path, tmp_path / "out", plots=False, n_boot=100)
+    text = written["markdown"].read_text()
+    assert "ECE per temperature fit" in text and "| ram | 12.0 | 5.0 | depends on the temperature fit |" in text
 
 
 def test_a_row_with_fewer_seeds_gets_no_verdict_and_the_others_keep_theirs(tmp_path):
