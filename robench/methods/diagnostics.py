@@ -12,6 +12,10 @@ Every method records, per step, the value of each of its loss terms (``ce``, ``s
 ``alive_ratio = mean(sampled_sym_kl) / mean(dropout_sym_kl)``: about 1 means the perturbation
 adds nothing that dropout noise does not (the regulariser is numerically dead); well above 1
 means it is doing its job. Cost: one forward pass every ``diag_every`` steps.
+
+A ratio does not say whether the perturbation is adversarial: the methods with a gradient step also
+record ``ascent_share`` every step (``embeddings.gradient_share``: per token, the gradient step's norm
+over the perturbation's), near 0 when the perturbation is its initial noise.
 """
 
 from __future__ import annotations
