@@ -284,10 +284,12 @@ def verdict_lines(board: Board, task: str, model: str) -> list[str]:
         better, worse, depends = [], [], []
         for a in board.aspects:
             said = verdict(row, a)
-            cell = a.label if said == "choice-dependent" else f"{a.label} (p {row[f'{a.key}_p_holm']:.3g})"
+            choice = "detector" if a.statistic == "auroc" else "temperature fit"
+            cell = (f"{a.label}, whose sign depends on the {choice}" if said == "choice-dependent"
+                    else f"{a.label} (p {row[f'{a.key}_p_holm']:.3g})")
             {"better": better, "worse": worse, "choice-dependent": depends}.get(said, []).append(cell)
         parts = [f"better on {', '.join(better)}" if better else "", f"worse on {', '.join(worse)}" if worse else "",
-                 f"sign depends on the detector or temperature fit on {', '.join(depends)}" if depends else ""]
+                 f"no verdict on {'; '.join(depends)}" if depends else ""]
         said = "; ".join(p for p in parts if p) or "no significant difference"
         out.append(f"- {row['method']} against {board.baseline}: {said}.")
     if not out:

@@ -196,7 +196,7 @@ def test_an_ece_verdict_whose_sign_depends_on_the_temperature_fit_is_no_verdict(
     assert fheaders == ["method", "fit_grid", "fit_continuous", "sign vs vanilla"]
     assert {r[0]: r[-1] for r in frows}["ram"] == "depends on the temperature fit"
     assert detector_table(board) == {}  # no OOD column: no detector table (ECE's fits are not detectors)
-    assert "- ram against vanilla: sign depends on the detector or temperature fit on ECE." in \
+    assert "- ram against vanilla: no verdict on ECE, whose sign depends on the temperature fit." in \
         verdict_lines(board, "sentiment", "tiny")
     _board, written = write_leaderboard(tmp_path, tmp_path / "out", plots=False, n_boot=100)
     text = written["markdown"].read_text()
