@@ -362,36 +362,58 @@ def tune(
     force: bool = typer.Option(False, help="retrain trials that are finished already"),
     checkpoint_steps: int = typer.Option(TRAIN.checkpoint_steps, help="trials also checkpoint every N optimiser steps (0: at epoch ends "
                                                  "only); a killed trial resumes"),
+    halving: bool = typer.Option(None, "--halving/--no-halving",
+                                 help="successive halving: every trial to epoch --rung-epochs, the best third of the "
+                                      "settings on to the end (default: on for a grid of more than 3 settings); "
+                                      "--no-halving: the full grid"),
+    rung_epochs: int = typer.Option(1, help="halving: the epoch of the full schedule at which trials are ranked"),
 ) -> None:
-    """Tune each method's lr and one hyper-parameter on the validation split; writes tuned.json.
+    """Tune each method's lr and one hyper-parameter (RAM: its mask) on the validation split; writes tuned.json.
 
     Every setting x seed of the grid is an ordinary training run; the setting with the best mean
-    validation accuracy wins (ties: the smaller lr, then grid order). Resumable: finished trials are
-    read, not retrained. Apply the choice with 'robench run --tuned FILE' (or 'robench train --tuned')."""
+    validation accuracy wins (ties: the smaller lr, then grid order). A grid of more than 3 settings
+    is searched by successive halving: all trials to epoch --rung-epochs, the best third resumed to the
+    end. Prints each choice's margin over the runner-up, its ties and the settings dropped. Resumable:
+    finished trials are read, not retrained. Apply the choice with 'robench run --tuned FILE' (or
+    'robench train --tuned')."""
     from robench.runspec import setting_label
+    from robench.tune import describe_choice
     from robench.tune import tune as run_tune
 
     _check_numbers(limit=(limit, 1), epochs=(epochs, 1), batch_size=(batch_size, 1), max_length=(max_length, 1),
-                   checkpoint_steps=(checkpoint_steps, 0))
+                   checkpoint_steps=(checkpoint_steps, 0), rung_epochs=(rung_epochs, 1))
     res = run_tune(task, method, model=model, seeds=seeds, grid=grid, profile=profile if profile != "default" else None,
                    limit=limit, epochs=epochs, batch_size=batch_size, max_length=max_length, device=device,
-                   precision=precision, runs_dir=runs_dir, out=out_file, force=force, checkpoint_steps=checkpoint_steps)
+                   precision=precision, runs_dir=runs_dir, out=out_file, force=force, checkpoint_steps=checkpoint_steps,
+                   halving=halving, rung_epochs=rung_epochs)
     seeds_shown = list(dict.fromkeys(s for m in res.methods for s in res.data["methods"][m]["seeds"]))
-    table = Table(title=f"tuning on validation: task {res.data['task']['name']}, model {res.data['model']}")
-    for col in ("method", "setting", *(f"seed {s}" for s in seeds_shown), "mean", "chosen"):
+    table = Table(title=f"tuning on validation: task {res.data['task']['name']}, model {res.data['model']}",
+                  caption="rung 0: mean over seeds of the best val acc up to the rung's epoch; seed N, mean: at full "
+                          "length")
+    rung = res.data["methods"][res.methods[0]]["halving"]["rung_epochs"]
+    for col in ("method", "setting", f"rung 0 (epoch {rung})", *(f"seed {s}" for s in seeds_shown), "mean", "chosen"):
         table.add_column(col)
+
+    def acc(value) -> str:
+        return f"{value:.4f}" if value is not None else "-"
+
     for label in res.methods:
         entry = res.data["methods"][label]
         for trial in entry["trials"]:
-            accs = [f"{trial['val_accuracy'][str(s)]:.4f}" if str(s) in trial["val_accuracy"] else "-"
-                    for s in seeds_shown]
-            chosen = trial["id"] == entry["chosen"]["id"]
-            table.add_row(label, setting_label(trial["setting"]), *accs, f"{trial['mean_val_accuracy']:.4f}",
-                          "[green]yes[/green]" if chosen else "")
+            accs = [acc(trial["val_accuracy"].get(str(s))) for s in seeds_shown]
+            status = ("[green]yes[/green]" if trial["id"] == entry["chosen"]["id"] else
+                      "dropped at rung 0" if trial.get("dropped_at_rung") is not None else "")
+            table.add_row(label, setting_label(trial["setting"]), acc(trial["rung0"]["mean_val_accuracy"]), *accs,
+                          acc(trial["mean_val_accuracy"]), status)
     out.print(table)
+    for label in res.methods:
+        entry = res.data["methods"][label]
+        out.print(f"{label} ({entry['mode']}): chose {setting_label(entry['chosen']['setting'])}, mean val acc "
+                  f"{entry['chosen']['mean_val_accuracy']:.4f}; {describe_choice(entry)}", highlight=False,
+                  soft_wrap=True)
     out.print(f"[green]tuned settings written:[/green] {res.path}  ({len(res.trained)} trial run(s) trained, "
-              f"{len(res.skipped)} finished already); apply them with: robench run --tuned {res.path}",
-              highlight=False, soft_wrap=True)
+              f"{len(res.skipped)} finished already, {len(res.halted)} left at rung 0); apply them with: "
+              f"robench run --tuned {res.path}", highlight=False, soft_wrap=True)
 
 
 def _print_board(board) -> None:

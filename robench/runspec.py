@@ -63,14 +63,19 @@ class TrainConfig:
     out: str | None = None
     force: bool = False  # overwrite a finished run and discard a checkpoint
     checkpoint_steps: int = 0  # also checkpoint every N optimiser steps (0: at epoch ends only)
+    # a budget, not a setting: stop at the end of this epoch of the `epochs`-long schedule, keeping the
+    # epoch-end checkpoint and writing no run folder; the same config without it resumes from there and
+    # ends as a run never stopped (robench tune's successive halving)
+    stop_after_epoch: int | None = None
     tuned: dict[str, Any] | None = None  # --tuned: {file, sha256, method, setting, overridden} (robench.tune)
 
 
-# Settings that do not change the weights: where the run goes, --force, checkpointing, the device, the
-# evaluation batch, where a tuned setting came from; and the inputs of the resolved method config (the
+# Settings that do not change the weights: where the run goes, --force, checkpointing, a stop budget
+# (stop_after_epoch: the run it stops is resumed to the same end), the device, the evaluation batch,
+# where a tuned setting came from; and the inputs of the resolved method config (the
 # resolved values are in the key instead, so a preset equal to the defaults is the defaults) and the
 # task's path (its data_hash is in the key instead, so two paths to one task file are one task).
-NOT_IN_KEY = frozenset({"out", "force", "checkpoint_steps", "device", "eval_batch_size", "tuned", "method_overrides",
+NOT_IN_KEY = frozenset({"out", "force", "checkpoint_steps", "stop_after_epoch", "device", "eval_batch_size", "tuned", "method_overrides",
                         "preset", "selective_overrides", "task"})
 TRAINER_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in NOT_IN_KEY)
 

@@ -13,6 +13,13 @@ an epoch comes from the shuffling generator alone, so a checkpoint taken mid-epo
 generator's state from the start of the epoch: a resumed run replays the epoch's order and skips
 the batches already done. A run resumed after a kill ends with the same weights and run.json
 (timings aside) as a run never killed; ``training.resumed`` lists where it resumed.
+
+A budget (``TrainConfig.stop_after_epoch = k``, used by ``robench tune``'s successive halving): the
+run follows its full ``epochs``-long schedule (warm-up and decay included) but returns after epoch
+k's end-of-epoch checkpoint, writing no run folder; :func:`halted_history` reads the epochs done
+(validation accuracy per epoch) from that checkpoint. The budget is not part of the run spec nor of
+the checkpoint's key, so the same config without it resumes there and ends exactly as a run never
+stopped. A run already past epoch k (its checkpoint) returns at once.
 """
 
 from __future__ import annotations
@@ -236,6 +243,8 @@ def _check_request(cfg: TrainConfig, world: int) -> tuple[Path, Path]:
     guard_checkpoint_dir(ckpt_dir, checkpoint.STATE_FILE)
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.checkpoint_steps < 0:
         raise ConfigError("--epochs and --batch-size must be >= 1, --lr > 0 and --checkpoint-steps >= 0")
+    if cfg.stop_after_epoch is not None and cfg.stop_after_epoch < 1:
+        raise ConfigError(f"stop_after_epoch must be >= 1 (an epoch of the schedule), got {cfg.stop_after_epoch}")
     return out, ckpt_dir
 
 
@@ -268,6 +277,10 @@ def train(cfg: TrainConfig) -> Path:
     key = checkpoint.config_key({"spec": spec.fields(), "data": fingerprints, "device": cfg.device,
                                  "hooks": [type(h).__name__ for h in hooks]})
     saved = resume_point(ckpt_dir, key, cfg.force)
+    if saved is not None and _halted(cfg, saved["loop"]["epoch"]):  # stopped at (or past) the budget before
+        console.print(f"past the budget (epoch {cfg.stop_after_epoch}) already: checkpoint {ckpt_dir} is at epoch "
+                      f"{saved['loop']['epoch']} step {saved['loop']['step']}", markup=False, soft_wrap=True)
+        return out
     tokenizer = load_tokenizer(cfg.model)
     train_ds = tokenize(data.get("train"), tokenizer, cfg.max_length)
     val_ds = tokenize(data.get("validation"), tokenizer, cfg.max_length)
@@ -373,6 +386,11 @@ def train(cfg: TrainConfig) -> Path:
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in accelerator.unwrap_model(model).state_dict().items()}
         loop.epoch, loop.step, loop.losses = epoch + 1, 0, []
         save_checkpoint(generator.get_state())
+        if _halted(cfg, loop.epoch):  # the budget: the checkpoint stays, no run folder is written
+            accelerator.wait_for_everyone()  # no rank returns before the checkpoint is in place
+            console.print(f"stopping after epoch {epoch} of {cfg.epochs} (budget); checkpoint {ckpt_dir}",
+                          markup=False, soft_wrap=True)
+            return out
     wall = wall_before + time.perf_counter() - wall_start
 
     final = accelerator.unwrap_model(model)
@@ -422,7 +440,7 @@ def run_record(cfg: TrainConfig, spec: RunSpec, task, method, hooks: list[Traini
                          preset=preset_record(cfg), selective=cfg.selective,
                          selective_config=hooks[-1].config_dict() if cfg.selective else None,
                          state={type(h).__name__: h.state() for h in hooks if h.state()}),
-        config={k: v for k, v in dataclasses.asdict(cfg).items() if k != "force"},
+        config={k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("force", "stop_after_epoch")},
         spec=spec.to_json(), training=outcome, **provenance())
 
 
@@ -436,6 +454,27 @@ def state_hash(state: dict[str, torch.Tensor]) -> str:
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+def _halted(cfg: TrainConfig, next_epoch: int) -> bool:
+    """Whether a run whose next epoch is ``next_epoch`` has reached its budget (``stop_after_epoch``)
+    and still has epochs left (a run whose schedule is done is always written)."""
+    return cfg.stop_after_epoch is not None and cfg.stop_after_epoch < next_epoch <= cfg.epochs
+
+
+def halted_history(out: Path | str) -> list[dict[str, Any]] | None:
+    """The per-epoch history (``epoch``, ``train_loss``, ``val_accuracy``, ...) of the run ``out``
+    stopped by its budget, read from its checkpoint's loop state; None when there is no checkpoint.
+    Read it right after ``train`` returned: that call checked the checkpoint belongs to its config."""
+    import json
+
+    state = checkpoint.checkpoint_dir(Path(out)) / checkpoint.STATE_FILE
+    if not state.exists():
+        return None
+    meta = json.loads(state.read_text(encoding="utf-8"))
+    if meta.get("schema") != checkpoint.SCHEMA:
+        return None
+    return list(meta["loop"]["history"])
 
 
 def resume_point(ckpt_dir: Path, key: str, force: bool) -> dict[str, Any] | None:

@@ -1,9 +1,11 @@
 """``robench tune``: a small hyper-parameter search on the validation split, and applying its choice.
 
 The grid of a method is its class attribute ``tune_grid`` (the learning rate times one knob of the
-method: RAM's ``selective_alpha``, FreeLB's ``adv_lr``, SMART's ``lambda_s``, R3F's ``r3f_lambda``,
-ALUM's ``alpha``; vanilla tunes ``lr`` only). A task file's ``tuning:`` key replaces the values of
-the hyper-parameters it names (per method), and the command line's ``--grid`` replaces them again.
+method: FreeLB's ``adv_lr``, SMART's ``lambda_s``, R3F's ``r3f_lambda``, ALUM's ``alpha``; vanilla
+tunes ``lr`` only; RAM tunes its mask, ``selective_alpha`` 0.6, 0.9 x ``selective_beta`` 1, 10,
+which holds RoAST's two presets, sentiment 0.9/10 and entailment 0.6/1, and their two crosses). A
+task file's ``tuning:`` key replaces the values of the hyper-parameters it names (per method), and
+the command line's ``--grid`` replaces them again.
 
 Each trial (one setting x one seed) is an ordinary training run (``robench.train.train``) written to
 ``<runs>/tune/<task>/<model>/<method>/<trial id>/seed<N>``; a finished trial (its run.json exists)
@@ -12,10 +14,25 @@ chosen for a method is the one with the best mean, over the tuning seeds, of the
 ``training.best_val_accuracy`` (validation accuracy of the epoch kept); ties go to the smaller
 learning rate, then to the earlier setting in grid order.
 
-``tuned.json`` holds, per method: the grid, every trial's setting and validation accuracies, the
-chosen setting, the selection rule and the fixed trainer settings. ``robench run --tuned FILE``
-and ``robench train --tuned FILE`` apply the chosen lr and knob (explicit ``--lr`` / ``--set``
-win) and record it in run.json (``config.tuned``).
+Successive halving (``halving``; the default for a grid of more than 3 settings when the trials
+train more than ``rung_epochs`` epochs): rung 0 trains every setting x seed to the end of epoch
+``rung_epochs`` (default 1) of its full schedule (``TrainConfig.stop_after_epoch``: the trial keeps
+its checkpoint and writes no run folder). Settings are ranked by the mean over seeds of their best
+validation accuracy up to that epoch (what ``best_val_accuracy`` would be, were training to stop
+there), with the selection's tie-break; the best ``ceil(n / 3)`` go on, and any setting tied with
+the last of them. Those resume to the full epochs (ending exactly as trials never stopped) and the
+choice is the usual selection among them. The full grid (``halving=False``) trains every trial to
+the end, and records what halving would have chosen from the same runs' epoch histories.
+
+``tuned.json`` holds, per method: the mode (``halving`` or ``grid``), the grid, every trial's
+setting, rung-0 and final validation accuracies and the rung it was dropped at, the halving
+summary (kept, dropped), the chosen setting with its ``margin`` (its mean validation accuracy minus
+the best other trial's among those finished at full length; null when there is none; negative only
+when a setting dropped at rung 0 but finished earlier beats the choice), ``runner_up`` and ``ties``
+(other finished trials with the same mean), the selection rule and the fixed trainer settings.
+``robench run --tuned FILE`` and ``robench train --tuned FILE`` apply the chosen lr and knob
+(explicit ``--lr`` / ``--set`` win) and record it in run.json (``config.tuned``). Tuned files
+written before halving (no mode, margin or rung-0 accuracies) load and apply as before.
 """
 
 from __future__ import annotations
@@ -24,7 +41,9 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import re
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -54,8 +73,15 @@ SELECTION = {
     "aggregate": "mean over the tuning seeds",
     "tie_break": "the smaller lr, then the earlier setting in grid order",
 }
-# run.json config keys that must agree for a finished trial to be reused (where it goes, --force,
-# checkpoint frequency, the device and a tuned file do not change what it trained)
+DEFAULT_RUNG_EPOCHS = 1
+HALVING_FROM = 4  # successive halving by default for a grid of this many settings or more
+HALVING_RULE = {
+    "rung_0": "every setting x seed trains to the end of epoch rung_epochs of its full schedule",
+    "rank": "mean over the tuning seeds of the best validation accuracy up to that epoch; ties: the selection's "
+            "tie_break",
+    "keep": "the best ceil(n/3) settings, and any tied with the last one kept",
+    "then": "the kept settings resume to the full epochs; the choice is the selection among them",
+}
 
 
 # --------------------------------------------------------------------------------------------- grids
@@ -137,13 +163,55 @@ def trial_id(setting: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------- selection
 
 
+def _ranked(trials: Sequence[dict[str, Any]], score) -> list[int]:
+    """Indices of ``trials``, best ``score`` first; ties (to 12 decimals: float noise is a tie): the
+    smaller lr, then the earlier trial (grid order)."""
+    return sorted(range(len(trials)), key=lambda i: (-round(score(trials[i]), 12), trials[i]["setting"]["lr"], i))
+
+
 def select(trials: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The trial with the best mean validation accuracy; ties: the smaller lr, then grid order."""
     if not trials:
         raise ConfigError("no trials to choose from")
-    order = sorted(range(len(trials)), key=lambda i: (-round(trials[i]["mean_val_accuracy"], 12),
-                                                     trials[i]["setting"]["lr"], i))
-    return trials[order[0]]
+    return trials[_ranked(trials, lambda t: t["mean_val_accuracy"])[0]]
+
+
+def best_up_to(history: Sequence[dict[str, Any]], epoch: int) -> float:
+    """The best validation accuracy of the epochs up to ``epoch``: a run's ``best_val_accuracy`` had
+    it stopped there."""
+    accs = [float(h["val_accuracy"]) for h in history if int(h["epoch"]) <= epoch]
+    if not accs:
+        raise ConfigError(f"a trial's history has no epoch up to {epoch}; delete its folder to redo it")
+    return max(accs)
+
+
+def rung_survivors(trials: Sequence[dict[str, Any]]) -> list[int]:
+    """Indices (grid order) of the trials that go on from rung 0: the best ``ceil(n/3)`` by mean rung-0
+    validation accuracy in the selection's order, and any tied with the last of them."""
+    if not trials:
+        return []
+
+    def score(t):
+        return t["rung0"]["mean_val_accuracy"]
+
+    order = _ranked(trials, score)
+    cut = round(score(trials[order[math.ceil(len(trials) / 3) - 1]]), 12)
+    return sorted(i for i in order if round(score(trials[i]), 12) >= cut)
+
+
+def margin_and_ties(trials: Sequence[dict[str, Any]], chosen: dict[str, Any]) -> tuple[float | None, str | None,
+                                                                                      list[str]]:
+    """(margin, runner-up id, ties) of the chosen trial among the trials finished at full length
+    (``mean_val_accuracy`` not None): its mean minus the best other trial's (the selection's order; 0.0
+    for a tie, None when no other trial finished), and the ids of the others with the same mean."""
+    others = [t for t in trials if t["id"] != chosen["id"] and t.get("mean_val_accuracy") is not None]
+    if not others:
+        return None, None, []
+    mine = chosen["mean_val_accuracy"]
+    runner = select(others)
+    same = round(runner["mean_val_accuracy"], 12) == round(mine, 12)
+    margin = 0.0 if same else round(mine - runner["mean_val_accuracy"], 12)
+    return margin, runner["id"], [t["id"] for t in others if round(t["mean_val_accuracy"], 12) == round(mine, 12)]
 
 
 # --------------------------------------------------------------------------------------------- the search
@@ -154,8 +222,85 @@ class TuneResult:
     path: Path
     data: dict[str, Any]
     methods: list[str] = field(default_factory=list)  # the method labels tuned by this call
-    trained: list[Path] = field(default_factory=list)
-    skipped: list[Path] = field(default_factory=list)
+    trained: list[Path] = field(default_factory=list)  # trial runs this call trained (to rung 0 or to the end)
+    skipped: list[Path] = field(default_factory=list)  # trial runs only read (finished, or at rung 0 already)
+    halted: list[Path] = field(default_factory=list)  # trial runs left at rung 0 (dropped; their checkpoint kept)
+
+
+@dataclass
+class TrialRun:
+    """One trial run as far as it went: its epochs so far, its ``best_val_accuracy`` once finished."""
+
+    history: list[dict[str, Any]]  # training.history (a stopped run: its checkpoint's)
+    best: float | None  # training.best_val_accuracy; None while stopped at a rung
+    trained: bool  # whether this call trained it
+    what: str  # for the progress line
+
+
+def train_trial(cfg, upto: int | None) -> TrialRun:
+    """Train one trial run to the end of epoch ``upto`` of its schedule (None: to the end) where it is
+    not there yet. A finished run is read (after checking it was trained as planned); a stopped or
+    killed one resumes from its checkpoint; one already past ``upto`` is left as it is."""
+    from robench import train as training
+
+    run_dir = Path(cfg.out)
+    if (run_dir / RUN_FILE).exists():
+        return TrialRun(_finished_history(run_dir), _finished_trial(run_dir, cfg), False, "trained already")
+    budget = upto if upto is not None and upto < cfg.epochs else None
+    before = _checkpoint_stamp(run_dir)
+    t0 = time.perf_counter()
+    training.train(dataclasses.replace(cfg, stop_after_epoch=budget))
+    seconds = time.perf_counter() - t0
+    if (run_dir / RUN_FILE).exists():
+        return TrialRun(_finished_history(run_dir), _finished_trial(run_dir, cfg), True, f"trained in {seconds:.0f}s")
+    history = training.halted_history(run_dir)
+    if history is None:
+        raise ConfigError(f"trial {run_dir} stopped at epoch {budget} but left no checkpoint; delete its folder to "
+                          "redo it")
+    trained = before is None or _checkpoint_stamp(run_dir) != before
+    return TrialRun(history, None, trained, f"trained to epoch {budget} in {seconds:.0f}s" if trained
+                    else f"at epoch {budget} already")
+
+
+def _checkpoint_stamp(run_dir: Path) -> tuple[int, int] | None:
+    """Which version of the run's checkpoint is in place (each save replaces the folder)."""
+    from robench import checkpoint
+
+    try:
+        st = (checkpoint.checkpoint_dir(run_dir) / checkpoint.STATE_FILE).stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _finished_history(run_dir: Path) -> list[dict[str, Any]]:
+    history = load_run(run_dir).training.get("history")
+    return list(history) if isinstance(history, list) else []
+
+
+def _discard_trial(run_dir: Path) -> None:
+    """--force: remove a trial's finished run and checkpoint (robench's own files only) so that it is
+    trained anew; once per trial and call, before its first training."""
+    from robench import checkpoint
+    from robench.outputs import guard_checkpoint_dir, guard_run_out
+
+    ckpt = checkpoint.checkpoint_dir(run_dir)
+    guard_run_out(run_dir, True)  # refuses a folder robench did not write
+    guard_checkpoint_dir(ckpt, checkpoint.STATE_FILE)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    shutil.rmtree(ckpt, ignore_errors=True)
+
+
+def halving_mode(requested: bool | None, n_settings: int, epochs: int, rung_epochs: int) -> bool:
+    """Whether a grid of ``n_settings`` is tuned by successive halving: as requested, else (None) when
+    it has more than 3 settings and its trials train longer than the rung."""
+    if requested is None:
+        return n_settings >= HALVING_FROM and rung_epochs < epochs
+    if requested and rung_epochs >= epochs:
+        raise ConfigError(f"--halving stops rung 0 after epoch {rung_epochs}, but the trials train {epochs} epoch(s) "
+                          "in all: pass --rung-epochs below --epochs, or --no-halving")
+    return requested
 
 
 def tune_root(runs_dir: Path | str) -> Path:
@@ -214,13 +359,17 @@ def tune(task: str = "sentiment", methods: str | Sequence[str] = "vanilla", *, m
          limit: int | None = None, epochs: int | None = None, batch_size: int | None = None,
          max_length: int | None = None, device: str = "auto", precision: str = "auto",
          runs_dir: Path | str = "runs", out: Path | str | None = None, force: bool = False,
-         checkpoint_steps: int = 0) -> TuneResult:
-    """Train every setting x seed of each method's grid (where not done yet), choose by validation
-    accuracy, and write (merge into) ``tuned.json``."""
+         checkpoint_steps: int = 0, halving: bool | None = None,
+         rung_epochs: int = DEFAULT_RUNG_EPOCHS) -> TuneResult:
+    """Train the trials of each method's grid (where not done yet): every setting x seed to the end
+    (``halving=False``), or by successive halving (``True``; ``None``: halving for a grid of more than
+    3 settings); choose by validation accuracy, and write (merge into) ``tuned.json``."""
     from robench import train as training
     from robench.methods import resolve_methods
     from robench.tasks import load_task
 
+    if rung_epochs < 1:
+        raise ConfigError(f"--rung-epochs must be >= 1, got {rung_epochs}")
     spec = load_task(task, profile, limit)
     plan = resolve_methods(methods)
     classes = [method_class(m) for m, _ in plan]
@@ -230,8 +379,12 @@ def tune(task: str = "sentiment", methods: str | Sequence[str] = "vanilla", *, m
     seed_list = parse_seeds(seeds) if seeds is not None else list(spec.tuning["seeds"] or DEFAULT_SEEDS)
     fixed_kw = {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("max_length", max_length))
                 if v is not None}
+    # --force is applied here (each trial's run and checkpoint removed before its first training in this
+    # call), not by the trainer: a trial stopped at rung 0 must resume from its checkpoint
     base = training.TrainConfig(task=task, model=model, profile=profile, limit=limit, device=device,
-                                precision=precision, checkpoint_steps=checkpoint_steps, force=force, **fixed_kw)
+                                precision=precision, checkpoint_steps=checkpoint_steps, **fixed_kw)
+    rung = min(rung_epochs, base.epochs)
+    modes = {label: halving_mode(halving, len(settings(g)), base.epochs, rung_epochs) for label, g in grids.items()}
     task_block = {"name": spec.name, "source": str(task), "spec_hash": spec.spec_hash,
                   "profile": profile or "default", "limit": limit}
     path = Path(out) if out else default_tuned_path(runs_dir, task, model, profile, limit)
@@ -254,41 +407,82 @@ def tune(task: str = "sentiment", methods: str | Sequence[str] = "vanilla", *, m
                     _finished_trial(Path(cfg.out), cfg)  # other settings: an error before any work
             jobs.setdefault(label, []).append((setting, tid, cfgs))
     n_trials = sum(len(cfgs) for trials in jobs.values() for _, _, cfgs in trials)
+
+    def how(label: str) -> str:
+        n = len(jobs[label])
+        return (f"{label} {n} (halving: all to epoch {rung}, the best {math.ceil(n / 3)} on)" if modes[label]
+                else f"{label} {n}")
+
     console.print(f"[bold]robench tune[/bold]: task {spec.name}, model {model}, {len(plan)} method(s), "
-                  f"{n_trials} trial run(s) ({', '.join(f'{k} {len(v)}' for k, v in jobs.items())} "
-                  f"setting(s) x {len(seed_list)} seed(s)); {path}", highlight=False, soft_wrap=True)
+                  f"up to {n_trials} trial run(s) ({', '.join(how(k) for k in jobs)} setting(s) x "
+                  f"{len(seed_list)} seed(s), {base.epochs} epoch(s) each); {path}", highlight=False, soft_wrap=True)
     result = TuneResult(path=path, data={})
-    done = 0
+    touched: dict[Path, bool] = {}  # trial run -> trained by this call
+    discarded: set[Path] = set()
+
+    def train_to(label: str, trials: list[dict[str, Any]], indices: Sequence[int], upto: int | None,
+                 phase: str) -> None:
+        """Every seed of the trials ``indices`` to the end of epoch ``upto`` (None: to the end); their
+        rung-0 and (once finished) final validation accuracies go into ``trials``."""
+        todo = [(i, cfg) for i in indices for cfg in jobs[label][i][2]]
+        for k, (i, cfg) in enumerate(todo, 1):
+            run_dir, trial, seed = Path(cfg.out), trials[i], str(cfg.seed)
+            with run_lock(run_dir):
+                if force and run_dir not in discarded:
+                    _discard_trial(run_dir)
+                    discarded.add(run_dir)
+                run = train_trial(cfg, upto)
+            touched[run_dir] = touched.get(run_dir, False) or run.trained
+            trial["rung0"]["val_accuracy"][seed] = best_up_to(run.history, rung)
+            shown = []
+            if upto is not None:
+                shown.append(f"val acc up to epoch {rung} {trial['rung0']['val_accuracy'][seed]:.4f}")
+            if run.best is not None:
+                trial["val_accuracy"][seed] = run.best
+                shown.append(f"val acc {run.best:.4f}")
+            console.print(f"[{phase} {k}/{len(todo)}] {label} {setting_label(trial['setting'])} seed {seed}: "
+                          f"{run.what}, {', '.join(shown)}", highlight=False, soft_wrap=True)
+
     for (method, selective), cls in zip(plan, classes, strict=True):
         label = method_label(method, selective)
-        trials = []
-        for setting, tid, cfgs in jobs[label]:
-            accs: dict[str, float] = {}
-            for cfg in cfgs:
-                run_dir = Path(cfg.out)
-                done += 1
-                name = f"[{done}/{n_trials}] {label} {setting_label(setting)} seed {cfg.seed}"
-                with run_lock(run_dir):
-                    if (run_dir / RUN_FILE).exists() and not force:
-                        what = "trained already"
-                        result.skipped.append(run_dir)
-                    else:
-                        t0 = time.perf_counter()
-                        training.train(cfg)
-                        what = f"trained in {time.perf_counter() - t0:.0f}s"
-                        result.trained.append(run_dir)
-                    accs[str(cfg.seed)] = _finished_trial(run_dir, cfg)
-                console.print(f"{name}: {what}, val acc {accs[str(cfg.seed)]:.4f}", highlight=False, soft_wrap=True)
-            trials.append({"id": tid, "setting": setting, "val_accuracy": accs,
-                           "mean_val_accuracy": sum(accs.values()) / len(accs),
-                           "runs": [Path(c.out).as_posix() for c in cfgs]})
-        chosen = select(trials)
+        halve = modes[label]
+        trials = [{"id": tid, "setting": setting, "val_accuracy": {}, "mean_val_accuracy": None,
+                   "rung0": {"epochs": rung, "val_accuracy": {}, "mean_val_accuracy": None},
+                   "dropped_at_rung": None, "runs": [Path(c.out).as_posix() for c in cfgs]}
+                  for setting, tid, cfgs in jobs[label]]
+        every = range(len(trials))
+        train_to(label, trials, every, rung if halve else None, "rung 0" if halve else "grid")
+        for t in trials:
+            t["rung0"]["mean_val_accuracy"] = _mean(t["rung0"]["val_accuracy"])
+        kept = rung_survivors(trials)
+        if halve:
+            for i in every:
+                if i not in kept:
+                    trials[i]["dropped_at_rung"] = 0
+            train_to(label, trials, kept, None, "rung 1")
+        for t in trials:
+            if len(t["val_accuracy"]) == len(seed_list):  # finished at full length (every seed)
+                t["mean_val_accuracy"] = _mean(t["val_accuracy"])
+        chosen = select([t for t in trials if t["dropped_at_rung"] is None])
+        margin, runner_up, ties = margin_and_ties(trials, chosen)
+        summary: dict[str, Any] = {"rung_epochs": rung, "rule": HALVING_RULE,
+                                   "kept": [trials[i]["id"] for i in kept],
+                                   "dropped": [t["id"] for i, t in enumerate(trials) if i not in kept],
+                                   "simulated": not halve}
+        if not halve:  # the same runs' epoch histories say what halving would have chosen
+            would = select([trials[i] for i in kept])
+            summary.update(would_choose=would["id"], same_choice=would["id"] == chosen["id"],
+                           choice_margin=round(chosen["mean_val_accuracy"] - would["mean_val_accuracy"], 12))
+        for cfgs in (jobs[label][i][2] for i in every if trials[i]["dropped_at_rung"] is not None):
+            result.halted.extend(Path(c.out) for c in cfgs if not (Path(c.out) / RUN_FILE).exists())
         preset = training.resolve_preset(dataclasses.replace(base, method=method))
         entry = {
-            "method": cls.name, "selective": selective, "grid": grids[label], "seeds": seed_list,
-            "trials": trials,
+            "method": cls.name, "selective": selective, "mode": "halving" if halve else "grid",
+            "grid": grids[label], "seeds": seed_list, "trials": trials,
             "chosen": {"id": chosen["id"], "setting": chosen["setting"],
-                       "mean_val_accuracy": chosen["mean_val_accuracy"]},
+                       "mean_val_accuracy": chosen["mean_val_accuracy"], "margin": margin, "runner_up": runner_up,
+                       "ties": ties},
+            "halving": summary,
             "selection": SELECTION,
             "fixed": {k: v for k, v in dataclasses.asdict(base).items()
                       if k in ("epochs", "batch_size", "max_length", "weight_decay", "warmup_ratio", "adam_betas",
@@ -298,8 +492,8 @@ def tune(task: str = "sentiment", methods: str | Sequence[str] = "vanilla", *, m
             **provenance(),
         }
         console.print(f"{label}: chose {setting_label(chosen['setting'])} (mean val acc "
-                      f"{chosen['mean_val_accuracy']:.4f} over {len(seed_list)} seed(s))", highlight=False,
-                      soft_wrap=True)
+                      f"{chosen['mean_val_accuracy']:.4f} over {len(seed_list)} seed(s)); {describe_choice(entry)}",
+                      highlight=False, soft_wrap=True)
         with run_lock(path):  # tune calls for other methods may merge into the same file at the same time
             existing = to_json(load_tuned(path))["methods"] if path.exists() else {}
             data = {"schema": TUNED_SCHEMA, "task": task_block, "model": model, "selection": SELECTION,
@@ -307,7 +501,42 @@ def tune(task: str = "sentiment", methods: str | Sequence[str] = "vanilla", *, m
             atomic_write_json(path, to_json(parse(TunedFile, data)))  # after every method: a later kill keeps the methods already chosen
         result.data = data
         result.methods.append(label)
+        result.trained = [d for d, trained in touched.items() if trained]
+        result.skipped = [d for d, trained in touched.items() if not trained]
     return result
+
+
+def _mean(values: dict[str, float]) -> float | None:
+    return sum(values.values()) / len(values) if values else None
+
+
+def describe_choice(entry: dict[str, Any]) -> str:
+    """One line on a method's choice in a tuned file: margin over the runner-up, ties, and what halving
+    dropped (or, for the full grid, whether halving would have chosen the same). Older files (no
+    margin recorded) read ``margin not recorded``."""
+    chosen, trials = entry.get("chosen") or {}, {t.get("id"): t for t in entry.get("trials") or []}
+
+    def name(tid: str | None) -> str:
+        trial = trials.get(tid) or {}
+        return setting_label(trial["setting"]) if isinstance(trial.get("setting"), dict) else str(tid)
+
+    if "margin" not in chosen:
+        return "margin not recorded (a tuned file from before margins)"
+    margin = chosen["margin"]
+    parts = ["margin: none (no other trial finished)" if margin is None
+             else f"margin {margin:+.4f} over {name(chosen.get('runner_up'))}"]
+    ties = chosen.get("ties") or []
+    parts.append(f"ties: {'; '.join(name(t) for t in ties)}" if ties else "no ties")
+    summary = entry.get("halving") or {}
+    dropped = summary.get("dropped") or []
+    epoch = summary.get("rung_epochs")
+    if entry.get("mode") == "halving":
+        parts.append(f"dropped at rung 0 (epoch {epoch}): {'; '.join(name(t) for t in dropped) or 'none'}")
+    elif "would_choose" in summary:
+        same = "the same setting" if summary.get("same_choice") else \
+            f"{name(summary['would_choose'])} ({summary.get('choice_margin', 0):.4f} below the choice)"
+        parts.append(f"halving at epoch {epoch} would drop {len(dropped)} and choose {same}")
+    return "; ".join(parts)
 
 
 # --------------------------------------------------------------------------------------------- applying

@@ -80,9 +80,10 @@ def ram_adversarial_embeddings(model: torch.nn.Module, batch: dict[str, torch.Te
 class RAM(Method):
     Config = RAMConfig
     passes = "3F+2B"
-    # robench tune: lr x RAM's alpha, the selective-training rank threshold `selective_alpha` (RoAST's
-    # alpha; its two presets: 0.9 sentiment, 0.6 entailment), 2 x 2 = 4 trials per seed
-    tune_grid = {"lr": [1e-4, 2e-4], "selective_alpha": [0.6, 0.9]}
+    # robench tune: lr x RAM's mask over RoAST's two presets, the rank threshold `selective_alpha` x the
+    # sampling sharpness `selective_beta` (sentiment 0.9 / 10, entailment 0.6 / 1): both presets and their
+    # two crosses, 2 x 2 x 2 = 8 trials per seed (searched by successive halving: the best 3 go on)
+    tune_grid = {"lr": [1e-4, 2e-4], "selective_alpha": [0.6, 0.9], "selective_beta": [1.0, 10.0]}
     presets = {"sentiment": {"selective_alpha": 0.9, "selective_beta": 10.0},
                "entailment": {"selective_alpha": 0.6, "selective_beta": 1.0}}
 
