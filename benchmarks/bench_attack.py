@@ -1,17 +1,29 @@
 """Attack speed: robench's runner + wrapper vs TextAttack's stock Attacker + HuggingFaceModelWrapper,
-and robench now vs robench as it was (the ``recipe`` constraint preset with an fp32 sentence encoder).
+robench now vs robench as it was (the ``recipe`` constraint preset with an fp32 sentence encoder), and
+robench with its on-disk attack caches cold vs warm (``robench.attacks.cache``).
 
 Same fine-tuned model, same sampled examples, same recipe object construction, same per-example
 RNG seeds (the stock side gets them through a dataset that reseeds before each example is handed
 to ``Attacker``), so the outcomes must match; the difference is the model wrapper (per-batch
-padding, length-sorted batches, inference mode, memoised scores, optional bf16) and the runner.
-The "before" pass runs robench with ``--before-constraints`` (default ``recipe``: no validity
-filters) and an fp32 sentence encoder: the configuration robench used before the filters and the
-bf16 encoder, so ``speedup_vs_before`` is the throughput gained on the same examples.
+padding, length-sorted batches, inference mode, memoised scores, optional bf16), the runner and the
+caches. The "before" pass runs robench with ``--before-constraints`` (default ``recipe``: no validity
+filters), an fp32 sentence encoder and the on-disk caches off: the configuration robench used before the
+filters, the bf16 encoder and the caches, so ``speedup_vs_before`` is the throughput gained on the same
+examples (one difference remains: since the caches, the encoder encodes every text alone, also in the "before"
+pass, where the ``recipe`` preset's windows made it batch many texts; so that pass is slower than robench
+before the caches was, and ``speedup_vs_before`` is an upper bound).
+
+Cold and warm: robench runs twice, with the attack caches in a fresh folder (``--cache-dir``, default a
+temporary folder removed at the end): the cold pass computes every tag, sentence vector and WordNet list and
+stores them; the warm pass starts with empty in-memory layers (as a new process would, e.g. the next run of a
+board) and reads them back. Both must give identical records (``cold_warm_identical``). The "before" and the
+stock passes run with the on-disk caches off (``ROBENCH_ATTACK_CACHE=0``) and empty in-memory layers.
 
     python benchmarks/bench_attack.py --run runs/sentiment/minilm/vanilla/seed0 --recipe textfooler --n 20
+    python benchmarks/bench_attack.py --run DIR --recipe default --n 20   # deepwordbug, textfooler, pwws
 
-Prints a JSON line with examples/s, success rates, outcome agreement and the speed-ups.
+Prints a JSON line per recipe with examples/s (cold, warm), success rates, outcome agreement, cache
+statistics and the speed-ups; with several recipes, a last line with the totals (``"recipe": "total"``).
 """
 
 from __future__ import annotations
@@ -23,10 +35,15 @@ import time
 from robench.attacks.offline import import_textattack
 
 
+def _strip(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k != "seconds"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="a finished run directory (a fine-tuned model)")
-    parser.add_argument("--recipe", default="deepwordbug")
+    parser.add_argument("--recipe", default="deepwordbug",
+                        help="a recipe, a comma-separated list, or 'default' (the board's: deepwordbug,textfooler,pwws)")
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--query-budget", type=int, default=None)
@@ -38,44 +55,64 @@ def main() -> None:
     parser.add_argument("--before-constraints", default="recipe", help="preset of the 'before' pass")
     parser.add_argument("--before-encoder-precision", default="fp32",
                         help="sentence-encoder precision of the 'before' pass (fp32: robench as it was; 'same': as now)")
+    parser.add_argument("--no-before", action="store_true", help="skip the 'before' pass")
     parser.add_argument("--no-stock", action="store_true", help="skip the (slow) stock TextAttack pass")
+    parser.add_argument("--no-warm", action="store_true", help="skip the warm-cache pass")
+    parser.add_argument("--cache-dir", default=None,
+                        help="folder of the attack caches for the cold and warm passes (default: a fresh temporary "
+                             "folder, removed at the end; an existing folder makes the 'cold' pass partly warm)")
     args = parser.parse_args()
     lp = None if args.label_preservation == "none" else args.label_preservation
 
     import_textattack()
+    import os
     import random
+    import shutil
+    import tempfile
 
     import numpy as np
     import textattack
     import torch
     from textattack.models.wrappers import HuggingFaceModelWrapper
 
-    from robench.attacks import resources
+    from robench.attacks import cache, resources
     from robench.attacks.recipes import build_attack
-    from robench.attacks.resources import encoder_precision, minilm_encoder
+    from robench.attacks.resources import encoder_precision
     from robench.attacks.runner import _example_seed, _outcome, attack_one, sample_indices
     from robench.attacks.wrapper import RobenchModelWrapper
     from robench.evaluation import make_context
+    from robench.evaluators.adversarial import DEFAULT_RECIPES
 
+    recipes = list(DEFAULT_RECIPES) if args.recipe.strip().lower() == "default" else \
+        [r.strip().lower() for r in args.recipe.split(",") if r.strip()]
     ctx = make_context(args.run, device=args.device, precision=args.precision, allow_changed_data=True)  # reads the attack split only
     key = ctx.task.attack_split
     texts, labels = ctx.texts(key), ctx.labels(key)
     indices = sample_indices(len(texts), args.n, args.seed)
     enc_precision = encoder_precision(ctx.device, args.encoder_precision)
     shared = resources.minilm_encoder
+    temporary = args.cache_dir is None
+    cache_folder = tempfile.mkdtemp(prefix="robench-attack-cache-") if temporary else args.cache_dir
+    saved_env = {k: os.environ.get(k) for k in (cache.DIR_ENV, cache.SWITCH_ENV)}
+
+    def cache_mode(on: bool) -> None:
+        """The on-disk attack caches on (in the benchmark's folder) or off; every pass starts with empty
+        in-memory layers (tags, sentence vectors, WordNet lists, word-pair memos), as a new process would."""
+        os.environ[cache.DIR_ENV] = cache_folder
+        os.environ[cache.SWITCH_ENV] = "1" if on else "0"
+        cache.clear_memory()
+        cache.reset_stats()
 
     def use_encoder(precision):
         """The recipes look their sentence encoder up through resources.minilm_encoder: pin its precision."""
         resources.minilm_encoder = lambda device="cpu", _p=None: shared(device, precision)
-        for p in ("fp32", "bf16"):
-            minilm_encoder(ctx.device, p)._cache.clear()  # every pass starts with an empty encoder cache
 
-    def timed_robench(constraints, precision):
+    def timed_robench(recipe, constraints, precision):
         use_encoder(precision)
         try:
             wrapper = RobenchModelWrapper(ctx.model, ctx.tokenizer, max_length=ctx.max_length, device=ctx.device,
                                           precision=ctx.precision)
-            attack = build_attack(args.recipe, wrapper, query_budget=args.query_budget, device=ctx.device,
+            attack = build_attack(recipe, wrapper, query_budget=args.query_budget, device=ctx.device,
                                   constraints=constraints, label_preservation=lp)
             start = time.perf_counter()
             records = [attack_one(attack, texts[i], int(labels[i]), seed=args.seed, index=i) for i in indices]
@@ -97,12 +134,12 @@ def main() -> None:
             holder["attack"].clear_cache()
             return super().__getitem__(i)
 
-    def run_stock():
+    def run_stock(recipe):
         """TextAttack stock: Attacker + HuggingFaceModelWrapper (pads to the tokenizer's max length)."""
         use_encoder(enc_precision)
         try:
             stock_wrapper = HuggingFaceModelWrapper(ctx.model, ctx.tokenizer)
-            holder["attack"] = build_attack(args.recipe, stock_wrapper, query_budget=args.query_budget,
+            holder["attack"] = build_attack(recipe, stock_wrapper, query_budget=args.query_budget,
                                             device=ctx.device, model_batch_size=32, constraints=args.constraints,
                                             label_preservation=lp)
             dataset = SeededDataset([(texts[i], int(labels[i])) for i in indices])
@@ -114,44 +151,104 @@ def main() -> None:
         finally:
             resources.minilm_encoder = shared
 
-    # robench before (the recipe preset, fp32 sentence encoder), robench now, then the stock runner
-    before_precision = enc_precision if args.before_encoder_precision == "same" else args.before_encoder_precision
-    before_records, before_s, _ = timed_robench(args.before_constraints, before_precision)
-    records, robench_s, wrapper = timed_robench(args.constraints, enc_precision)
-    stock_results, stock_s = (None, float("nan")) if args.no_stock else run_stock()
-
     def rate(outs):
         attacked = [o for o in outs if o != "skipped"]
         return sum(o == "successful" for o in attacked) / len(attacked) if attacked else float("nan")
 
-    ours = [r["outcome"] for r in records]
-    report = {
-        "recipe": args.recipe, "n": len(indices), "seed": args.seed, "device": ctx.device,
-        "precision": ctx.precision, "model": ctx.run.model.name,
-        "constraints": args.constraints, "label_preservation": lp, "encoder_precision": enc_precision,
-        "before": {"constraints": args.before_constraints, "encoder_precision": before_precision,
-                   "examples_per_s": len(indices) / before_s,
-                   "success_rate": rate([r["outcome"] for r in before_records]),
-                   "queries": int(sum(r["queries"] for r in before_records))},
-        "robench_examples_per_s": len(indices) / robench_s,
-        "speedup_vs_before": before_s / robench_s,
-        "robench_success_rate": rate(ours),
-        "robench_queries": int(sum(r["queries"] for r in records)),
-        "robench_forward_texts": wrapper.forward_texts,
-    }
-    if stock_results is not None:
-        stock_outcomes = [_outcome(r) for r in stock_results]
-        stock_texts = [r.perturbed_result.attacked_text.text for r in stock_results]
-        report.update({
-            "stock_examples_per_s": len(indices) / stock_s, "speedup_vs_stock": stock_s / robench_s,
-            "stock_success_rate": rate(stock_outcomes),
-            "same_outcomes": sum(a == b for a, b in zip(stock_outcomes, ours, strict=True)),
-            "same_perturbed_text": int(sum(a == (r["perturbed"] if r["outcome"] == "successful" else r["original"])
-                                           or r["outcome"] != "successful"
-                                           for a, r in zip(stock_texts, records, strict=True))),
-            "stock_queries": int(sum(r.perturbed_result.num_queries for r in stock_results)),
-        })
-    print(json.dumps(report))
+    before_precision = enc_precision if args.before_encoder_precision == "same" else args.before_encoder_precision
+    totals = {"before_s": 0.0, "cold_s": 0.0, "warm_s": 0.0, "stock_s": 0.0}
+    try:
+        for recipe in recipes:
+            # robench before (the recipe preset, fp32 sentence encoder, no on-disk caches), robench now with the
+            # caches cold, then warm, then the stock runner (no on-disk caches)
+            if not args.no_before:
+                cache_mode(False)
+                before_records, before_s, _ = timed_robench(recipe, args.before_constraints, before_precision)
+            cache_mode(True)
+            if temporary:
+                for path in os.listdir(cache_folder):  # every recipe starts cold
+                    os.remove(os.path.join(cache_folder, path))
+            records, robench_s, wrapper = timed_robench(recipe, args.constraints, enc_precision)
+            cold_stats = cache.stats()
+            if not args.no_warm:
+                cache.clear_memory()
+                cache.reset_stats()
+                warm_records, warm_s, _ = timed_robench(recipe, args.constraints, enc_precision)
+                warm_stats = cache.stats()
+            cache.close_all()
+            if not args.no_stock:
+                cache_mode(False)
+                stock_results, stock_s = run_stock(recipe)
+
+            ours = [r["outcome"] for r in records]
+            report = {
+                "recipe": recipe, "n": len(indices), "seed": args.seed, "device": ctx.device,
+                "precision": ctx.precision, "model": ctx.run.model.name,
+                "constraints": args.constraints, "label_preservation": lp, "encoder_precision": enc_precision,
+                "robench_examples_per_s": len(indices) / robench_s,
+                "robench_success_rate": rate(ours),
+                "robench_queries": int(sum(r["queries"] for r in records)),
+                "robench_forward_texts": wrapper.forward_texts,
+                "cache_cold": cold_stats,
+            }
+            totals["cold_s"] += robench_s
+            if not args.no_before:
+                totals["before_s"] += before_s
+                report["before"] = {"constraints": args.before_constraints, "encoder_precision": before_precision,
+                                    "examples_per_s": len(indices) / before_s,
+                                    "success_rate": rate([r["outcome"] for r in before_records]),
+                                    "queries": int(sum(r["queries"] for r in before_records))}
+                report["speedup_vs_before"] = before_s / robench_s
+            if not args.no_warm:
+                totals["warm_s"] += warm_s
+                report.update({
+                    "robench_warm_examples_per_s": len(indices) / warm_s,
+                    "warm_speedup_vs_cold": robench_s / warm_s,
+                    "cold_warm_identical": [_strip(r) for r in records] == [_strip(r) for r in warm_records],
+                    "cache_warm": warm_stats,
+                })
+                if not args.no_before:
+                    report["warm_speedup_vs_before"] = before_s / warm_s
+            if not args.no_stock:
+                totals["stock_s"] += stock_s
+                stock_outcomes = [_outcome(r) for r in stock_results]
+                stock_texts = [r.perturbed_result.attacked_text.text for r in stock_results]
+                report.update({
+                    "stock_examples_per_s": len(indices) / stock_s, "speedup_vs_stock": stock_s / robench_s,
+                    "stock_success_rate": rate(stock_outcomes),
+                    "same_outcomes": sum(a == b for a, b in zip(stock_outcomes, ours, strict=True)),
+                    "same_perturbed_text": int(sum(a == (r["perturbed"] if r["outcome"] == "successful" else r["original"])
+                                                   or r["outcome"] != "successful"
+                                                   for a, r in zip(stock_texts, records, strict=True))),
+                    "stock_queries": int(sum(r.perturbed_result.num_queries for r in stock_results)),
+                })
+                if not args.no_warm:
+                    report["warm_speedup_vs_stock"] = stock_s / warm_s
+            print(json.dumps(report), flush=True)
+    finally:
+        cache.close_all()
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        if temporary:
+            shutil.rmtree(cache_folder, ignore_errors=True)
+
+    if len(recipes) > 1:
+        examples = len(indices) * len(recipes)
+        total = {"recipe": "total", "recipes": recipes, "n": len(indices),
+                 "robench_examples_per_s": examples / totals["cold_s"]}
+        if not args.no_warm:
+            total["robench_warm_examples_per_s"] = examples / totals["warm_s"]
+        if not args.no_before:
+            total["speedup_vs_before"] = totals["before_s"] / totals["cold_s"]
+        if not args.no_stock:
+            total["stock_examples_per_s"] = examples / totals["stock_s"]
+            total["speedup_vs_stock"] = totals["stock_s"] / totals["cold_s"]
+            if not args.no_warm:
+                total["warm_speedup_vs_stock"] = totals["stock_s"] / totals["warm_s"]
+        print(json.dumps(total))
 
 
 if __name__ == "__main__":

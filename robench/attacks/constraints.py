@@ -38,9 +38,13 @@ attacks").
 from __future__ import annotations
 
 import csv
+import json
+import platform
 from abc import abstractmethod
 from functools import lru_cache
+from typing import Any
 
+from robench.attacks.cache import register_memory
 from robench.errors import AssetMissingError
 
 # Morris, Lifland, Lanchantin, Ji & Qi 2020, "Reevaluating Adversarial Examples in Natural Language"
@@ -392,23 +396,82 @@ def spacy_tagger():
     return spacy.load(path, exclude=["parser", "ner", "senter", "lemmatizer"])
 
 
-_TAGS: dict[tuple[str, ...], tuple[str, ...]] = {}
+_TAGS: dict[tuple[str, ...], tuple[str, ...]] = {}  # in memory, in front of the on-disk cache
+_TAGS_LIMIT = 500_000
+TAGS_NAMESPACE = "spacy_tags"
+
+
+@lru_cache(maxsize=1)
+def tagger_identity() -> dict[str, Any]:
+    """What the tags of a text depend on besides the words (the key of the on-disk tag cache,
+    ``robench.attacks.cache``): the packaged spaCy model (name, version, a fingerprint of its files), the
+    spaCy, thinc and BLIS versions and the machine, the components run, and how texts are handed to it. Read
+    once per process."""
+    from robench.assets import asset_dir
+    from robench.attacks.cache import files_fingerprint, package_version
+
+    path = asset_dir("spacy")
+    meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+    return {"model": f"{meta.get('lang')}_{meta.get('name')}", "version": meta.get("version"),
+            "files": files_fingerprint(str(path)), "spacy": package_version("spacy"), "thinc": package_version("thinc"),
+            "blis": package_version("blis"), "machine": platform.machine(),
+            "components": ["tok2vec", "tagger", "attribute_ruler"],
+            "input": "pre-split words as a spaCy Doc; token.tag_ (Penn Treebank), one per word"}
+
+
+register_memory(_TAGS.clear)
+
+
+@lru_cache(maxsize=1)
+def _tag_store():
+    from robench.attacks.cache import JsonCodec, TextCache, is_str_list
+
+    return TextCache(TAGS_NAMESPACE, lambda: tagger_identity(), JsonCodec(is_str_list))
+
+
+def _words_key(words: tuple[str, ...]) -> str:
+    return json.dumps(list(words), ensure_ascii=False)
+
+
+def _tag_texts(todo: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """Tags of pre-split texts, computed by the spaCy tagger in batches (``upos_tags`` caches them). A text's
+    tags do not depend on the other texts of its batch: thinc runs the tagger's matrix products row by row
+    through BLIS (no padding), and the docs' tok2vec outputs tagged alone and in a batch are bit-identical."""
+    from spacy.tokens import Doc
+
+    nlp = spacy_tagger()
+    docs = [Doc(nlp.vocab, words=list(words)) if words else Doc(nlp.vocab, words=[""]) for words in todo]
+    return [tuple(t.tag_ for t in doc)[: len(words)]
+            for words, doc in zip(todo, nlp.pipe(docs, batch_size=256), strict=True)]
 
 
 def upos_tags(word_lists: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
-    """Fine-grained Penn Treebank tags (part of speech with inflection: VBZ, VBG, NNS, JJR...) of pre-split texts (TextAttack's ``AttackedText.words``), one per word, in
-    context. The words are tagged as given (no re-tokenisation, so tag i is word i), in batches, memoised."""
-    todo = list(dict.fromkeys(w for w in word_lists if w not in _TAGS))
+    """Fine-grained Penn Treebank tags (part of speech with inflection: VBZ, VBG, NNS, JJR...) of pre-split texts
+    (TextAttack's ``AttackedText.words``), one per word, in context. The words are tagged as given (no
+    re-tokenisation, so tag i is word i), in batches; memoised in memory and on disk (``robench.attacks.cache``,
+    namespace ``spacy_tags``, keyed by the exact words and ``tagger_identity``)."""
+    word_lists = [tuple(w) for w in word_lists]
+    out = {w: _TAGS[w] for w in word_lists if w in _TAGS}
+    todo = list(dict.fromkeys(w for w in word_lists if w not in out))
     if todo:
-        from spacy.tokens import Doc
+        store = _tag_store()
+        keys = {_words_key(w): w for w in todo}
+        for key, tags in store.get_many(keys).items():
+            words = keys[key]
+            if len(tags) == len(words):  # else a damaged entry: tag it again
+                out[words] = tuple(tags)
+        missing = [w for w in todo if w not in out]
+        if missing:
+            from robench.attacks.cache import count_computed
 
-        nlp = spacy_tagger()
-        docs = [Doc(nlp.vocab, words=list(words)) if words else Doc(nlp.vocab, words=[""]) for words in todo]
-        for words, doc in zip(todo, nlp.pipe(docs, batch_size=256), strict=True):
-            if len(_TAGS) >= 500_000:
-                _TAGS.clear()
-            _TAGS[words] = tuple(t.tag_ for t in doc)[: len(words)]
-    return [_TAGS[w] for w in word_lists]
+            fresh = dict(zip(missing, _tag_texts(missing), strict=True))
+            count_computed(TAGS_NAMESPACE, len(fresh))
+            store.put_many({_words_key(w): list(t) for w, t in fresh.items()})
+            out.update(fresh)
+        if len(_TAGS) + len(todo) > _TAGS_LIMIT:
+            _TAGS.clear()
+        _TAGS.update((w, out[w]) for w in todo)
+    return [out[w] for w in word_lists]
 
 
 # Penn Treebank tag -> WordNet part of speech ("s", satellite adjectives, are adjectives).
@@ -431,6 +494,13 @@ def is_stop_word(word: str) -> bool:
     word = word.strip().lower()
     stops = stop_words()
     return word in stops or bool(_base_forms(word) & stops)
+
+
+# clear_memory (robench.attacks.cache) empties the word-level memos too, so that a benchmark's phases each start
+# as a fresh process would (the loaded resources stay loaded)
+for _memo in (wordnet_pos, _base_forms, _antonyms, is_stop_word):
+    register_memory(_memo.cache_clear)
+del _memo
 
 
 def same_word_family(a: str, b: str) -> bool:
@@ -474,6 +544,9 @@ def listed_synonyms(a: str, b: str, pos: tuple[str, ...] | None = None) -> bool:
         return set(found[:SYNONYM_SENSES])
 
     return bool(senses(a) & senses(b))
+
+
+register_memory(listed_synonyms.cache_clear)
 
 
 def context_pos_changed(original_words: tuple[str, ...], new_words: tuple[str, ...], indices) -> bool:

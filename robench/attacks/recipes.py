@@ -37,8 +37,10 @@ supplies offline from scikit-learn's (318 words instead of NLTK's 179).
 from __future__ import annotations
 
 import importlib
+from functools import lru_cache
 from typing import Any
 
+from robench.attacks.cache import register_memory
 from robench.attacks.offline import import_textattack
 from robench.errors import ConfigError, OfflineError
 
@@ -138,7 +140,15 @@ def _sentence_spec(preset: str) -> dict[str, Any]:
 
 
 def _valid_specs(name: str, label_preservation: str | None) -> list[dict[str, Any]]:
-    """The valid preset's checks of a recipe, cheapest and most rejecting first (the sentence encoder last)."""
+    """The valid preset's checks of a recipe, cheapest and most rejecting first (the sentence encoder last).
+
+    TextAttack applies the constraints in list order, each to the candidates the previous ones kept, so the order
+    decides how much work is done, never what is accepted: every check here is a pure filter on each candidate
+    (its verdict depends on the candidate and the original only), so any order keeps the same candidates, in
+    the same order. The order (checked for issue 25): the word checks first, each a dictionary or memoised
+    WordNet lookup per word pair, the cosine and the listed synonym rejecting most word-vector and WordNet
+    candidates; then the tagger (spaCy, one pass per new text) and last the sentence encoder (MiniLM, a
+    transformer pass per new text), the two costly ones, cached on disk by text (``robench.attacks.cache``)."""
     from robench.attacks.constraints import DEFAULT_VALENCE_MARGIN, MAX_TYPO_EDITS, VALID_WORD_COS
 
     if name == "deepwordbug":
@@ -250,14 +260,77 @@ def recipe_settings(name: str, constraints: str = DEFAULT_CONSTRAINTS,
     return out
 
 
+WORDNET_NAMESPACE = "wordnet_candidates"
+_WORDNET_CANDIDATES: dict[str, tuple[str, ...]] = {}  # in memory, in front of the on-disk cache
+_WORDNET_LOADED: list[bool] = []  # [True] once this process has read the on-disk cache
+
+
+@lru_cache(maxsize=1)
+def wordnet_identity() -> dict[str, Any]:
+    """What PWWS's candidate list of a word depends on besides the word (the key of the on-disk candidate
+    cache, ``robench.attacks.cache``): the WordNet files, the NLTK and TextAttack versions (TextAttack's
+    ``WordSwapWordNet`` makes the list), the language. Computed once per process."""
+    from robench.attacks.cache import files_fingerprint, package_version
+    from robench.attacks.offline import WORDNET_FILES, wordnet_source
+
+    return {"wordnet": files_fingerprint(str(wordnet_source()), tuple(WORDNET_FILES)),
+            "nltk": package_version("nltk"), "textattack": package_version("textattack"), "language": "eng",
+            "list": "WordSwapWordNet._get_replacement_words, sorted"}
+
+
+@lru_cache(maxsize=1)
+def _wordnet_store():
+    from robench.attacks.cache import JsonCodec, TextCache, is_str_list
+
+    return TextCache(WORDNET_NAMESPACE, lambda: wordnet_identity(), JsonCodec(is_str_list))
+
+
+def _clear_wordnet_memo() -> None:
+    _WORDNET_CANDIDATES.clear()
+    _WORDNET_LOADED.clear()
+
+
+def wordnet_candidates(word: str, compute) -> tuple[str, ...]:
+    """PWWS's replacement candidates of ``word``, sorted: ``compute(word)`` (TextAttack's WordNet lookup) once
+    per word, memoised in memory and on disk (namespace ``wordnet_candidates``, keyed by the exact word and
+    ``wordnet_identity``; the whole namespace is read once per process, it is small). TextAttack returns the
+    candidates in the order of a Python set, which changes from process to process; the order does not
+    reach the search (``Attack.filter_transformations`` sorts the candidate texts), and sorted it is the same
+    in every process."""
+    found = _WORDNET_CANDIDATES.get(word)
+    if found is not None:
+        return found
+    store = _wordnet_store()
+    if not _WORDNET_LOADED:
+        _WORDNET_LOADED.append(True)
+        _WORDNET_CANDIDATES.update((w, tuple(c)) for w, c in store.load_all().items())
+        found = _WORDNET_CANDIDATES.get(word)
+        if found is not None:
+            return found
+    from robench.attacks.cache import count_computed
+
+    found = tuple(sorted(set(compute(word))))
+    count_computed(WORDNET_NAMESPACE, 1)
+    store.put_many({word: list(found)})
+    _WORDNET_CANDIDATES[word] = found
+    return found
+
+
+register_memory(_clear_wordnet_memo)
+
+
 def _wordnet_swap():
     from textattack.transformations import WordSwapWordNet
 
     class OfflineWordSwapWordNet(WordSwapWordNet):
-        """WordSwapWordNet without its ``nltk.download('omw-1.4')`` (English needs no OMW)."""
+        """WordSwapWordNet without its ``nltk.download('omw-1.4')`` (English needs no OMW), its candidate lists
+        memoised (``wordnet_candidates``)."""
 
         def __init__(self) -> None:  # noqa: D107 - deliberately skips the parent's download
             self.language = "eng"
+
+        def _get_replacement_words(self, word, random=False):
+            return list(wordnet_candidates(word, lambda w: WordSwapWordNet._get_replacement_words(self, w)))
 
     return OfflineWordSwapWordNet()
 
@@ -390,7 +463,13 @@ def build_pwws(model_wrapper, *, device: str = "cpu", vocab_size: int | None = N
 
 def _with_filters(attack, name: str, preset: str, label_preservation: str | None, *, device: str,
                   vocab_size: int | None):
-    """The attack with the preset's filters appended to its own constraints (itself when there are none)."""
+    """The attack with the preset's filters appended to its own constraints (itself when there are none).
+
+    Under ``valid``, deepwordbug's own ``LevenshteinEditDistance(30)`` runs before ``CharacterEdit``. Both are pure
+    per-candidate filters, so the other order would accept the same candidates; it is kept (issue 25) because
+    both are cheap (a compiled edit distance of the two texts; a dictionary lookup and a short edit distance of
+    one word), reordering would save microseconds per step, and ``recipe_settings`` lists the constraints in the
+    order they run, so it would change every attack's threat-model card."""
     extra = _make_filters(name, preset, label_preservation, device=device, vocab_size=vocab_size)
     if not extra:
         return attack

@@ -9,12 +9,14 @@ vectors used; later loads take well under a second.
 from __future__ import annotations
 
 import hashlib
+import weakref
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from robench.attacks.cache import register_memory
 from robench.attacks.offline import WORDNET_FIX, cache_root, prepare_wordnet
 from robench.errors import AssetMissingError
 from robench.hardware import native_bf16  # encoder_precision looks it up here (tests patch it)
@@ -150,8 +152,12 @@ def load_glove(vocab_size: int = DEFAULT_VOCAB, k: int = NEIGHBOURS, space: str 
     return GloveTable(matrix=matrix, words=words, nn=nn, key=key)
 
 
+@lru_cache(maxsize=4)
 def textattack_embedding(vocab_size: int = DEFAULT_VOCAB, space: str = DEFAULT_SPACE):
-    """A ``textattack.shared.WordEmbedding`` over the word vectors of ``space`` with the cached neighbour table."""
+    """A ``textattack.shared.WordEmbedding`` over the word vectors of ``space`` with the cached neighbour table,
+    one per process and vocabulary: the word-pair cosines it memoises (``WordEmbeddingDistance``) serve every
+    attack built on it, not only the first (the memo is a pure function of the table). A word's candidate list
+    (``WordSwapEmbedding``) is a row of the neighbour table, itself cached on disk (module docstring)."""
     from robench.attacks.offline import import_textattack
 
     import_textattack()
@@ -159,6 +165,9 @@ def textattack_embedding(vocab_size: int = DEFAULT_VOCAB, space: str = DEFAULT_S
 
     table = load_glove(vocab_size, space=space)
     return WordEmbedding(table.matrix, table.word2index, dict(enumerate(table.words)), nn_matrix=table.nn)
+
+
+register_memory(textattack_embedding.cache_clear)  # clear_memory: the next attack starts with empty memos
 
 
 def stop_words() -> set[str]:
@@ -190,11 +199,51 @@ def encoder_precision(device: str = "cpu", precision: str | None = None) -> str:
     return "bf16" if native_bf16(device) else "fp32"
 
 
-class MiniLMEncoder:
-    """Mean-pooled all-MiniLM-L6-v2 sentence embeddings (the offline stand-in for USE), memoised.
+ENCODER_NAMESPACE = "minilm_embeddings"
+ENCODER_MAX_LENGTH = 128
+_ENCODERS: weakref.WeakSet = weakref.WeakSet()  # the process's MiniLMEncoders (clear_memory empties their memos)
 
-    Batches are length-sorted and padded per batch; under ``precision="bf16"`` the encoder runs in bf16
-    autocast (pooling and the returned vectors stay float32)."""
+
+@lru_cache(maxsize=16)
+def minilm_identity(precision: str, device_type: str, threads: int = 1) -> dict:
+    """What a MiniLM vector of a text depends on besides the text (the key of the on-disk vector cache,
+    ``robench.attacks.cache``): a fingerprint of the model's files, the precision, the device kind (and the
+    CPU's vector instructions or the GPU's name: kernels differ), torch's thread count (a kernel may split its
+    sums across threads), the torch and transformers versions, the truncation, the pooling and the
+    one-text-per-pass batching. Computed once per process and setting."""
+    import platform
+
+    import torch
+
+    from robench.assets import asset_dir
+    from robench.attacks.cache import files_fingerprint, package_version
+
+    if device_type == "cuda":
+        hardware = torch.cuda.get_device_name() if torch.cuda.is_available() else "cuda"
+    elif device_type == "cpu":
+        hardware = f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()}"
+    else:
+        hardware = device_type
+    return {"encoder": "all-MiniLM-L6-v2", "files": files_fingerprint(str(asset_dir("minilm"))),
+            "precision": precision, "device": device_type, "hardware": hardware, "threads": int(threads),
+            "torch": torch.__version__,
+            "transformers": package_version("transformers"), "max_length": ENCODER_MAX_LENGTH,
+            "pooling": "mean over the attention mask, float32", "batching": "one text per forward pass"}
+
+
+@register_memory
+def _clear_encoder_memos() -> None:
+    for encoder in list(_ENCODERS):
+        encoder._cache.clear()
+
+
+class MiniLMEncoder:
+    """Mean-pooled all-MiniLM-L6-v2 sentence embeddings (the offline stand-in for USE), memoised in memory and
+    on disk (``robench.attacks.cache``, namespace ``minilm_embeddings``, keyed by the exact text and
+    :func:`minilm_identity`).
+
+    Each text is encoded alone (a batch of one, so no padding), under ``precision="bf16"`` in bf16 autocast
+    (pooling and the returned vectors stay float32)."""
 
     def __init__(self, device: str = "cpu", batch_size: int = 64, cache_size: int = 100_000,
                  precision: str = "fp32") -> None:
@@ -202,47 +251,70 @@ class MiniLMEncoder:
         from transformers import AutoModel, AutoTokenizer
 
         from robench.assets import asset_dir
+        from robench.attacks.cache import Float32Codec, TextCache
 
         path = asset_dir("minilm")
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).to(device).eval()
         self.device = torch.device(device)
         self.precision = precision
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # kept for callers; texts are encoded one at a time (see encode)
         self.cache_size = cache_size
+        self.dim = int(self.model.config.hidden_size)
         self._cache: dict[str, np.ndarray] = {}
+        self.forward_texts = 0  # texts actually run through the encoder
+        self.store = TextCache(ENCODER_NAMESPACE, lambda: self.identity(), Float32Codec(self.dim))
+        _ENCODERS.add(self)
 
-    def encode(self, sentences: list[str]) -> np.ndarray:
-        """Embeddings of ``sentences`` (memoised). Sentences are batched only with others of the same token
-        length, so no batch is padded and a sentence's vector does not depend on which sentences happened
-        to be encoded with it (under bf16, padding would move cosines by ~1e-3: enough to make a resumed
-        attack differ from an uninterrupted one near a threshold)."""
+    def identity(self) -> dict:
+        """The key of this encoder's vectors besides the text (:func:`minilm_identity`)."""
         import torch
 
-        todo = list(dict.fromkeys(s for s in sentences if s not in self._cache))
-        groups: dict[int, list[str]] = {}
-        if todo:
-            lengths = self.tokenizer(todo, truncation=True, max_length=128)["input_ids"]
-            for s, ids in zip(todo, lengths, strict=True):
-                groups.setdefault(len(ids), []).append(s)
+        return minilm_identity(self.precision, self.device.type, torch.get_num_threads())
+
+    def _embed_one(self, sentence: str) -> np.ndarray:
+        """The float32 vector of one text, encoded alone."""
+        import torch
+
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
         with torch.inference_mode():
-            for length in sorted(groups):
-                members = groups[length]
-                for start in range(0, len(members), self.batch_size):
-                    chunk = members[start : start + self.batch_size]
-                    enc = self.tokenizer(chunk, padding=True, truncation=True, max_length=128,
-                                         return_tensors="pt").to(self.device)
-                    with autocast:
-                        hidden = self.model(**enc).last_hidden_state
-                    hidden = hidden.float()
-                    mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
-                    for s, v in zip(chunk, pooled.cpu().numpy(), strict=True):
-                        if len(self._cache) >= self.cache_size:
-                            self._cache.pop(next(iter(self._cache)))
-                        self._cache[s] = v
-        return np.stack([self._cache[s] for s in sentences]) if sentences else np.zeros((0, 384), np.float32)
+            enc = self.tokenizer([sentence], truncation=True, max_length=ENCODER_MAX_LENGTH,
+                                 return_tensors="pt").to(self.device)
+            with autocast:
+                hidden = self.model(**enc).last_hidden_state
+            hidden = hidden.float()
+            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
+        self.forward_texts += 1
+        return np.ascontiguousarray(pooled[0].cpu().numpy(), dtype=np.float32)
+
+    def encode(self, sentences: list[str]) -> np.ndarray:
+        """Embeddings of ``sentences``: from memory, else from the on-disk cache, else encoded.
+
+        Every text is encoded alone. Encoded in a batch, a text's fp32 vector moves with the other texts of the
+        batch (by up to ~6e-7 for texts of the same token length: the matrix kernels depend on the batch's
+        shape), so a vector read from the cache, computed in another run, could differ in its last bits from
+        the one this run would compute; alone, a text's vector is a function of the text (and of
+        ``minilm_identity``), the same whether it is read back or computed, and a resumed attack gives the
+        same outcomes as an uninterrupted one."""
+        from robench.attacks.cache import count_computed
+
+        sentences = list(sentences)
+        found = {s: self._cache[s] for s in sentences if s in self._cache}
+        todo = [s for s in dict.fromkeys(sentences) if s not in found]
+        if todo:
+            found.update(self.store.get_many(todo))
+            missing = [s for s in todo if s not in found]
+            if missing:
+                fresh = {s: self._embed_one(s) for s in missing}
+                count_computed(ENCODER_NAMESPACE, len(fresh))
+                self.store.put_many(fresh)
+                found.update(fresh)
+            for s in todo:
+                if len(self._cache) >= self.cache_size:
+                    self._cache.pop(next(iter(self._cache)))
+                self._cache[s] = found[s]
+        return np.stack([found[s] for s in sentences]) if sentences else np.zeros((0, self.dim), np.float32)
 
 
 def minilm_encoder(device: str = "cpu", precision: str | None = None) -> MiniLMEncoder:

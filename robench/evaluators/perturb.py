@@ -10,8 +10,11 @@ in test-split order), so the board's paired test runs on this column.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +25,7 @@ from robench.evaluators.base import EvalOutput, Evaluator, register_evaluator
 from robench.evaluators.shift import correct_string
 from robench.predict import predict
 from robench.results import MetricSpec
+from robench.storage import atomic_write_json
 
 PERTURBATIONS = ("keyboard", "ocr", "char_random", "word_swap", "word_delete", "spelling")
 DEFAULT_RATE = 0.1
@@ -57,7 +61,59 @@ def _seed_for(seed: int, name: str, index: int) -> int:
 
 
 def perturb_texts(texts: list[str], name: str, rate: float = DEFAULT_RATE, seed: int = 0) -> list[str]:
-    """Perturbed copies of ``texts``, deterministic per (seed, perturbation, position)."""
+    """Perturbed copies of ``texts``, deterministic per (seed, perturbation, position), generated once per
+    machine: every run of a board perturbs the same test set, so the texts are cached on disk
+    (``<robench cache>/perturb``, ``$ROBENCH_CACHE`` or ``~/.cache/robench``; one JSON file per key)
+    keyed by the perturbation, rate, seed, nlpaug's version and the texts themselves.
+    ``ROBENCH_PERTURB_CACHE=0`` turns it off. A missing, unreadable or mismatched cache file is a miss
+    (the texts are generated again and the file rewritten atomically)."""
+    key = _cache_key(texts, name, rate, seed)
+    path = _cache_path(key)
+    cached = _read_cached(path, key, len(texts))
+    if cached is not None:
+        return cached
+    out = _generate(texts, name, rate, seed)
+    if path is not None:
+        try:
+            atomic_write_json(path, {"key": key, "perturbation": name, "rate": rate, "seed": seed, "texts": out})
+        except OSError:  # a read-only or full cache folder costs speed, never the result
+            pass
+    return out
+
+
+def _cache_path(key: str) -> Path | None:
+    if os.environ.get("ROBENCH_PERTURB_CACHE", "1").strip() == "0":
+        return None
+    from robench.split_asset import cache_root
+
+    try:
+        return cache_root() / "perturb" / f"{key}.json"
+    except OSError:  # no writable cache folder: generate every time
+        return None
+
+
+def _cache_key(texts: list[str], name: str, rate: float, seed: int) -> str:
+    from importlib.metadata import version
+
+    payload = json.dumps({"perturbation": name, "rate": float(rate), "seed": int(seed),
+                          "nlpaug": version("nlpaug"), "texts": list(texts)}, ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def _read_cached(path: Path | None, key: str, n: int) -> list[str] | None:
+    if path is None or not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    texts = data.get("texts") if isinstance(data, dict) and data.get("key") == key else None
+    if not isinstance(texts, list) or len(texts) != n or not all(isinstance(t, str) for t in texts):
+        return None
+    return texts
+
+
+def _generate(texts: list[str], name: str, rate: float, seed: int) -> list[str]:
     from nlpaug.util import Randomness
 
     aug = make_augmenter(name, rate)

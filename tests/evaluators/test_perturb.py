@@ -7,8 +7,10 @@ import json
 import pytest
 
 
-def test_perturbations_are_deterministic_and_change_text():
+def test_perturbations_are_deterministic_and_change_text(monkeypatch):
     from robench.evaluators.perturb import PERTURBATIONS, perturb_texts
+
+    monkeypatch.setenv("ROBENCH_PERTURB_CACHE", "0")  # generated each time: the determinism is nlpaug's seeding
 
     texts = ["a wonderful moving film with superb acting", "dull and lifeless a complete waste of time", "ok"]
     for name in PERTURBATIONS:
@@ -18,6 +20,34 @@ def test_perturbations_are_deterministic_and_change_text():
         assert a[:2] != texts[:2], name
         # per-example seeding: a text's version does not depend on its neighbours
         assert perturb_texts(texts[:1], name, 0.2, seed=0)[0] == a[0]
+
+
+def test_perturbed_texts_are_cached_per_text_rate_seed_and_perturbation(monkeypatch, tmp_path):
+    from robench.evaluators import perturb
+
+    monkeypatch.setenv("ROBENCH_CACHE", str(tmp_path))
+    calls = []
+    real = perturb._generate
+    monkeypatch.setattr(perturb, "_generate", lambda *a: calls.append(a) or real(*a))
+    texts = ["a wonderful moving film with superb acting", "dull and lifeless a complete waste of time"]
+    first = perturb.perturb_texts(texts, "keyboard", 0.2, seed=0)
+    assert len(calls) == 1 and len(list((tmp_path / "perturb").glob("*.json"))) == 1  # a miss computes and stores
+    assert perturb.perturb_texts(texts, "keyboard", 0.2, seed=0) == first and len(calls) == 1  # a hit
+    # a different text, rate, seed or perturbation each miss
+    for args in ((texts[:1], "keyboard", 0.2, 0), (texts, "keyboard", 0.3, 0), (texts, "keyboard", 0.2, 1),
+                 (texts, "ocr", 0.2, 0)):
+        before = len(calls)
+        perturb.perturb_texts(args[0], args[1], args[2], seed=args[3])
+        assert len(calls) == before + 1, args
+    # a damaged cache file is a miss: regenerated and rewritten, never trusted
+    cached = perturb._cache_path(perturb._cache_key(texts, "keyboard", 0.2, 0))
+    cached.write_text('{"key": "x", "texts": ["garbage"]', encoding="utf-8")
+    before = len(calls)
+    assert perturb.perturb_texts(texts, "keyboard", 0.2, seed=0) == first and len(calls) == before + 1
+    assert perturb.perturb_texts(texts, "keyboard", 0.2, seed=0) == first and len(calls) == before + 1
+    # the off switch
+    monkeypatch.setenv("ROBENCH_PERTURB_CACHE", "0")
+    assert perturb.perturb_texts(texts, "keyboard", 0.2, seed=0) == first and len(calls) == before + 2
 
 
 def test_perturb_evaluator_on_tiny_run(tiny_run):
