@@ -90,6 +90,9 @@ def train(
     force: bool = typer.Option(False, help="overwrite an existing run directory and discard a checkpoint"),
     checkpoint_steps: int = typer.Option(TRAIN.checkpoint_steps, help="also checkpoint every N optimiser steps (0: at epoch ends "
                                                    "only); re-running a killed command resumes"),
+    group_by_length: bool = typer.Option(TRAIN.group_by_length, "--group-by-length",
+                                         help="batch examples of similar length together (less padding, faster steps; "
+                                              "other batches, so other weights: part of the run's settings)"),
     tuned: Path = typer.Option(None, "--tuned", help="tuned.json from 'robench tune': train with the method's chosen lr "
                                                      "and hyper-parameter (--lr and --set win; run.json records both)"),
 ) -> None:
@@ -109,7 +112,7 @@ def train(
                       selective=selective, selective_overrides=selective_overrides, seed=seed, epochs=epochs,
                       batch_size=batch_size, lr=lr if lr is not None else TRAIN.lr, max_length=max_length,
                       precision=precision, device=device, profile=profile, limit=limit, out=out_dir, force=force,
-                      checkpoint_steps=checkpoint_steps)
+                      checkpoint_steps=checkpoint_steps, group_by_length=group_by_length)
     if tuned is not None:
         from robench.tune import apply_tuned
 
@@ -299,6 +302,8 @@ def run_bench(
     plots: bool = typer.Option(True, help="draw the leaderboard figures"),
     checkpoint_steps: int = typer.Option(TRAIN.checkpoint_steps, help="training also checkpoints every N optimiser steps (0: at epoch "
                                                  "ends only); a killed run resumes from its last checkpoint"),
+    group_by_length: bool = typer.Option(TRAIN.group_by_length, "--group-by-length",
+                                         help="train with length-grouped batches (less padding, faster; other weights)"),
     shard: str = typer.Option(None, help="K/N, 1 <= K <= N: run only the K-th of N disjoint slices of the "
                                          "method x seed jobs (a cluster array job; no leaderboard, it prints the "
                                          "command that merges the shards)"),
@@ -324,7 +329,8 @@ def run_bench(
                    max_length=(max_length, 1), checkpoint_steps=(checkpoint_steps, 0))
     shard_kn = parse_shard(shard)
     train_options = {k: v for k, v in (("checkpoint_steps", checkpoint_steps or None), ("max_length", max_length),
-                                       ("preset", preset)) if v is not None}
+                                       ("preset", preset), ("group_by_length", group_by_length or None))
+                     if v is not None}
 
     res = run_benchmark(task, methods, seeds, suite, profile if profile != "default" else None, model=model,
                         runs_dir=runs_dir, results_dir=results_dir, limit=limit, epochs=epochs,
@@ -457,7 +463,8 @@ def leaderboard(
 
 @app.command()
 def table(
-    format_: str = typer.Option("markdown", "--format", help="latex, markdown or csv"),
+    format_: str = typer.Option("markdown", "--format", help="latex, markdown, csv, or roast (RoAST's inD, ooD, adv, "
+                                "ece, auroc per run, as its robust_eval.py averages them; --out writes CSV)"),
     results: list[str] = typer.Option(None, "--results", help="folder(s) holding run directories (repeatable or commas)"),
     aspects: str = typer.Option(None, help="columns, e.g. id,shift,ece (default: the six leaderboard aspects)"),
     digits: int = typer.Option(1, help="decimals (values are in percent)"),
@@ -467,11 +474,20 @@ def table(
                                      "examples resampled; needs 3 seeds per method; the default for method rows) "
                                      "or examples (seeds fixed; the default for --by model)"),
 ) -> None:
-    """Print the leaderboard as a LaTeX (booktabs), Markdown or CSV table."""
+    """Print the leaderboard as a LaTeX (booktabs), Markdown or CSV table, or RoAST's summary per run."""
     from robench.report import build_leaderboard, format_table
     from robench.storage import atomic_write_text
 
     _check_numbers(bootstrap=(bootstrap, 1), digits=(digits, 0))
+    if format_.lower() == "roast":  # per run, from the result files alone (robench.report.roast): no board needed
+        from robench.report.roast import load_roast_rows, roast_csv, roast_text
+
+        rows = load_roast_rows(_paths(results, "runs"))
+        sys.stdout.write(roast_text(rows, digits=digits))
+        if out_file:
+            atomic_write_text(Path(out_file), roast_csv(rows))
+            out.print(f"written: {out_file}")
+        return
     board = build_leaderboard(_paths(results, "runs"), aspects, n_boot=bootstrap, significance=significance)
     text = format_table(board, format_, digits=digits)
     if out_file:

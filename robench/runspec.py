@@ -4,11 +4,11 @@ finished run is the one a command asks for.
 A run's weights are decided by the task's data (its ``data_hash``, profile and limit), the model, the
 method with its resolved hyper-parameters (dataclass defaults -> preset -> tuned setting -> ``--set``),
 selective training and its mask, the seed and the trainer's numbers (epochs, batch size, lr, weight
-decay, warm-up, Adam betas and eps, clipping, max length, precision). :class:`RunSpec` holds
-exactly those in a frozen :class:`RunSpec`; ``train`` (its checkpoint), ``tune`` (its trials) and ``run``
-(its finished runs) all compare them (:meth:`RunSpec.key`, :meth:`RunSpec.differences`), so a finished
-run trained with other settings is never reused for a command that asks for different ones. run.json
-records the spec under ``spec``.
+decay, warm-up, Adam betas and eps, clipping, max length, precision, length-grouped batching).
+:class:`RunSpec` holds exactly those in a frozen :class:`RunSpec`; ``train`` (its checkpoint), ``tune``
+(its trials) and ``run`` (its finished runs) all compare them (:meth:`RunSpec.key`,
+:meth:`RunSpec.differences`), so a finished run trained with other settings is never reused for a
+command that asks for different ones. run.json records the spec under ``spec``.
 
 This module imports no torch: the CLI takes its option defaults from :class:`TrainConfig`.
 """
@@ -63,6 +63,9 @@ class TrainConfig:
     out: str | None = None
     force: bool = False  # overwrite a finished run and discard a checkpoint
     checkpoint_steps: int = 0  # also checkpoint every N optimiser steps (0: at epoch ends only)
+    # length-grouped batches (robench.sampling, as the HF Trainer's group_by_length): less padding, faster
+    # steps, but other examples share a batch, so other weights: part of the key, off by default
+    group_by_length: bool = False
     # a budget, not a setting: stop at the end of this epoch of the `epochs`-long schedule, keeping the
     # epoch-end checkpoint and writing no run folder; the same config without it resumes from there and
     # ends as a run never stopped (robench tune's successive halving)
@@ -78,6 +81,17 @@ class TrainConfig:
 NOT_IN_KEY = frozenset({"out", "force", "checkpoint_steps", "stop_after_epoch", "device", "eval_batch_size", "tuned", "method_overrides",
                         "preset", "selective_overrides", "task"})
 TRAINER_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in NOT_IN_KEY)
+# Trainer settings added after runs were first recorded, with the value those runs trained at: in the key
+# only when set to something else, so every run trained before the setting existed keeps its key and
+# still stands for a command at the default (a run.json without the field means the default).
+KEY_WHEN_SET: dict[str, Any] = {"group_by_length": False}
+
+
+def _trainer(values: dict[str, Any]) -> dict[str, Any]:
+    """The trainer part of the key: every field of :data:`TRAINER_FIELDS`, those of :data:`KEY_WHEN_SET`
+    only when away from their default."""
+    return {name: values[name] for name in TRAINER_FIELDS
+            if not (name in KEY_WHEN_SET and values[name] == KEY_WHEN_SET[name])}
 
 
 def _jsonable(value: Any) -> Any:
@@ -105,7 +119,7 @@ class RunSpec:
     @classmethod
     def of(cls, cfg: TrainConfig, method_config: dict[str, Any], selective_config: dict[str, Any] | None,
            data_hash: str, sources: dict[str, dict[str, str]] | None = None) -> RunSpec:
-        trainer = {name: getattr(cfg, name) for name in TRAINER_FIELDS}
+        trainer = _trainer({name: getattr(cfg, name) for name in TRAINER_FIELDS})
         return cls(trainer=_jsonable(trainer), method_config=_jsonable(method_config),
                    selective_config=_jsonable(selective_config), data_hash=data_hash, sources=sources or {})
 
@@ -121,7 +135,7 @@ class RunSpec:
                        selective_config=fields.get("selective_config"), data_hash=fields.get("data_hash"),
                        sources=spec.get("sources") or {}, version=fields.get("version", SPEC_VERSION))
         defaults = TrainConfig()
-        trainer = {name: record.config.get(name, getattr(defaults, name)) for name in TRAINER_FIELDS}
+        trainer = _trainer({name: record.config.get(name, getattr(defaults, name)) for name in TRAINER_FIELDS})
         return cls(trainer=_jsonable(trainer), method_config=_jsonable(record.method.config or {}),
                    selective_config=_jsonable(record.method.selective_config), data_hash=record.task.data_hash)
 
@@ -141,6 +155,8 @@ class RunSpec:
         out: list[str] = []
         for group, prefix in (("trainer", ""), ("method_config", "method "), ("selective_config", "selective ")):
             a, b = getattr(self, group) or {}, getattr(new, group) or {}
+            if group == "trainer":  # a setting of KEY_WHEN_SET absent from one side is at its default there
+                a, b = {**KEY_WHEN_SET, **a}, {**KEY_WHEN_SET, **b}
             for name in sorted(set(a) | set(b)):
                 if a.get(name) != b.get(name):
                     out.append(f"{prefix}{name} {a.get(name)!r}, now {b.get(name)!r}")

@@ -9,7 +9,8 @@ knows nothing about any one method.
 
 Resuming (``robench.checkpoint``): a checkpoint holds the weights, optimiser, scheduler, every
 hook's ``state_dict``, the RNG states and the loop's bookkeeping (``Loop``). The batch order of
-an epoch comes from the shuffling generator alone, so a checkpoint taken mid-epoch stores that
+an epoch comes from the shuffling generator alone (random, or length-grouped with
+``group_by_length``: ``robench.sampling``), so a checkpoint taken mid-epoch stores that
 generator's state from the start of the epoch: a resumed run replays the epoch's order and skips
 the batches already done. A run resumed after a kill ends with the same weights and run.json
 (timings aside) as a run never killed; ``training.resumed`` lists where it resumed.
@@ -185,6 +186,21 @@ def tokenize(ds, tokenizer, max_length: int):
                   remove_columns=["text"]).rename_column("label", "labels")
 
 
+def make_train_loader(train_ds, cfg: TrainConfig, collate, generator: torch.Generator):
+    """The training batches of ``cfg.batch_size``: a fresh random order each epoch, or with
+    ``cfg.group_by_length`` that order grouped by length (:mod:`robench.sampling`). Either way every
+    draw comes from ``generator`` (the permutation, and the DataLoader's per-epoch base seed), so an
+    epoch's batches replay from the generator's state at its start: what resuming relies on."""
+    from torch.utils.data import DataLoader
+
+    if not cfg.group_by_length:
+        return DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate, generator=generator)
+    from robench.sampling import LengthGroupedSampler, token_lengths
+
+    sampler = LengthGroupedSampler(token_lengths(train_ds), cfg.batch_size, generator)
+    return DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate, generator=generator)
+
+
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """No weight decay on biases and LayerNorm weights (the reference optimiser)."""
     decay, no_decay = [], []
@@ -286,7 +302,7 @@ def train(cfg: TrainConfig) -> Path:
     val_ds = tokenize(data.get("validation"), tokenizer, cfg.max_length)
     collate = DataCollatorWithPadding(tokenizer)  # pads each batch to its own longest sequence
     generator = torch.Generator().manual_seed(cfg.seed)  # the batch order, and nothing else
-    train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate, generator=generator)
+    train_loader = make_train_loader(train_ds, cfg, collate, generator)
     val_loader = DataLoader(val_ds, batch_size=cfg.eval_batch_size, collate_fn=collate)
 
     model = load_model(cfg.model, num_labels=len(task.labels), seed=cfg.seed)
