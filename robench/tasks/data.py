@@ -1,6 +1,12 @@
 """A task's sets as ``datasets.Dataset`` objects (:class:`TaskData`): each with a ``text`` column and
 (except OOD sets) an integer ``label`` column, in a seeded order, capped by its limit, fingerprinted
-(:func:`fingerprint`) so a run's data identity can be checked later."""
+(:func:`fingerprint`) so a run's data identity can be checked later.
+
+Sentence pairs: a source with two text columns (``text_column: [premise, hypothesis]``, no ``join``)
+gives sets with a second column, ``text_pair``. Training and the evaluators read one ``text`` per
+example, so a set of pairs is built only for a caller that asks for it (``TaskData(spec, pairs=True)``);
+anyone else gets one :class:`ConfigError` line (:data:`PAIRS_UNSUPPORTED`) instead of a model trained
+on the premises alone."""
 
 
 import hashlib
@@ -14,9 +20,14 @@ from robench.errors import ConfigError, OfflineError
 from robench.tasks.sources import load_raw, resolve_file, to_examples
 from robench.tasks.spec import TaskSpec
 
+PAIRS_UNSUPPORTED = ("robench trains and evaluates one text per example, so a sentence-pair task loads but cannot "
+                     "be trained or evaluated yet (docs/tasks.md, Sentence pairs); join the columns into one text "
+                     "with join: \" \" if a single text is what you want")
 
-def fingerprint(texts: list[str], labels: list[int]) -> str:
-    """Hash of the examples actually used (order included): a run's data identity."""
+
+def fingerprint(texts: list[Any], labels: list[int]) -> str:
+    """Hash of the examples actually used (order included): a run's data identity. A sentence pair hashes
+    as its two texts (a JSON list), so it never collides with a single text."""
     h = hashlib.sha256()
     for t, y in zip(texts, labels, strict=True):
         h.update(json.dumps([t, int(y)], ensure_ascii=False).encode())
@@ -27,11 +38,14 @@ def fingerprint(texts: list[str], labels: list[int]) -> str:
 class TaskData:
     """Builds (and memoises) the sets of one task as ``datasets.Dataset`` objects."""
 
-    def __init__(self, spec: TaskSpec, expected: dict[str, str] | None = None, allow_changed: bool = False) -> None:
+    def __init__(self, spec: TaskSpec, expected: dict[str, str] | None = None, allow_changed: bool = False,
+                 pairs: bool = False) -> None:
         """``expected``: set key -> the fingerprint a run recorded for it (robench eval passes run.json's); a
-        set built with another fingerprint is an error, or with ``allow_changed`` is listed in ``changed``."""
+        set built with another fingerprint is an error, or with ``allow_changed`` is listed in ``changed``.
+        ``pairs``: the caller reads a set's ``text_pair`` column, so sets of sentence pairs may be built."""
         self.spec = spec
-        self._source_cache: dict[tuple[str, bool], tuple[list[str], list[int]]] = {}
+        self.pairs = pairs
+        self._source_cache: dict[tuple[str, bool], tuple[list[Any], list[int]]] = {}
         self._set_cache: dict[str, Any] = {}
         self._fingerprints: dict[str, str] = {}
         self.files: dict[str, str] = {}  # source name -> the file it was read from (absolute)
@@ -40,7 +54,7 @@ class TaskData:
         self.allow_changed = allow_changed
         self.changed: dict[str, dict[str, str]] = {}  # set key -> {"trained": fp, "now": fp}
 
-    def _source_examples(self, name: str, with_labels: bool) -> tuple[list[str], list[int]]:
+    def _source_examples(self, name: str, with_labels: bool) -> tuple[list[Any], list[int]]:
         key = (name, with_labels)
         if key not in self._source_cache:
             src = self.spec.sources[name]
@@ -68,6 +82,9 @@ class TaskData:
             raise ConfigError(f"task {self.spec.name!r} has no set {key!r}; sets: {known}")
         s = self.spec.sets[key]
         src = self.spec.sources[s.source]
+        if src.is_pair and not self.pairs:
+            raise ConfigError(f"task {self.spec.name!r}: set {key!r} holds sentence pairs (source {src.name!r}, "
+                              f"text_column: [{', '.join(src.text_columns)}]); {PAIRS_UNSUPPORTED}")
         with_labels = not key.startswith("ood:") or src.label_column is not None
         texts, ys = self._source_examples(s.source, with_labels)
         if s.part is not None:
@@ -84,7 +101,11 @@ class TaskData:
             texts, ys = texts[: s.limit], ys[: s.limit]
         if not texts:
             raise ConfigError(f"task {self.spec.name!r}: set {key!r} is empty after filtering; check its source and limit")
-        ds = datasets.Dataset.from_dict({"text": texts, "label": ys})
+        if src.is_pair:
+            ds = datasets.Dataset.from_dict({"text": [t[0] for t in texts], "text_pair": [t[1] for t in texts],
+                                             "label": ys})
+        else:
+            ds = datasets.Dataset.from_dict({"text": texts, "label": ys})
         now = fingerprint(texts, ys)
         was = self.expected.get(key)
         if was is not None and was != now:
@@ -123,21 +144,21 @@ class TaskData:
             raise ConfigError(f"task {self.spec.name!r}: set 'train' has only one class ({names}) in its {len(train)} "
                               f"examples after filtering and binarising; a classifier needs at least two: check source "
                               f"{source!r} (its label_map / binarize threshold, its part and limit, the file itself)")
-        train_texts = {t.strip() for t in train["text"]}
+        train_texts = _text_keys(train)
         overlap: dict[str, int | None] = {}
         fingerprints = {"train": self.fingerprint("train")}
         for key in self.spec.sets:
             if key == "train":
                 continue
             try:
-                texts = self.get(key)["text"]
+                texts = _text_keys(self.get(key), unique=False)
             except OfflineError as exc:
                 overlap[key] = None
                 if warn:
                     warn(f"warning: set {key!r} not checked for overlap with train ({exc})")
                 continue
             fingerprints[key] = self.fingerprint(key)
-            count = sum(t.strip() in train_texts for t in texts)
+            count = sum(t in train_texts for t in texts)
             overlap[key] = count
             if count and count == len(texts):
                 raise ConfigError(f"task {self.spec.name!r}: set {key!r} is entirely contained in train ({count} of "
@@ -154,3 +175,13 @@ class TaskData:
                 warn(f"note: source {src!r}: left out {what} (blank or missing cells); recorded in run.json")
         return {"overlap_with_train": overlap, "files": dict(self.files), "set_fingerprints": fingerprints,
                 "dropped_rows": dropped}
+
+
+def _text_keys(ds, unique: bool = True):
+    """What the overlap checks compare: each example's text (stripped), or for sentence pairs its
+    (first, second) texts; a set of them, or with ``unique=False`` a list in set order."""
+    if "text_pair" in ds.column_names:
+        keys = [(a.strip(), b.strip()) for a, b in zip(ds["text"], ds["text_pair"], strict=True)]
+    else:
+        keys = [t.strip() for t in ds["text"]]
+    return set(keys) if unique else keys

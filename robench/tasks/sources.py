@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from robench.errors import ConfigError, OfflineError
+from robench.errors import ConfigError, OfflineError, RobenchError
 from robench.tasks.spec import OUTSIDE_FIX, SourceSpec, is_outside, outside_paths_allowed_by_env
 
 
@@ -133,28 +133,80 @@ def hub_offline_message(spec: SourceSpec) -> str:
             "run once with internet to cache it, or point the task's source to a local file (file: ...)")
 
 
-def _load_hub(spec: SourceSpec):
+def hub_dataset(hub: dict[str, Any]):
+    """The one call that fetches a hub dataset: ``datasets.load_dataset(path, name, split=..., revision=...)``,
+    from the local cache alone when the hub is unreachable. Tests stand fixtures in for this function
+    (``tests/fixtures/hub``), so everything after it (columns, label maps, sets) runs as with the hub."""
     import datasets
 
     from robench.hub import use_cache_only_if_offline
 
+    use_cache_only_if_offline()
+    kwargs = {"revision": hub["revision"]} if hub.get("revision") else {}
+    return datasets.load_dataset(hub["path"], hub.get("name"), split=hub.get("split", "train"), **kwargs)
+
+
+def _load_hub(spec: SourceSpec):
     hub = spec.hub or {}
-    offline = use_cache_only_if_offline()
     try:
-        return datasets.load_dataset(hub["path"], hub.get("name"), split=hub.get("split", "train"))
+        return hub_dataset(hub)
+    except RobenchError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any hub failure becomes one clear line
+        from robench.hub import hub_reachable
+
         text = f"{type(exc).__name__}: {exc}"
         offline_markers = ("offline", "connection", "resolve", "network", "timed out", "unreachable",
                            "couldn't reach", "Max retries", "Name or service")
-        if offline or any(m.lower() in text.lower() for m in offline_markers):
+        if any(m.lower() in text.lower() for m in offline_markers) or not hub_reachable():
             raise OfflineError(hub_offline_message(spec)) from None
+        if "scripts are no longer supported" in text:
+            raise ConfigError(f"hub dataset {hub.get('path')} (source {spec.name!r}) is a loading script, which this "
+                              "datasets version cannot run; use a parquet copy (hub: {revision: refs/convert/parquet} "
+                              "where the hub has one) or a local file (file: ...)") from None
         raise ConfigError(f"hub dataset {hub.get('path')} (source {spec.name!r}) failed to load: "
                           f"{text.splitlines()[0]}; check path/name/split in the task file") from None
 
 
+def _fields(values: list[Any]) -> list[str]:
+    """The keys of the first mapping among ``values`` (a column of mappings, e.g. a hub Translation column)."""
+    first = next((v for v in values if isinstance(v, dict)), None)
+    return sorted(first) if first is not None else []
+
+
+def column_values(ds, column: str, named: str, role: str = "text") -> list[Any]:
+    """A whole column as a list (row access is slow). ``column`` is a column name, or a dotted path into a
+    column of mappings (``translation.en``: the ``en`` field of each row's ``translation``), read when no
+    column carries the dotted name itself. A missing column or field is one line naming what there is."""
+    columns = list(ds.column_names)
+    key = f"{role}_column"
+    if column is None or column in columns:
+        if column is None:
+            raise ConfigError(f"{named}: no {role} column None (columns: {', '.join(columns)}); set {key} in the "
+                              "task file")
+        return ds.data.column(column).to_pylist()
+    head, *path = column.split(".")
+    if not path or head not in columns:
+        listing = ", ".join(columns)
+        raise ConfigError(f"{named}: no {role} column {column!r} (columns: {listing}); set {key} in the task file")
+    values = ds.data.column(head).to_pylist()
+    for depth, part in enumerate(path):
+        where = ".".join([head, *path[:depth]])
+        fields = _fields(values)
+        if not fields:
+            raise ConfigError(f"{named}: column {where!r} holds no mappings, so {column!r} names nothing; "
+                              f"set {key} to a column (columns: {', '.join(columns)})")
+        if part not in fields:
+            raise ConfigError(f"{named}: column {where!r} has no field {part!r} (fields: {', '.join(fields)}); "
+                              f"set {key}, e.g. {key}: {where}.{fields[0]}")
+        values = [v.get(part) if isinstance(v, dict) else None for v in values]
+    return values
+
+
 def to_examples(spec: SourceSpec, ds, labels: list[str], with_labels: bool, origin: str | None = None,
-                 dropped: dict[str, int] | None = None) -> tuple[list[str], list[int]]:
-    """The source's (texts, label indices). Rows left out are counted into ``dropped`` by reason:
+                 dropped: dict[str, int] | None = None) -> tuple[list[Any], list[int]]:
+    """The source's (texts, label indices): a text is a string, or for a sentence-pair source (two text
+    columns, no ``join``) a (first, second) tuple. Rows left out are counted into ``dropped`` by reason:
     ``no_text`` (missing or blank), ``pattern`` (text_pattern did not match), ``no_label`` (missing or NaN
     label) and ``mapped_out`` (label_map to null, binarize's min_abs margin: left out on purpose)."""
     dropped = dropped if dropped is not None else {}
@@ -162,37 +214,35 @@ def to_examples(spec: SourceSpec, ds, labels: list[str], with_labels: bool, orig
     def drop(reason: str) -> None:
         dropped[reason] = dropped.get(reason, 0) + 1
 
-    columns = ds.column_names
-    text_col = spec.text_column if spec.format != "lines" else "text"
+    text_cols = spec.text_columns if spec.format != "lines" else ("text",)
     named = f"source {spec.name!r}" + (f" ({origin})" if origin else "")
-    if text_col not in columns:
-        raise ConfigError(f"{named}: no text column {text_col!r} (columns: {', '.join(columns)}); "
-                          "set text_column in the task file")
-    texts_raw = ds.data.column(text_col).to_pylist()  # whole columns: row access is slow
-    labels_raw = None
-    if with_labels:
-        if spec.label_column not in columns:
-            raise ConfigError(f"{named}: no label column {spec.label_column!r} (columns: "
-                              f"{', '.join(columns)}); set label_column in the task file")
-        labels_raw = ds.data.column(spec.label_column).to_pylist()
+    cells = [column_values(ds, col, named) for col in text_cols]
+    for col, values in zip(text_cols, cells, strict=True):
+        fields = _fields(values[:100])
+        if fields:  # a column of mappings (a hub Translation column, say): the text is one of its fields
+            raise ConfigError(f"{named}: text column {col!r} holds mappings with fields {', '.join(fields)}, not "
+                              f"text; name one field, e.g. text_column: {col}.{fields[0]}")
+    labels_raw = column_values(ds, spec.label_column, named, "label") if with_labels else None
     pattern = re.compile(spec.text_pattern) if spec.text_pattern else None
-    texts: list[str] = []
+    texts: list[Any] = []
     ys: list[int] = []
-    for i, text in enumerate(texts_raw):
-        if text is None:
+    for i in range(len(cells[0])):
+        parts = [values[i] for values in cells]
+        if any(part is None for part in parts):
             drop("no_text")
             continue
-        text = str(text)
+        parts = [str(part) for part in parts]
         if pattern is not None:
-            m = pattern.match(text)
+            m = pattern.match(parts[0])
             if not m:
                 drop("pattern")
                 continue
-            text = m.group(1)
-        text = text.strip()
-        if not text:
+            parts = [m.group(1)]
+        parts = [part.strip() for part in parts]
+        if not all(parts):
             drop("no_text")
             continue
+        text: Any = parts[0] if len(parts) == 1 else spec.join.join(parts) if spec.join is not None else tuple(parts)
         y = -1
         if labels_raw is not None:
             try:

@@ -24,8 +24,9 @@ from robench.errors import ConfigError, RobenchError
 FILE_FORMATS = {"csv", "tsv", "jsonl", "json", "parquet", "lines"}
 SOURCE_KEYS = {
     "asset", "file", "hub", "format", "text_column", "label_column", "label_map", "binarize",
-    "text_pattern", "partition", "seed",
+    "text_pattern", "partition", "seed", "join",
 }
+HUB_KEYS = {"path", "name", "split", "revision"}
 SET_KEYS = {"source", "part", "limit"}
 TOP_KEYS = {
     "name", "description", "labels", "sources", "train", "validation", "test", "calibration", "shift", "ood",
@@ -55,7 +56,10 @@ class SourceSpec:
     file: str | None = None
     hub: dict[str, Any] | None = None
     format: str | None = None
-    text_column: str = "text"
+    # one column name, or a list: two columns read as a sentence pair (premise, hypothesis), or, with `join`,
+    # several columns joined into one text. A name may be a dotted path into a column of mappings
+    # (`translation.en` reads the `en` field of a hub Translation column).
+    text_column: str | tuple[str, ...] = "text"
     label_column: str | None = None
     label_map: dict[Any, str] | None = None
     binarize: dict[str, float] | None = None
@@ -63,6 +67,17 @@ class SourceSpec:
     partition: dict[str, Any] | None = None
     seed: int = 0
     allow_outside_paths: bool = False  # the task's (or the environment's) permission to read outside its folder
+    join: str | None = None  # with a list text_column: the separator the columns are joined with into one text
+
+    @property
+    def text_columns(self) -> tuple[str, ...]:
+        """The text column(s) as a tuple (one name, or the pair's / the joined columns' names)."""
+        return (self.text_column,) if isinstance(self.text_column, str) else tuple(self.text_column)
+
+    @property
+    def is_pair(self) -> bool:
+        """Whether the source's examples are sentence pairs (two text columns, not joined)."""
+        return len(self.text_columns) == 2 and self.join is None
 
 
 @dataclass(frozen=True)
@@ -439,13 +454,18 @@ def _parse_source(name: str, s: Any, path: Path | str, labels: list[str], allow_
         hub = s["hub"]
         if isinstance(hub, str):
             hub = {"path": hub}
-        if not isinstance(hub, dict) or "path" not in hub or set(hub) - {"path", "name", "split"}:
-            raise _fail(path, f"{where}.hub", "must be a dataset id or {path, name, split}",
+        if not isinstance(hub, dict) or "path" not in hub or set(hub) - HUB_KEYS:
+            raise _fail(path, f"{where}.hub", "must be a dataset id or {path, name, split, revision}",
                         "e.g. hub: {path: glue, name: sst2, split: train}")
+        bad = [k for k in sorted(hub) if not (isinstance(hub[k], str) and hub[k].strip())]
+        if bad:
+            raise _fail(path, f"{where}.hub.{bad[0]}", f"must be a non-empty string, got {hub[bad[0]]!r}",
+                        "e.g. hub: {path: nyu-mll/glue, name: sst2, split: validation}")
         s = {**s, "hub": hub}
-    for column in ("text_column", "label_column"):
-        if s.get(column) is not None and not isinstance(s[column], str):
-            raise _fail(path, f"{where}.{column}", f"must be a column name, got {s[column]!r}", f"e.g. {column}: text")
+    if s.get("label_column") is not None and not _is_column(s["label_column"]):
+        raise _fail(path, f"{where}.label_column", f"must be a column name, got {s['label_column']!r}",
+                    "e.g. label_column: label")
+    text_column = _parse_text_column(s, where, path, fmt)
     label_map = s.get("label_map")
     if label_map is not None:
         if not isinstance(label_map, dict):
@@ -493,10 +513,48 @@ def _parse_source(name: str, s: Any, path: Path | str, labels: list[str], allow_
         raise _fail(path, f"{where}.seed", f"must be an integer, got {seed!r}", "e.g. seed: 0")
     return SourceSpec(
         name=name, asset=s.get("asset"), file=s.get("file"), hub=s.get("hub"), format=fmt,
-        text_column=s.get("text_column") or "text", label_column=s.get("label_column"),
+        text_column=text_column, label_column=s.get("label_column"),
         label_map=label_map, binarize=binarize, text_pattern=s.get("text_pattern"),
-        partition=partition, seed=seed, allow_outside_paths=allow_outside,
+        partition=partition, seed=seed, allow_outside_paths=allow_outside, join=s.get("join"),
     )
+
+
+def _is_column(value: Any) -> bool:
+    """A column name, or a dotted path into a column of mappings (``translation.en``)."""
+    return isinstance(value, str) and bool(value.strip()) and all(part for part in value.split("."))
+
+
+def _parse_text_column(s: dict[str, Any], where: str, path: Path | str, fmt: str | None) -> str | tuple[str, ...]:
+    """``text_column``: one column (default ``text``), or a list of columns: a sentence pair (two columns),
+    or with ``join: SEPARATOR`` any number joined into one text; ``join`` needs a list."""
+    raw = s.get("text_column")
+    join = s.get("join")
+    if join is not None and not isinstance(join, str):
+        raise _fail(path, f"{where}.join", f"must be a string (the separator), got {join!r}",
+                    'e.g. join: " " (or "" to concatenate the columns as they are)')
+    if raw is None:
+        raw = "text"
+    if isinstance(raw, str):
+        if not _is_column(raw):
+            raise _fail(path, f"{where}.text_column", f"must be a column name, got {raw!r}",
+                        "e.g. text_column: text (or translation.en for a field of a column of mappings)")
+        if join is not None:
+            raise _fail(path, f"{where}.join", "joins a list of text columns, but text_column names one",
+                        "give text_column a list, e.g. text_column: [question1, question2], or drop join")
+        return raw
+    if not (isinstance(raw, list) and len(raw) >= 2 and all(_is_column(c) for c in raw)):
+        raise _fail(path, f"{where}.text_column", f"must be a column name or a list of column names, got {raw!r}",
+                    "e.g. text_column: sentence, or text_column: [premise, hypothesis] for sentence pairs")
+    if join is None and len(raw) != 2:
+        raise _fail(path, f"{where}.text_column", f"a list of {len(raw)} columns without join",
+                    "a sentence pair is two columns; to join more into one text add join: \" \"")
+    if s.get("text_pattern") is not None:
+        raise _fail(path, f"{where}.text_pattern", "applies to one text column, but text_column is a list",
+                    "drop text_pattern or name one text column")
+    if fmt == "lines":
+        raise _fail(path, f"{where}.text_column", "a lines file has one text per line, not columns",
+                    "use a csv, tsv, jsonl or parquet file for sentence pairs")
+    return tuple(raw)
 
 
 def _parse_set(where: str, s: Any, path: Path | str, sources: dict[str, SourceSpec]) -> SetSpec:
