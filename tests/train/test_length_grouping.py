@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 from cli_helpers import run_cli
+from train_helpers import grow_validation
 
 import robench.train as tr
 from robench import checkpoint
 from robench.errors import ConfigError
-from robench.methods.base import TrainingHook
 from robench.methods.vanilla import Vanilla
 from robench.records import RunRecord, load_run, parse, to_json
 from robench.runspec import RunSpec, TrainConfig
@@ -176,22 +176,9 @@ def test_the_option_is_part_of_the_run_key_and_off_keeps_every_earlier_key():
 
 @contextmanager
 def last_epoch_best():
-    """Validation accuracy grows with the epoch, so a run keeps its LAST epoch's weights and the fingerprint
-    checks the end of training (the tiny random model's real accuracy is flat). Validation still runs."""
-    seen: dict[str, int] = {}
-    on_epoch_end, accuracy = TrainingHook.on_epoch_end, tr.accuracy
-
-    def record_epoch(self, model, epoch):
-        seen["epoch"] = epoch
-        return on_epoch_end(self, model, epoch)
-
-    def growing(*args):
-        accuracy(*args)
-        return seen["epoch"] / 10
-
+    """Validation accuracy grows with the epoch: a run keeps its last epoch's weights (train_helpers)."""
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(TrainingHook, "on_epoch_end", record_epoch)
-        m.setattr(tr, "accuracy", growing)
+        grow_validation(m)
         yield
 
 

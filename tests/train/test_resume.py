@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from train_helpers import grow_validation
 
 import robench.train as tr
 from robench import checkpoint
 from robench.methods import METHODS
-from robench.methods.base import TrainingHook
 from robench.records import load_run as load_record
 from robench.records import to_json
 from robench.train import TrainConfig, train
@@ -72,22 +72,8 @@ def tiny(tmp_path: Path, name: str = "run", **kw) -> TrainConfig:
 
 @pytest.fixture(autouse=True)
 def last_epoch_best(monkeypatch):
-    """Validation accuracy grows with the epoch, so a run keeps its LAST epoch's weights and the
-    fingerprint checks the end of training (the tiny random model's real accuracy is flat, which
-    would keep epoch 1's weights). Validation still runs: its loader draws from the RNG."""
-    seen: dict[str, int] = {}
-    on_epoch_end, accuracy = TrainingHook.on_epoch_end, tr.accuracy
-
-    def record_epoch(self, model, epoch):
-        seen["epoch"] = epoch
-        return on_epoch_end(self, model, epoch)
-
-    def growing(*args):
-        accuracy(*args)
-        return seen["epoch"] / 10
-
-    monkeypatch.setattr(TrainingHook, "on_epoch_end", record_epoch)
-    monkeypatch.setattr(tr, "accuracy", growing)
+    """Validation accuracy grows with the epoch: a run keeps its last epoch's weights (train_helpers)."""
+    grow_validation(monkeypatch)
 
 
 def killed(monkeypatch, cfg: TrainConfig, steps: int) -> None:
