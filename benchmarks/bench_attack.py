@@ -21,6 +21,12 @@ stock passes run with the on-disk caches off (``ROBENCH_ATTACK_CACHE=0``) and em
 
     python benchmarks/bench_attack.py --run runs/sentiment/minilm/vanilla/seed0 --recipe textfooler --n 20
     python benchmarks/bench_attack.py --run DIR --recipe default --n 20   # deepwordbug, textfooler, pwws
+    python benchmarks/bench_attack.py --run DIR --recipe default --n 60 --no-stock --no-before --agreement
+
+``--agreement`` attacks once more with the victim's queries in bf16 autocast (caches warm, so only the model's
+precision differs) and reports ``bf16_agreement``: how many outcomes and perturbed texts match the fp32 pass.
+Boards attack in fp32 (``--precision`` of ``robench eval``, default fp32); bf16 queries are for a board only
+if this agreement is total on its sample, or its cards record the precision.
 
 Prints a JSON line per recipe with examples/s (cold, warm), success rates, outcome agreement, cache
 statistics and the speed-ups; with several recipes, a last line with the totals (``"recipe": "total"``).
@@ -58,6 +64,10 @@ def main() -> None:
     parser.add_argument("--no-before", action="store_true", help="skip the 'before' pass")
     parser.add_argument("--no-stock", action="store_true", help="skip the (slow) stock TextAttack pass")
     parser.add_argument("--no-warm", action="store_true", help="skip the warm-cache pass")
+    parser.add_argument("--agreement", action="store_true",
+                        help="also attack with the victim's queries in bf16 autocast (warm caches) and report how "
+                             "many outcomes and perturbed texts agree with the fp32 pass: the check that must pass "
+                             "before bf16 model queries are used for a board's attacks")
     parser.add_argument("--cache-dir", default=None,
                         help="folder of the attack caches for the cold and warm passes (default: a fresh temporary "
                              "folder, removed at the end; an existing folder makes the 'cold' pass partly warm)")
@@ -107,11 +117,11 @@ def main() -> None:
         """The recipes look their sentence encoder up through resources.minilm_encoder: pin its precision."""
         resources.minilm_encoder = lambda device="cpu", _p=None: shared(device, precision)
 
-    def timed_robench(recipe, constraints, precision):
+    def timed_robench(recipe, constraints, precision, victim_precision=None):
         use_encoder(precision)
         try:
             wrapper = RobenchModelWrapper(ctx.model, ctx.tokenizer, max_length=ctx.max_length, device=ctx.device,
-                                          precision=ctx.precision)
+                                          precision=victim_precision or ctx.precision)
             attack = build_attack(recipe, wrapper, query_budget=args.query_budget, device=ctx.device,
                                   constraints=constraints, label_preservation=lp)
             start = time.perf_counter()
@@ -175,6 +185,9 @@ def main() -> None:
                 cache.reset_stats()
                 warm_records, warm_s, _ = timed_robench(recipe, args.constraints, enc_precision)
                 warm_stats = cache.stats()
+            if args.agreement:  # the victim's queries in bf16, caches warm: only the model's precision differs
+                cache.clear_memory()
+                bf16_records, bf16_s, _ = timed_robench(recipe, args.constraints, enc_precision, "bf16")
             cache.close_all()
             if not args.no_stock:
                 cache_mode(False)
@@ -209,6 +222,18 @@ def main() -> None:
                 })
                 if not args.no_before:
                     report["warm_speedup_vs_before"] = before_s / warm_s
+            if args.agreement:
+                reference = warm_records if not args.no_warm else records
+                reference_s = warm_s if not args.no_warm else robench_s
+                report["bf16_agreement"] = {
+                    "victim_precision": f"bf16 against {ctx.precision}", "n": len(indices),
+                    "same_outcomes": sum(a["outcome"] == b["outcome"] for a, b in zip(reference, bf16_records,
+                                                                                         strict=True)),
+                    "same_perturbed_text": sum(a.get("perturbed") == b.get("perturbed")
+                                               for a, b in zip(reference, bf16_records, strict=True)),
+                    "success_rate": rate([r["outcome"] for r in bf16_records]),
+                    "examples_per_s": len(indices) / bf16_s, "speedup": reference_s / bf16_s,
+                }
             if not args.no_stock:
                 totals["stock_s"] += stock_s
                 stock_outcomes = [_outcome(r) for r in stock_results]
