@@ -43,9 +43,15 @@ class SplitZip:
         return f"{self.folder}-{self.zip_sha256[:12]}"
 
 
+def cache_path() -> Path:
+    """robench's cache folder (assembled assets, attack resources and caches, perturbed texts): ``$ROBENCH_CACHE``
+    or ``~/.cache/robench``; not created here."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "robench").expanduser()
+
+
 def cache_root() -> Path:
-    """robench's cache folder (assembled assets, attack resources): ``$ROBENCH_CACHE`` or ``~/.cache/robench``."""
-    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "robench").expanduser()
+    """:func:`cache_path`, created."""
+    root = cache_path()
     root.mkdir(parents=True, exist_ok=True)
     return root
 

@@ -8,8 +8,8 @@ its thresholds (the constraints compare these values against their thresholds ev
 computed once and read back by every later run, in any process.
 
 * One SQLite file per namespace, ``<folder>/<namespace>.v<SCHEMA>.sqlite``; the folder is
-  ``$ROBENCH_CACHE_DIR``, else ``$ROBENCH_CACHE/attacks``, else ``$XDG_CACHE_HOME/robench/attacks``, else
-  ``~/.cache/robench/attacks``. ``ROBENCH_ATTACK_CACHE=0`` turns the on-disk layer off (every value is then
+  ``$ROBENCH_CACHE_DIR``, else ``attacks`` in robench's cache folder (``$ROBENCH_CACHE``, else
+  ``~/.cache/robench``: ``robench.split_asset.cache_path``). ``ROBENCH_ATTACK_CACHE=0`` turns the on-disk layer off (every value is then
   computed, as before); deleting the folder clears it.
 * A key is the SHA-256 of (schema, namespace, the resource's identity, the exact text): another spaCy model or
   version, other encoder weights, precision, device or torch version, other WordNet files miss.
@@ -55,15 +55,10 @@ def enabled() -> bool:
 
 def cache_dir() -> Path:
     """The folder of the attack caches (see the module docstring); not created here."""
+    from robench.split_asset import cache_path
+
     explicit = os.environ.get(DIR_ENV)
-    if explicit:
-        return Path(explicit).expanduser()
-    root = os.environ.get(ROOT_ENV)
-    if root:
-        return Path(root).expanduser() / "attacks"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "robench" / "attacks"
+    return Path(explicit).expanduser() if explicit else cache_path() / "attacks"
 
 
 @lru_cache(maxsize=32)

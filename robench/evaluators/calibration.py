@@ -115,14 +115,11 @@ class Calibration(Evaluator):
         self.fit_set = cfg.fit_set or fit_set
         self.protocol, self.bins, self.criterion = cfg.protocol, cfg.bins, cfg.grid_criterion
 
-    def _rescored(self, ctx, scored: list[str], temperature: float) -> dict[str, dict[str, float]]:
+    def _rescored(self, ctx, scored: list[str], temperature: float) -> list[dict[str, float]]:
         """The headline's sets' ECE at another temperature (``{"ece": value}`` per set)."""
         keys = ["test", *scored] if self.with_id else list(scored)
-        out = {}
-        for key in keys:
-            p, y = labelled_predictions(ctx, key)
-            out[key] = {"ece": M.ece(M.softmax(p.logits, temperature), y, self.bins)}
-        return out
+        return [{"ece": M.ece(M.softmax(p.logits, temperature), y, self.bins)}
+                for p, y in (labelled_predictions(ctx, key) for key in keys)]
 
     def evaluate(self, ctx) -> EvalOutput:
         warnings: list[str] = []
@@ -184,21 +181,16 @@ class Calibration(Evaluator):
         names_shift = [n for n in sets if not n.startswith("adversarial:")]
         names_adv = [n for n in sets if n.startswith("adversarial:")]
 
-        def mean(names: list[str], metric: str) -> float | None:
-            return float(np.mean([sets[n][metric] for n in names])) if names else None
+        def mean(blocks: list[dict[str, float]], metric: str) -> float | None:
+            return float(np.mean([b[metric] for b in blocks])) if blocks else None
 
-        def mean_of(blocks: dict[str, dict[str, float]], metric: str) -> float:
-            return float(np.mean([b[metric] for b in blocks.values()]))
-
-        headline = dict(sets)
-        if self.with_id:
-            headline = {"id": id_metrics, **sets}
+        headline = [id_metrics, *sets.values()] if self.with_id else list(sets.values())
         metrics = {
-            "ece": mean_of(headline, "ece"),
-            "ece_raw": mean_of(headline, "ece_raw"),
+            "ece": mean(headline, "ece"),
+            "ece_raw": mean(headline, "ece_raw"),
             "ece_id": id_metrics["ece"],
-            "ece_shift": mean(names_shift, "ece"),
-            "ece_adversarial": mean(names_adv, "ece"),
+            "ece_shift": mean([sets[n] for n in names_shift], "ece"),
+            "ece_adversarial": mean([sets[n] for n in names_adv], "ece"),
             "temperature": float(t),
             "id": id_metrics,
             "sets": sets,
@@ -208,7 +200,7 @@ class Calibration(Evaluator):
         for fit, value in (("grid", grid_fit["temperature"]), ("continuous", cont_fit["temperature"])):
             same = float(value) == float(t)
             fits[fit] = {"temperature": float(value),
-                         "ece": metrics["ece"] if same else mean_of(self._rescored(ctx, scored, value), "ece")}
+                         "ece": metrics["ece"] if same else mean(self._rescored(ctx, scored, value), "ece")}
         metrics["fits"] = fits
         headline_curves = {("id" if n == "test (id)" else n): c for n, c in curves_scaled.items()
                            if n != "test (id)" or self.with_id}

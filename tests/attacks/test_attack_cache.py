@@ -73,12 +73,10 @@ def _store(identity: dict, namespace: str = "test_ns"):
 def test_cache_folder_and_off_switch_follow_the_environment(monkeypatch, tmp_path):
     from robench.attacks import cache
 
-    for name in (cache.DIR_ENV, cache.ROOT_ENV, "XDG_CACHE_HOME", cache.SWITCH_ENV):
+    for name in (cache.DIR_ENV, cache.ROOT_ENV, cache.SWITCH_ENV):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert cache.cache_dir() == tmp_path / "home" / ".cache" / "robench" / "attacks"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert cache.cache_dir() == tmp_path / "xdg" / "robench" / "attacks"
     monkeypatch.setenv(cache.ROOT_ENV, str(tmp_path / "root"))
     assert cache.cache_dir() == tmp_path / "root" / "attacks"
     monkeypatch.setenv(cache.DIR_ENV, str(tmp_path / "explicit"))

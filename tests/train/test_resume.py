@@ -34,30 +34,25 @@ ROOT = Path(__file__).resolve().parents[2]
 TIMINGS = ("train_seconds", "setup_seconds", "examples_per_second", "seconds_per_example", "wall_seconds")
 # `robench train` in a child process, with the last_epoch_best fixture's patches, and 0.3 s of sleep per
 # step so that a kill lands mid-training
-CHILD = """
+CHILD = f"""
+import sys
 import time
-import robench.train as tr
+
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+import pytest
+from train_helpers import grow_validation
+
 from robench.cli import main
-from robench.methods.base import TrainingHook
 from robench.methods.vanilla import Vanilla
 
-
-step, on_epoch_end, accuracy = Vanilla.training_step, TrainingHook.on_epoch_end, tr.accuracy
-seen = {}
+step = Vanilla.training_step
 
 def slow_step(self, *args):
     time.sleep(0.3)
     return step(self, *args)
 
-def record_epoch(self, model, epoch):
-    seen["epoch"] = epoch
-    return on_epoch_end(self, model, epoch)
-
-def growing(*args):
-    accuracy(*args)
-    return seen["epoch"] / 10
-
-Vanilla.training_step, TrainingHook.on_epoch_end, tr.accuracy = slow_step, record_epoch, growing
+grow_validation(pytest.MonkeyPatch())
+Vanilla.training_step = slow_step
 main()
 """
 
