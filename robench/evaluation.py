@@ -22,7 +22,7 @@ from robench.records import RunRecord, RunTask, load_run
 from robench.results import make_result, undeclared
 from robench.runspec import EVAL_PRECISION
 from robench.storage import atomic_write, atomic_write_json, file_sha256
-from robench.tasks import TaskData, load_task
+from robench.tasks import TaskData, load_task, set_items
 
 CACHE_SUBDIR = "cache"
 
@@ -79,8 +79,24 @@ class EvalContext:
     def max_length(self) -> int:
         return int(self.run.config.get("max_length", 128))
 
-    def texts(self, key: str) -> list[str]:
-        return list(self.data.get(key)["text"])
+    def texts(self, key: str) -> list[Any]:
+        """A set's examples as the model reads them: texts, or (text, text_pair) tuples for sentence pairs."""
+        return set_items(self.data.get(key))
+
+    def is_pairs(self, key: str) -> bool:
+        return "text_pair" in self.data.get(key).column_names
+
+    def correct(self, key: str, logits: np.ndarray) -> np.ndarray:
+        """Per-example correctness of a set's predictions (argmax), a prediction the set merges
+        (``merge_predictions``: RoAST's two-class NLI sets) counted as the label it merges into."""
+        preds = logits.argmax(-1)
+        merge = self.task.sets[key].merge_predictions if key in self.task.sets else None
+        if merge:
+            index = {name: i for i, name in enumerate(self.task.labels)}
+            preds = preds.copy()
+            for frm, to in merge:
+                preds[preds == index[frm]] = index[to]
+        return preds == self.labels(key)
 
     def labels(self, key: str) -> np.ndarray:
         return np.asarray(self.data.get(key)["label"], dtype=np.int64)
@@ -186,7 +202,7 @@ def make_context(run_dir: Path, device: str = "auto", precision: str = EVAL_PREC
     # every set the run recorded is checked as it is built (under another --limit the sets differ by design)
     expected = {} if eval_limit is not None else {
         **task_info.fingerprints, **task_info.set_fingerprints}
-    data = TaskData(task, expected=expected, allow_changed=allow_changed_data)
+    data = TaskData(task, expected=expected, allow_changed=allow_changed_data, pairs=True)
     data.changed.update(changed)
     device = str(resolve_device(device))
     return EvalContext(run_dir=run_dir, run=run, task=task, data=data,

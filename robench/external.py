@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from robench.configs import name_list
-from robench.errors import ConfigError, OfflineError
+from robench.errors import ConfigError, OfflineError, RobenchError
 from robench.identity import RunIdentity, model_label
 from robench.outputs import guard_run_out
 from robench.records import RUN_FILE, RUN_SCHEMA, RunRecord, parse, read_json, to_json
@@ -183,6 +183,8 @@ def load(record: RunRecord):
     """Model and tokenizer of a registered checkpoint, outputs in the task's label order."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from robench.models import align_padding, prepare_tokenizer
+
     ext = record.external or {}
     folder = Path(ext["folder"])
     if not folder.is_dir():
@@ -190,10 +192,13 @@ def load(record: RunRecord):
                           "with 'robench eval --model ...'")
     try:
         model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(folder))
+    except RobenchError:
+        raise
     except Exception as exc:  # noqa: BLE001 - damaged files: one line
         first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         raise ConfigError(f"checkpoint {folder} could not be loaded ({type(exc).__name__}: {first})") from None
+    align_padding(model, tokenizer)
     order = list(ext.get("label_order") or [])
     if order and order != list(range(len(order))):
         import torch

@@ -56,10 +56,35 @@ def load_tokenizer(name: str):
 
     source = model_source(name)
     if source == TINY_MPNET:
-        return mpnet_tokenizer_from_minilm()
+        return prepare_tokenizer(mpnet_tokenizer_from_minilm())
     if source == TINY:
         source = model_source("minilm")
-    return _hub_guard(name, lambda: AutoTokenizer.from_pretrained(source))
+    return prepare_tokenizer(_hub_guard(name, lambda: AutoTokenizer.from_pretrained(source)))
+
+
+def prepare_tokenizer(tokenizer):
+    """A backbone's tokenizer as robench batches with it, whatever the hub copy says: padding and truncation
+    on the right (each batch is padded to its longest sequence, and the embedding-perturbation methods assume
+    the real tokens come first, at the positions they have unpadded; some decoder tokenizers ship with
+    ``padding_side="left"``), and a padding token where the tokenizer has none (GPT-2-style vocabularies:
+    its end-of-sequence token, else its separator or unknown token, as the Hugging Face examples do). The
+    run directory saves the tokenizer as prepared, so evaluation reads it the same way."""
+    tokenizer.padding_side = "right"
+    tokenizer.truncation_side = "right"
+    if tokenizer.pad_token is None:
+        stand_in = next((t for t in (tokenizer.eos_token, tokenizer.sep_token, tokenizer.unk_token) if t), None)
+        if stand_in is None:
+            raise ConfigError("the tokenizer has no padding token and no end-of-sequence, separator or unknown token "
+                              "to pad with; add a pad token to it (tokenizer.add_special_tokens) and save it again")
+        tokenizer.pad_token = stand_in
+    return tokenizer
+
+
+def align_padding(model, tokenizer) -> None:
+    """The model's ``pad_token_id`` set from the tokenizer where the config has none (a decoder's
+    sequence-classification head finds each example's last real token by it)."""
+    if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
 
 
 def mpnet_tokenizer_from_minilm():
@@ -148,11 +173,14 @@ def load_trained(run_dir: Path):
         raise ConfigError(f"run directory {run_dir}: the model could not be loaded ({type(exc).__name__}: {first}); "
                           "its files are damaged: re-train it with 'robench train --force'") from None
     try:
-        tokenizer = AutoTokenizer.from_pretrained(run_dir)
+        tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(run_dir))
+    except RobenchError:
+        raise
     except Exception as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         raise ConfigError(f"run directory {run_dir}: the tokenizer could not be loaded ({type(exc).__name__}: "
                           f"{first}); its files are damaged: re-train it with 'robench train --force'") from None
+    align_padding(model, tokenizer)
     return model, tokenizer
 
 

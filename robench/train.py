@@ -43,7 +43,7 @@ from robench.hardware import make_adamw, native_bf16, resolve_precision, size_th
 from robench.identity import RunIdentity
 from robench.methods import build_method
 from robench.methods.base import TrainingHook
-from robench.models import load_model, load_tokenizer, resolve_device, usable_positions
+from robench.models import align_padding, load_model, load_tokenizer, resolve_device, usable_positions
 from robench.outputs import guard_checkpoint_dir, guard_run_out
 from robench.progress import console, progress_bar
 from robench.records import RUN_FILE, RUN_SCHEMA, RunMethod, RunModel, RunRecord, RunTask, parse, to_json
@@ -182,6 +182,11 @@ def check_finished_run(run_dir: Path, cfg: TrainConfig, fix: str) -> None:
 
 
 def tokenize(ds, tokenizer, max_length: int):
+    """Token ids of a set: one text per example, or a sentence pair (``text``, ``text_pair``) in the
+    tokenizer's pair encoding, truncated longest-first to ``max_length``."""
+    if "text_pair" in ds.column_names:
+        return ds.map(lambda b: tokenizer(b["text"], b["text_pair"], truncation=True, max_length=max_length),
+                      batched=True, remove_columns=["text", "text_pair"]).rename_column("label", "labels")
     return ds.map(lambda b: tokenizer(b["text"], truncation=True, max_length=max_length), batched=True,
                   remove_columns=["text"]).rename_column("label", "labels")
 
@@ -285,7 +290,7 @@ def train(cfg: TrainConfig) -> Path:
         size_threads()  # never more compute threads than this process has cores
     seed_everything(cfg.seed)
     task = load_task(cfg.task, cfg.profile, cfg.limit)
-    data = TaskData(task)
+    data = TaskData(task, pairs=True)  # sentence pairs are tokenised as pairs (tokenize)
     checks = data.train_checks(warn=lambda m: console.print(m, style="yellow", markup=False))  # one-class train / overlaps
     fingerprints = {k: data.fingerprint(k) for k in ("train", "validation")}
     spec = resolve_run_spec(cfg, (method, hooks), task.data_hash)
@@ -306,6 +311,7 @@ def train(cfg: TrainConfig) -> Path:
     val_loader = DataLoader(val_ds, batch_size=cfg.eval_batch_size, collate_fn=collate)
 
     model = load_model(cfg.model, num_labels=len(task.labels), seed=cfg.seed)
+    align_padding(model, tokenizer)
     positions = usable_positions(model.config)
     if positions is not None and cfg.max_length > positions:
         raise ConfigError(f"--max-length {cfg.max_length} is longer than model {cfg.model!r} can read ({positions} "

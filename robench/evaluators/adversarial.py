@@ -12,7 +12,14 @@ same examples. ``settings.threat_model`` is the threat-model card: recipes with 
 and threshold, the constraint preset, the query budget, n, the sampling seed, the split and the
 substitutes used offline; its ``card_id`` must agree across a leaderboard column.
 
-``transfer_accuracy`` is the mean accuracy on the task's static ``adversarial:*`` sets; the model
+``transfer_accuracy`` is the mean accuracy on the task's static ``adversarial:*`` sets (scored like shift
+sets: per-example outcomes, the set's ``merge_predictions``; the calibration evaluator gives their ECE).
+What the adversarial aspect of the board is, the task declares (``evaluators: {adversarial: ...}``):
+``recipes: []`` runs no live attack (the static sets alone, as RoAST's protocol scores them);
+``combine: separate`` (default) keeps two columns, Attack (live, worst case) and Transfer (static
+sets); ``combine: mean`` makes one column, ``adversarial_accuracy`` (Adv): the unweighted mean of the
+live worst-case accuracy and each static set's accuracy, tested on their per-example outcomes. The
+result's ``settings.adversarial_aspect`` names the parts and the board prints it under the table. The model
 each set was generated against is read from the set's ``<file>.source.json`` (written by
 ``robench attack --save``) and recorded in ``settings.transfer_sources``, so the board can drop a
 run that is the set's own source. Each recipe's per-example log is an artifact
@@ -28,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +57,19 @@ DEFAULT_RECIPES = ("deepwordbug", "textfooler", "pwws")
 # changing typical outcomes. ``--query-budget`` changes it (and the threat-model card with it).
 DEFAULT_QUERY_BUDGET = 1000
 DEFAULT_N = 270  # Wilson 95% half-width <= 6 points at any accuracy (263 suffice at p = 0.5)
+COMBINE = ("separate", "mean")  # how live attacks and static sets make the adversarial aspect (module docstring)
+ADV_SPEC = MetricSpec("adversarial_accuracy", "higher", "adversarial", headline=True, column="adv",
+                      label="Adv acc (attacks + static sets)", short="Adv", per_example="adversarial_correct")
+PAIRS_NO_ATTACK = ("live attack recipes rewrite one text per example, and the attack split of this task holds sentence "
+                   "pairs; set the adversarial evaluator's recipes: [] (static adversarial sets only) or "
+                   "--recipe none")
 
 
 def _unknown_recipe(value: Any) -> str | None:
     from robench.attacks.recipes import unknown_recipe_message
 
+    if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+        return None
     return next((m for m in map(unknown_recipe_message, name_list(value)) if m), None)
 
 
@@ -87,6 +102,8 @@ def attack_recipe(ctx, recipe: str, *, n: int | None, seed: int, query_budget: i
     from robench.attacks.validity import ValidityChecker
 
     key = ctx.task.attack_split
+    if ctx.is_pairs(key):
+        raise ConfigError(f"task {ctx.task.name!r}: {PAIRS_NO_ATTACK}")
     texts, labels = ctx.texts(key), ctx.labels(key)
     wrapper = wrapper or make_wrapper(ctx)
     attack = build_attack(recipe, wrapper, query_budget=query_budget, device=ctx.device, constraints=constraints,
@@ -183,7 +200,7 @@ class Adversarial(Evaluator):
     description = ("TextAttack recipes (deepwordbug, textfooler, pwws; offline), worst case over recipes, "
                    "+ static adversarial sets")
     aspect = "adversarial"
-    version = 2
+    version = 3  # 3: recipes may be [] (static sets only), combine, merge_predictions on static sets
     metrics = (
         MetricSpec("accuracy_under_attack", "higher", aspect, headline=True, column="attack",
                    label="Attack acc (worst case)", short="Atk", per_example="robust"),
@@ -209,7 +226,9 @@ class Adversarial(Evaluator):
     @dataclass
     class Config:
         recipes: list[str] = field(default_factory=lambda: list(DEFAULT_RECIPES), metadata=option(
-            "a recipe name or a list of recipe names", names, "recipes: [deepwordbug, pwws]", _unknown_recipe))
+            "a recipe name, a list of recipe names, or [] / none (static adversarial sets only)",
+            lambda v: v is None or v == [] or str(v).strip().lower() == "none" or names(v),
+            "recipes: [deepwordbug, pwws]", _unknown_recipe))
         n: int | None = field(default=DEFAULT_N, metadata=option(
             "a positive integer or null (every example)", whole(1, none=True), "n: 20"))
         query_budget: int | None = field(default=DEFAULT_QUERY_BUDGET, metadata=option(
@@ -220,11 +239,16 @@ class Adversarial(Evaluator):
         label_preservation: str | None = field(default=None, metadata=option(
             "a label-preservation constraint or null", lambda v: v is None or isinstance(v, str),
             "label_preservation: valence"))
+        combine: str = field(default="separate", metadata=option(
+            f"one of {', '.join(COMBINE)}", lambda v: v in COMBINE, "combine: mean"))
 
         def __post_init__(self) -> None:
             from robench.attacks.recipes import check_constraint_options
 
-            self.recipes = [r.lower() for r in (name_list(self.recipes) or DEFAULT_RECIPES)]
+            if self.recipes is None:
+                self.recipes = list(DEFAULT_RECIPES)
+            none = isinstance(self.recipes, str) and self.recipes.strip().lower() == "none"
+            self.recipes = [] if none else [r.lower() for r in name_list(self.recipes)]
             problem = _unknown_recipe(self.recipes)
             if problem:
                 raise ConfigError(problem)
@@ -240,6 +264,12 @@ class Adversarial(Evaluator):
         c = self.config
         self.recipes, self.n, self.query_budget, self.seed = c.recipes, c.n, c.query_budget, c.seed
         self.constraints, self.label_preservation = check_constraint_options(c.constraints, c.label_preservation)
+        self.combine = c.combine
+        if self.combine == "mean":  # one column: the live and static parts become its components
+            self.metrics = (ADV_SPEC, *(replace(m, headline=False) if m.headline else m for m in type(self).metrics))
+        elif not self.recipes:  # static sets only: no Attack column
+            self.metrics = tuple(replace(m, headline=False) if m.name == "accuracy_under_attack" else m
+                                 for m in type(self).metrics)
 
     def threat_model(self, ctx, indices: list[int], checker=None) -> dict[str, Any]:
         """The threat-model card: what an attacker may do and how hard it tries. Two different cards never
@@ -275,19 +305,88 @@ class Adversarial(Evaluator):
             # the static transfer sets, by content: one Transfer column never mixes two different sets
             "transfer_sets": {n: ctx.data.fingerprint(f"adversarial:{n}") for n in ctx.task.set_names("adversarial")},
         }
+        if self.combine != "separate":  # one Adv column never mixes two ways of combining
+            card["combine"] = self.combine
+        card["card_id"] = hashlib.sha256(json.dumps(card, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return card
+
+    def static_card(self, ctx) -> dict[str, Any]:
+        """The card of a result without live attacks: the static sets by content (and how they combine)."""
+        card = {"goal": "static adversarial sets only: no live attack", "recipes": {},
+                "transfer_sets": {n: ctx.data.fingerprint(f"adversarial:{n}") for n in ctx.task.set_names("adversarial")},
+                "combine": self.combine}
         card["card_id"] = hashlib.sha256(json.dumps(card, sort_keys=True, default=str).encode()).hexdigest()[:12]
         return card
 
     def evaluate(self, ctx) -> EvalOutput:
+        static = ctx.task.set_names("adversarial")
+        if not self.recipes and not static:
+            raise ConfigError(f"task {ctx.task.name!r} has no static adversarial sets and the adversarial evaluator "
+                              "runs no attack recipe (recipes: []): nothing to measure; name recipes or add an "
+                              "'adversarial:' section to the task")
+        key = ctx.task.attack_split
+        metrics: dict[str, Any] = {}
+        details: dict[str, Any] = {}
+        artifacts: list[str] = []
+        settings: dict[str, Any] = {"attack_split": key}
+        worst = None
+        sid = None
+        if self.recipes:
+            worst, sid = self._attack(ctx, metrics, details, artifacts, settings)
+        else:
+            settings["threat_model"] = self.static_card(ctx)
+        transfer: dict[str, float] = {}
+        transfer_correct: dict[str, str] = {}
+        static_bits: dict[str, np.ndarray] = {}
+        sources: dict[str, dict[str, Any]] = {}
+        warnings: list[str] = []
+        for name in static:
+            set_key = f"adversarial:{name}"
+            correct = ctx.correct(set_key, ctx.predict(set_key).logits)
+            static_bits[name] = correct
+            transfer[name] = float(np.mean(correct))
+            transfer_correct[name] = bits_string(correct)
+            sources[name] = read_transfer_source(ctx, name)
+            fps = source_fingerprints(sources[name])
+            if not fps:
+                warnings.append(f"transfer set {name!r} does not record the model it was made against; a run of "
+                                "that model would score it unfairly (regenerate it with 'robench attack --save')")
+            elif ctx.weights in fps:
+                warnings.append(f"this run is the source model of transfer set {name!r}: its transfer accuracy is "
+                                "0 by construction and the board excludes the run")
+        if transfer:
+            metrics["transfer_accuracy"] = float(np.mean(list(transfer.values())))
+            metrics["transfer"] = transfer
+        details["transfer_correct"] = transfer_correct
+        parts = {**({f"attack:{sid}": worst} if worst is not None else {}),
+                 **{f"static:{n}": b for n, b in static_bits.items()}}
+        if self.combine == "mean":
+            metrics["adversarial_accuracy"] = float(np.mean([np.mean(b) for b in parts.values()]))
+            details["adversarial_correct"] = {p: bits_string(b) for p, b in parts.items()}
+        settings.update({"transfer_sources": sources, "adversarial_aspect": {
+            "combine": self.combine, "live": list(self.recipes), "static": list(static),
+            "headline": ("unweighted mean of the live worst-case accuracy and each static set's accuracy"
+                         if self.combine == "mean" else "separate columns: live attacks (worst case) and static sets "
+                         "(mean accuracy)")}})
+        keys = ([key] if self.recipes else []) + [f"adversarial:{n}" for n in static]
+        return EvalOutput(metrics=metrics, details=details, data=ctx.data_info(keys), settings=settings,
+                          artifacts=artifacts, warnings=warnings)
+
+    def _attack(self, ctx, metrics: dict[str, Any], details: dict[str, Any], artifacts: list[str],
+                settings: dict[str, Any]) -> tuple[np.ndarray, str]:
+        """The live recipes on the attack split: fills the attack metrics, details and the threat-model card;
+        returns the worst-case robust bits and the sample's id."""
         from robench.attacks.recipes import require_recipe
         from robench.attacks.runner import sample_indices
         from robench.attacks.validity import ValidityChecker
 
+        key = ctx.task.attack_split
+        if ctx.is_pairs(key):
+            raise ConfigError(f"task {ctx.task.name!r}: {PAIRS_NO_ATTACK}")
         for recipe in self.recipes:  # every recipe checked before the first one runs
             require_recipe(recipe)
         wrapper = make_wrapper(ctx)  # shared: its score cache serves every recipe
         checker = ValidityChecker(label_preservation=self.label_preservation, device=ctx.device)
-        key = ctx.task.attack_split
         indices = sample_indices(len(ctx.texts(key)), self.n, self.seed)
         sid = sample_id(key, indices)
         per_recipe: dict[str, dict[str, Any]] = {}
@@ -295,7 +394,6 @@ class Adversarial(Evaluator):
         flipped = np.zeros(len(indices), dtype=bool)  # some recipe succeeded
         flipped_valid = np.zeros(len(indices), dtype=bool)  # some recipe's success passes the valid check
         skipped = np.zeros(len(indices), dtype=bool)
-        artifacts: list[str] = []
         examples: dict[str, list[dict]] = {}  # five successes per recipe, seeded: the audit trail (robench.audit)
         for recipe in self.recipes:
             summary, records, log = attack_recipe(ctx, recipe, n=self.n, seed=self.seed,
@@ -314,8 +412,7 @@ class Adversarial(Evaluator):
             robust[recipe] = bits
             examples[recipe] = draw_examples(records, 5, self.seed, ctx.task.labels)
             artifacts.append(str(Path(log).relative_to(ctx.run_dir)))
-        worst = np.minimum.reduce(list(robust.values())) if robust else np.zeros(0, np.uint8)
-        metrics: dict[str, Any] = {}
+        worst = np.minimum.reduce(list(robust.values()))
         with_interval(metrics, "accuracy_under_attack", float(worst.sum()), len(worst))
         attacked = int((~skipped).sum())  # worst case: an example is broken when any recipe broke it
         metrics.update({
@@ -326,33 +423,9 @@ class Adversarial(Evaluator):
             "num_examples": len(worst),
             "recipes": per_recipe,
         })
-        transfer: dict[str, float] = {}
-        transfer_correct: dict[str, str] = {}
-        sources: dict[str, dict[str, Any]] = {}
-        warnings: list[str] = []
-        for name in ctx.task.set_names("adversarial"):
-            set_key = f"adversarial:{name}"
-            correct = ctx.predict(set_key).logits.argmax(-1) == ctx.labels(set_key)
-            transfer[name] = float(np.mean(correct))
-            transfer_correct[name] = bits_string(correct)
-            sources[name] = read_transfer_source(ctx, name)
-            fps = source_fingerprints(sources[name])
-            if not fps:
-                warnings.append(f"transfer set {name!r} does not record the model it was made against; a run of "
-                                "that model would score it unfairly (regenerate it with 'robench attack --save')")
-            elif ctx.weights in fps:
-                warnings.append(f"this run is the source model of transfer set {name!r}: its transfer accuracy is "
-                                "0 by construction and the board excludes the run")
-        if transfer:
-            metrics["transfer_accuracy"] = float(np.mean(list(transfer.values())))
-            metrics["transfer"] = transfer
-        keys = [key, *[f"adversarial:{n}" for n in ctx.task.set_names("adversarial")]]
-        card = self.threat_model(ctx, indices, checker)
-        settings = {"threat_model": card, "transfer_sources": sources, "attack_split": key}
-        details = {"robust": {sid: bits_string(worst)},
-                   "robust_by_recipe": {r: {sid: bits_string(b)} for r, b in robust.items()},
-                   "transfer_correct": transfer_correct,
-                   "indices": indices,
-                   "examples": examples}
-        return EvalOutput(metrics=metrics, details=details, data=ctx.data_info(keys), settings=settings,
-                          artifacts=artifacts, warnings=warnings)
+        details.update({"robust": {sid: bits_string(worst)},
+                        "robust_by_recipe": {r: {sid: bits_string(b)} for r, b in robust.items()},
+                        "indices": indices,
+                        "examples": examples})
+        settings["threat_model"] = self.threat_model(ctx, indices, checker)
+        return worst, sid

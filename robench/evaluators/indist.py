@@ -21,7 +21,7 @@ class InDistribution(Evaluator):
     def evaluate(self, ctx) -> EvalOutput:
         preds = ctx.predict("test")
         labels = ctx.labels("test")
-        correct = preds.logits.argmax(-1) == labels
+        correct = ctx.correct("test", preds.logits)
         # Per-example correctness (as a 0/1 string) lets reports run paired bootstrap tests later.
         return EvalOutput(metrics={"accuracy": float(np.mean(correct)), "n": int(len(labels))},
                           details={"correct": outcome_string(correct)},

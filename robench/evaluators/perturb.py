@@ -81,6 +81,16 @@ def perturb_texts(texts: list[str], name: str, rate: float = DEFAULT_RATE, seed:
     return out
 
 
+def perturb_items(items: list, name: str, rate: float = DEFAULT_RATE, seed: int = 0) -> list:
+    """:func:`perturb_texts` of a set's examples: texts, or sentence pairs, whose two sides are perturbed
+    alike (one call on the first texts followed by the second ones, so each side gets its own positions)."""
+    if not items or not isinstance(items[0], tuple | list):
+        return perturb_texts(items, name, rate, seed)
+    n = len(items)
+    noisy = perturb_texts([a for a, _ in items] + [b for _, b in items], name, rate, seed)
+    return list(zip(noisy[:n], noisy[n:], strict=True))
+
+
 def _cache_path(key: str) -> Path | None:
     if os.environ.get("ROBENCH_PERTURB_CACHE", "1").strip() == "0":
         return None
@@ -171,15 +181,15 @@ class Perturb(Evaluator):
     def evaluate(self, ctx) -> EvalOutput:
         key = self.split or "test"
         texts, labels = ctx.texts(key), ctx.labels(key)
-        clean = float(np.mean(ctx.predict(key).logits.argmax(-1) == labels))
+        clean = float(np.mean(ctx.correct(key, ctx.predict(key).logits)))
         per: dict[str, float] = {}
         correct: dict[str, str] = {}
         examples: dict[str, list[str]] = {}
         for name in self.perturbations:
-            noisy = perturb_texts(texts, name, self.rate, self.seed)
+            noisy = perturb_items(texts, name, self.rate, self.seed)
             logits = predict(ctx.model, ctx.tokenizer, noisy, batch_size=ctx.batch_size, max_length=ctx.max_length,
                              device=ctx.device, precision=ctx.precision, description=f"perturb {name}").logits
-            hits = logits.argmax(-1) == labels
+            hits = ctx.correct(key, logits)
             per[name] = float(np.mean(hits))
             # keyed by what made the noisy texts: runs pair on a perturbation only with the same rate and seed
             correct[f"{name}@rate{self.rate:g}:seed{self.seed}"] = correct_string(hits)

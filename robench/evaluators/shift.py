@@ -6,11 +6,14 @@ Also holds the small input checks the calibration and anomaly evaluators share
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from robench.errors import ConfigError
 from robench.evaluators.base import EvalOutput, Evaluator, register_evaluator
 from robench.results import MetricSpec, outcome_string
+from robench.tasks import example_key
 
 
 def group_keys(ctx, group: str, evaluator: str) -> list[str]:
@@ -56,6 +59,14 @@ def labelled_predictions(ctx, key: str, features: bool = False):
 correct_string = outcome_string  # the evaluators' name for it
 
 
+def merged_predictions(ctx, keys: list[str]) -> dict[str, Any]:
+    """``{"merge_predictions": {set: {predicted: counted as}}}`` for the sets scored with merged predictions
+    (the task's ``merge_predictions``), or ``{}``: a result says how its accuracies were counted."""
+    merged = {k.split(":", 1)[-1]: dict(ctx.task.sets[k].merge_predictions) for k in keys
+              if ctx.task.sets[k].merge_predictions}
+    return {"merge_predictions": merged} if merged else {}
+
+
 @register_evaluator("shift", aliases=("distribution-shift", "ood-generalization"))
 class Shift(Evaluator):
     description = "accuracy under distribution shift: each shift set vs the in-distribution test set"
@@ -72,21 +83,21 @@ class Shift(Evaluator):
     def evaluate(self, ctx) -> EvalOutput:
         keys = group_keys(ctx, "shift", self.name)
         preds, labels = labelled_predictions(ctx, "test")
-        id_correct = preds.logits.argmax(-1) == labels
+        id_correct = ctx.correct("test", preds.logits)
         id_acc = float(np.mean(id_correct))
         acc: dict[str, float] = {}
         correct: dict[str, str] = {}
         sizes: dict[str, int] = {}
-        test_texts = {t.strip() for t in ctx.texts("test")}
+        test_texts = {example_key(t) for t in ctx.texts("test")}
         for key in keys:
             name = key.split(":", 1)[1]
             texts = ctx.texts(key)
-            if texts and all(t.strip() in test_texts for t in texts):  # as an OOD set inside test is refused
+            if texts and all(example_key(t) in test_texts for t in texts):  # as an OOD set inside test is refused
                 raise ConfigError(f"task {ctx.task.name!r}: every text of shift set {key!r} also occurs in the "
                                   "in-distribution test set; it measures no shift (its drop would read 0): give it "
                                   "another source or part")
             p, y = labelled_predictions(ctx, key)
-            c = p.logits.argmax(-1) == y
+            c = ctx.correct(key, p.logits)
             acc[name] = float(np.mean(c))
             correct[name] = correct_string(c)
             sizes[name] = int(len(y))
@@ -97,6 +108,6 @@ class Shift(Evaluator):
                      "n": sizes},
             details={"correct": correct, "id_correct": correct_string(id_correct)},
             data=ctx.data_info(["test", *keys]),
-            settings={"headline": "mean accuracy over shift sets (unweighted)"},
+            settings={"headline": "mean accuracy over shift sets (unweighted)", **merged_predictions(ctx, keys)},
             warnings=warnings,
         )

@@ -16,7 +16,7 @@ from robench.errors import ConfigError
 from robench.results import ResultRecord
 
 # The paper's aspects, in its order: the default columns (where some result declares them).
-DEFAULT_ASPECTS = ("id", "shift", "attack", "transfer", "ece", "auroc")
+DEFAULT_ASPECTS = ("id", "shift", "attack", "transfer", "adv", "ece", "auroc")  # adv: combine: mean
 
 
 @dataclass(frozen=True)

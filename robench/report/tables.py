@@ -276,7 +276,8 @@ def attack_table(board: Board) -> pd.DataFrame:
     case over recipes (``worst_acc``, ``worst_acc_low``, ``worst_acc_high``) and its paired-bootstrap
     p-value against the baseline method on the per-example ``robust`` outcomes (``worst_p``).
     ``n_examples``: attacked examples per seed (the interval's n); ``threat_model``: the card id."""
-    adv = [r for r in board.records if r.evaluator == ADVERSARIAL]
+    # the results with live attacks (a task may score its static adversarial sets alone: recipes [])
+    adv = [r for r in board.records if r.evaluator == ADVERSARIAL and "accuracy_under_attack" in r.metrics]
     recipes = _recipes(adv)
     groups: dict[tuple[str, str, str], list] = {}
     for rec in adv:

@@ -6,9 +6,11 @@ LEADERBOARD.md) where a task was run on two or more models."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -270,6 +272,32 @@ def _compute_lines(compute: pd.DataFrame, task: str, model: str) -> list[str]:
             f"evaluation {amount(total, 'results')} over {total['results']} results ({each}).", ""]
 
 
+def adversarial_aspect_lines(board: Board, task: str, model: str) -> list[str]:
+    """What the adversarial columns of one table are, as the task declared them (the adversarial results'
+    ``settings.adversarial_aspect``: live recipes, static sets, how they combine); one line per declaration."""
+    seen: dict[str, dict[str, Any]] = {}
+    for rec in board.records:
+        declared = rec.settings.get("adversarial_aspect") if rec.evaluator == ADVERSARIAL else None
+        if rec.task == task and rec.model == model and isinstance(declared, dict):
+            seen.setdefault(json.dumps(declared, sort_keys=True, default=str), declared)
+    lines = []
+    for a in seen.values():
+        live, static = ", ".join(a.get("live") or []), ", ".join(a.get("static") or [])
+        if a.get("combine") == "mean":
+            text = (f"Adv: the unweighted mean of the live worst-case accuracy (recipes {live or 'none'}) and the "
+                    f"accuracy on each static adversarial set ({static or 'none'}), as the task declares (combine: "
+                    "mean); Attack and Transfer are its parts (leaderboard.csv).")
+        elif not live:
+            text = (f"Adversarial: the static adversarial sets only ({static}; Transfer: their mean accuracy), no live "
+                    "attack, as the task declares (recipes: []).")
+        else:
+            text = (f"Adversarial, as the task declares (combine: separate): Attack, the live recipes ({live}), worst "
+                    "case; " + (f"Transfer, the mean accuracy on the static sets ({static})." if static else
+                                "no static adversarial set."))
+        lines += [text, ""]
+    return lines
+
+
 def verdict_lines(board: Board, task: str, model: str) -> list[str]:
     """The table's verdicts in words, read from the board (the one place the README's claims come from)."""
     sub = board.frame[(board.frame["task"] == task) & (board.frame["model"] == model)]
@@ -377,6 +405,7 @@ def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | st
                     "written before threat-model cards)")
             lines += [f"{attack.label}: {what}; {preset_phrase(board, *key)} Per recipe, with success rates and "
                       "Wilson 95% intervals: [attacks.md](attacks.md).", ""]
+        lines += adversarial_aspect_lines(board, *key)
         if gains.get(key) and gains[key][1]:
             lines += [f"Change against {baseline} per column (Δ: a gain as a share of {baseline}'s room to the ideal "
                       "value, a loss as a share of its distance from the worst; direction-aware):", "",

@@ -3,7 +3,7 @@ its sources read offline (:mod:`robench.tasks.sources`) -> the sets as ``dataset
 (:class:`TaskData`, :mod:`robench.tasks.data`). This package's names are the API the rest of robench
 uses."""
 
-from robench.tasks.data import TaskData, fingerprint
+from robench.tasks.data import TaskData, example_key, fingerprint, set_items
 from robench.tasks.sources import hub_offline_message, source_path
 from robench.tasks.spec import (
     TASKS_DIR,
@@ -23,5 +23,5 @@ from robench.tasks.spec import (
 )
 
 __all__ = ["TASKS_DIR", "SetSpec", "SourceSpec", "StrictLoader", "TaskData", "TaskSpec", "apply_profile", "data_hash",
-           "fingerprint", "hub_offline_message", "list_tasks", "load_task", "packaged_tasks_dir", "parse_task",
-           "source_path", "task_origin", "task_path", "task_source"]
+           "example_key", "fingerprint", "hub_offline_message", "list_tasks", "load_task", "packaged_tasks_dir", "parse_task",
+           "set_items", "source_path", "task_origin", "task_path", "task_source"]

@@ -3,10 +3,11 @@
 (:func:`fingerprint`) so a run's data identity can be checked later.
 
 Sentence pairs: a source with two text columns (``text_column: [premise, hypothesis]``, no ``join``)
-gives sets with a second column, ``text_pair``. Training and the evaluators read one ``text`` per
-example, so a set of pairs is built only for a caller that asks for it (``TaskData(spec, pairs=True)``);
-anyone else gets one :class:`ConfigError` line (:data:`PAIRS_UNSUPPORTED`) instead of a model trained
-on the premises alone."""
+gives sets with a second column, ``text_pair``. Training and evaluation read both (the tokenizer's
+pair encoding: ``[CLS] premise [SEP] hypothesis [SEP]`` for BERT), but a caller that reads only
+``text`` would silently score the premises alone, so a set of pairs is built only for a caller that
+says it reads pairs (``TaskData(spec, pairs=True)``); anyone else gets one :class:`ConfigError` line
+(:data:`PAIRS_UNSUPPORTED`)."""
 
 
 import hashlib
@@ -20,9 +21,9 @@ from robench.errors import ConfigError, OfflineError
 from robench.tasks.sources import load_raw, resolve_file, to_examples
 from robench.tasks.spec import TaskSpec
 
-PAIRS_UNSUPPORTED = ("robench trains and evaluates one text per example, so a sentence-pair task loads but cannot "
-                     "be trained or evaluated yet (docs/tasks.md, Sentence pairs); join the columns into one text "
-                     "with join: \" \" if a single text is what you want")
+PAIRS_UNSUPPORTED = ("this caller reads one text per example and would drop the second text; build the sets with "
+                     "TaskData(spec, pairs=True) and tokenise text with text_pair (as robench train and eval do), "
+                     "or join the columns into one text with join: \" \"")
 
 
 def fingerprint(texts: list[Any], labels: list[int]) -> str:
@@ -177,11 +178,20 @@ class TaskData:
                 "dropped_rows": dropped}
 
 
-def _text_keys(ds, unique: bool = True):
-    """What the overlap checks compare: each example's text (stripped), or for sentence pairs its
-    (first, second) texts; a set of them, or with ``unique=False`` a list in set order."""
+def example_key(item: Any) -> Any:
+    """What the overlap checks compare of one example: its text stripped, or a pair's two texts stripped."""
+    return tuple(t.strip() for t in item) if isinstance(item, tuple | list) else item.strip()
+
+
+def set_items(ds) -> list[Any]:
+    """A built set's examples as the model reads them: its texts, or (text, text_pair) tuples for pairs."""
     if "text_pair" in ds.column_names:
-        keys = [(a.strip(), b.strip()) for a, b in zip(ds["text"], ds["text_pair"], strict=True)]
-    else:
-        keys = [t.strip() for t in ds["text"]]
+        return list(zip(ds["text"], ds["text_pair"], strict=True))
+    return list(ds["text"])
+
+
+def _text_keys(ds, unique: bool = True):
+    """What the overlap checks compare (:func:`example_key` of each example); a set of them, or with
+    ``unique=False`` a list in set order."""
+    keys = [example_key(item) for item in set_items(ds)]
     return set(keys) if unique else keys

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ SOURCE_KEYS = {
     "text_pattern", "partition", "seed", "join",
 }
 HUB_KEYS = {"path", "name", "split", "revision"}
-SET_KEYS = {"source", "part", "limit"}
+SET_KEYS = {"source", "part", "limit", "merge_predictions"}
 TOP_KEYS = {
     "name", "description", "labels", "sources", "train", "validation", "test", "calibration", "shift", "ood",
     "adversarial", "attack_split", "profiles", "evaluators", "method_presets", "allow_outside_paths", "tuning",
@@ -85,6 +85,10 @@ class SetSpec:
     source: str
     part: str | None = None
     limit: int | None = None
+    # label -> label: a prediction of the key counts as the value when this set's accuracy is scored (RoAST scores
+    # HANS, QNLI, WNLI and NQ-NLI with two classes: a predicted neutral counts as non-entailment,
+    # ``merge_predictions: {neutral: contradiction}``); the logits, ECE and OOD scores are the model's own
+    merge_predictions: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass
@@ -195,7 +199,7 @@ def load_task(name_or_path: str, profile: str | None = None, limit: int | None =
     if limit is not None:
         if limit <= 0:
             raise ConfigError(f"--limit must be a positive number of examples, got {limit}")
-        spec.sets = {k: SetSpec(s.source, s.part, min(limit, s.limit or limit)) for k, s in spec.sets.items()}
+        spec.sets = {k: replace(s, limit=min(limit, s.limit or limit)) for k, s in spec.sets.items()}
     return spec
 
 
@@ -207,11 +211,23 @@ def data_hash(raw: dict[str, Any]) -> str:
     """Hash of what decides a task's examples (sources, sets, labels, profile sizes), leaving out what only
     changes how they are evaluated or tuned: editing an evaluator option does not make a run's data stale."""
     kept = {k: v for k, v in raw.items() if k not in UNHASHED_KEYS | EVAL_ONLY_KEYS}
+    for role in (*ROLES, *OPTIONAL_ROLES, *GROUPS):  # how a set's predictions are scored decides no example
+        if role in kept:
+            kept[role] = _without_scoring(kept[role], grouped=role in GROUPS)
     profiles = kept.get("profiles")
     if isinstance(profiles, dict):
         kept["profiles"] = {name: {k: v for k, v in sizes.items() if k != "evaluators"} if isinstance(sizes, dict)
                             else sizes for name, sizes in profiles.items()}
     return _hash(kept)
+
+
+def _without_scoring(entry: Any, grouped: bool) -> Any:
+    """A set (or a group of sets) of a raw task without its scoring keys (``merge_predictions``)."""
+    if grouped and isinstance(entry, dict):
+        return {name: _without_scoring(s, False) for name, s in entry.items()}
+    if isinstance(entry, dict) and "merge_predictions" in entry:
+        return {k: v for k, v in entry.items() if k != "merge_predictions"}
+    return entry
 
 
 class StrictLoader(yaml.SafeLoader):
@@ -254,7 +270,7 @@ def apply_profile(spec: TaskSpec, profile: str) -> TaskSpec:
     sets = {}
     for key, s in spec.sets.items():
         role = key.split(":", 1)[0]
-        sets[key] = SetSpec(s.source, s.part, sizes[role]) if role in sizes else s
+        sets[key] = replace(s, limit=sizes[role]) if role in sizes else s
     spec.sets = sets
     return spec
 
@@ -285,16 +301,16 @@ def parse_task(raw: Any, path: Path | str = "<task>") -> TaskSpec:
 
     sets: dict[str, SetSpec] = {}
     for role in ROLES:
-        sets[role] = _parse_set(role, raw[role], path, sources)
+        sets[role] = _parse_set(role, raw[role], path, sources, labels)
     for role in OPTIONAL_ROLES:
         if raw.get(role) is not None:
-            sets[role] = _parse_set(role, raw[role], path, sources)
+            sets[role] = _parse_set(role, raw[role], path, sources, labels)
     for group in GROUPS:
         entries = raw.get(group) or {}
         if not isinstance(entries, dict):
             raise _fail(path, group, "must be a mapping of set name to set", f"e.g. {group}: {{name: {{source: x}}}}")
         for set_name, s in entries.items():
-            sets[f"{group}:{set_name}"] = _parse_set(f"{group}.{set_name}", s, path, sources)
+            sets[f"{group}:{set_name}"] = _parse_set(f"{group}.{set_name}", s, path, sources, labels)
     for key, s in sets.items():
         needs_label = not key.startswith("ood:")
         if needs_label and sources[s.source].label_column is None:
@@ -557,7 +573,8 @@ def _parse_text_column(s: dict[str, Any], where: str, path: Path | str, fmt: str
     return tuple(raw)
 
 
-def _parse_set(where: str, s: Any, path: Path | str, sources: dict[str, SourceSpec]) -> SetSpec:
+def _parse_set(where: str, s: Any, path: Path | str, sources: dict[str, SourceSpec],
+               labels: list[str] | None = None) -> SetSpec:
     if isinstance(s, str):
         s = {"source": s}
     if not isinstance(s, dict) or "source" not in s:
@@ -574,7 +591,20 @@ def _parse_set(where: str, s: Any, path: Path | str, sources: dict[str, SourceSp
     limit = s.get("limit")
     if limit is not None and not _is_int(limit, minimum=1):
         raise _fail(path, f"{where}.limit", "must be a positive integer", "e.g. limit: 1000")
-    return SetSpec(source=s["source"], part=part, limit=limit)
+    merge = s.get("merge_predictions")
+    if merge is not None:
+        known = labels or []
+        if not isinstance(merge, dict) or not merge or not all(
+                isinstance(k, str) and isinstance(v, str) and k in known and v in known and k != v
+                for k, v in merge.items()):
+            raise _fail(path, f"{where}.merge_predictions", "must map a predicted label to the label it counts as, "
+                        "both among the task's labels", f"e.g. merge_predictions: {{{known[1] if len(known) > 1 else 'b'}: "
+                        f"{known[-1] if known else 'c'}}} (labels: {', '.join(known)})")
+        if set(merge) & set(merge.values()):
+            raise _fail(path, f"{where}.merge_predictions", "a label is both merged and merged into",
+                        "map each predicted label straight to the label it counts as")
+        merge = tuple(sorted(merge.items()))
+    return SetSpec(source=s["source"], part=part, limit=limit, merge_predictions=merge)
 
 
 def _guess_format(name: str) -> str | None:

@@ -209,3 +209,91 @@ def test_run_that_is_a_transfer_source_is_warned(tiny_run, monkeypatch):
     result = _evaluate(tiny_run, recipes=["deepwordbug"], n=2)
     assert any("source model of transfer set" in w for w in result["warnings"])
     assert all(s["weights_fingerprint"] == fp for s in result["settings"]["transfer_sources"].values())
+
+
+# ------------------------------------------------------------------------------ static sets, and how they combine
+
+def _fake_attacks(monkeypatch, ctx, outcomes):
+    """The recipes' outcomes set by hand (the tiny model is never broken by a real attack)."""
+    from robench.attacks.runner import sample_indices, summarize
+    from robench.evaluators import adversarial
+
+    idx = sample_indices(len(ctx.texts("test")), len(next(iter(outcomes.values()))), 1)
+
+    def fake(ctx_, recipe, **kwargs):
+        recs = [{"index": i, "outcome": o, "valid": True, "words_changed": 1, "num_words": 5, "queries": 3,
+                 "seconds": 0.0, "original": "x", "perturbed": "y", "label": 0}
+                for i, o in zip(idx, outcomes[recipe], strict=True)]
+        return summarize(recs), recs, ctx_.run_dir / "artifacts" / f"fake-{recipe}.jsonl"
+
+    monkeypatch.setattr(adversarial, "attack_recipe", fake)
+    return idx
+
+
+def test_static_sets_only_run_no_attack_and_drop_the_attack_column(tiny_run, monkeypatch):
+    from robench.evaluation import make_context
+    from robench.evaluators import adversarial
+
+    ctx = make_context(tiny_run, device="cpu")
+    monkeypatch.setattr(adversarial, "attack_recipe", lambda *a, **k: pytest.fail("a live attack ran"))
+    for recipes in ([], "none"):
+        ev = adversarial.Adversarial(recipes=recipes)
+        out = ev.evaluate(ctx)
+        assert ev.recipes == [] and "accuracy_under_attack" not in out.metrics and "robust" not in out.details
+        bits = out.details["transfer_correct"]["valid_transfer"]
+        assert out.metrics["transfer_accuracy"] == pytest.approx(bits.count("1") / len(bits))
+        heads = {m.column for m in ev.metrics if m.headline}
+        assert heads == {"transfer"}
+        assert out.settings["adversarial_aspect"] == {
+            "combine": "separate", "live": [], "static": ["valid_transfer"],
+            "headline": "separate columns: live attacks (worst case) and static sets (mean accuracy)"}
+        assert out.settings["threat_model"]["recipes"] == {} and len(out.settings["threat_model"]["card_id"]) == 12
+    # no recipe and no static set: one line, before anything runs
+    ctx.task.sets = {k: s for k, s in ctx.task.sets.items() if not k.startswith("adversarial:")}
+    with pytest.raises(Exception, match=r"no static adversarial sets and the adversarial evaluator runs no attack"):
+        adversarial.Adversarial(recipes=[]).evaluate(ctx)
+
+
+def test_combine_mean_averages_the_worst_case_and_each_static_set(tiny_run, monkeypatch):
+    """Adv = the unweighted mean over [live worst case, each static set]: a second static set (with another
+    accuracy) and hand-set attack outcomes make every weight visible."""
+    from robench.evaluation import make_context
+    from robench.evaluators import adversarial
+    from robench.tasks import SetSpec
+
+    ctx = make_context(tiny_run, device="cpu")
+    ctx.task.sets["adversarial:again"] = SetSpec(source=ctx.task.sets["test"].source, limit=10)
+    idx = _fake_attacks(monkeypatch, ctx, {"deepwordbug": ["failed", "successful", "failed", "successful"],
+                                           "pwws": ["failed", "failed", "successful", "successful"]})
+    ev = adversarial.Adversarial(recipes=["deepwordbug", "pwws"], n=4, seed=1, combine="mean")
+    out = ev.evaluate(ctx)
+    static = {n: out.metrics["transfer"][n] for n in ("valid_transfer", "again")}
+    assert static["valid_transfer"] != static["again"]  # distinct parts, so a wrong weight shows
+    worst = 1 / 4  # only the first example survives both recipes
+    assert out.metrics["accuracy_under_attack"] == pytest.approx(worst)
+    assert out.metrics["adversarial_accuracy"] == pytest.approx((worst + sum(static.values())) / 3)
+    assert out.metrics["adversarial_accuracy"] != pytest.approx((worst + out.metrics["transfer_accuracy"]) / 2)
+    parts = out.details["adversarial_correct"]
+    assert set(parts) == {f"attack:{adversarial.sample_id('test', idx)}", "static:valid_transfer", "static:again"}
+    from robench.report.stats import example_metric, parse_examples
+
+    assert example_metric(parse_examples(parts, None), None) == pytest.approx(out.metrics["adversarial_accuracy"])
+    heads = {m.column: m.name for m in ev.metrics if m.headline}
+    assert heads == {"adv": "adversarial_accuracy"}  # Attack and Transfer become its parts, not columns
+    assert out.settings["threat_model"]["combine"] == "mean"
+    separate = adversarial.Adversarial(recipes=["deepwordbug", "pwws"], n=4, seed=1)
+    assert "combine" not in separate.threat_model(ctx, idx)  # the default card (and its id) is unchanged
+    assert {m.column for m in separate.metrics if m.headline} == {"attack", "transfer"}
+
+
+def test_live_attacks_on_sentence_pairs_are_one_line(tiny_run, monkeypatch):
+    from robench.errors import ConfigError
+    from robench.evaluation import make_context
+    from robench.evaluators import adversarial
+
+    ctx = make_context(tiny_run, device="cpu")
+    monkeypatch.setattr(type(ctx), "is_pairs", lambda self, key: True)
+    with pytest.raises(ConfigError, match=r"attack split of this task holds sentence pairs; set the adversarial "
+                                          r"evaluator's recipes: \[\]") as info:
+        adversarial.Adversarial(recipes=["pwws"], n=2).evaluate(ctx)
+    assert "\n" not in str(info.value)

@@ -3,8 +3,7 @@ fixtures of tests/fixtures/hub standing in for the Hugging Face hub (no network:
 
 One test per hub source checks that the source reads the right column(s) and maps every label name to the
 right task label, and that a wrong text column, a wrong label map or swapped sentence-pair columns fail;
-SST-2 trains, evaluates, goes on the board and into the RoAST table on the tiny model; MNLI (sentence pairs)
-stops with one line before training."""
+SST-2 and MNLI (sentence pairs) train, evaluate, go on the board and into the RoAST table on the tiny model."""
 
 from __future__ import annotations
 
@@ -14,6 +13,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from cli_helpers import TINY, assert_one_line_error, run_cli
 
@@ -231,7 +231,7 @@ def test_pair_sets_need_a_caller_that_reads_pairs(hub):
     calls, sockets = hub
     spec = load_task("mnli")
     with pytest.raises(ConfigError, match=r"set 'train' holds sentence pairs .*text_column: \[premise, hypothesis\]"
-                                          r".*cannot be trained or evaluated yet") as info:
+                                          r".*would drop the second text") as info:
         TaskData(spec).get("train")
     assert "\n" not in str(info.value)
     ds = TaskData(spec, pairs=True).get("test")
@@ -283,7 +283,7 @@ def test_sst2_trains_evaluates_and_reaches_the_roast_table(hub, monkeypatch, cap
     run = runs / "sst2" / "tiny-bert" / "vanilla" / "seed0"
     code, _, err = run_cli(monkeypatch, capsys, "train", "--task", "sst2", *TINY, "--out", str(run))
     assert code == 0, err
-    code, _, err = run_cli(monkeypatch, capsys, "eval", "--run", str(run), "--suite", "id,shift,calibration,anomaly",
+    code, _, err = run_cli(monkeypatch, capsys, "eval", "--run", str(run), "--suite", "id,shift,calibration,anomaly,adversarial",
                            "--device", "cpu")
     assert code == 0, err
     code, out, err = run_cli(monkeypatch, capsys, "leaderboard", "--results", str(runs), "--out",
@@ -314,11 +314,70 @@ def test_sst2_trains_evaluates_and_reaches_the_roast_table(hub, monkeypatch, cap
     assert sockets == []
 
 
-def test_mnli_stops_before_training_with_one_line(hub, monkeypatch, capsys, tmp_path):
+@pytest.mark.slow
+def test_mnli_trains_on_pairs_evaluates_and_reaches_the_roast_table(hub, monkeypatch, capsys, tmp_path):
+    """MNLI end to end on the tiny model, every set from the fixtures: trained and evaluated on sentence pairs,
+    the two-class sets scored with a predicted neutral counted as contradiction, the static adversarial sets
+    alone as the adversarial aspect (the task's recipes: []), and RoAST's line (inD = mean of matched and
+    mismatched)."""
+    from robench.evaluation import make_context
+    from robench.report.roast import truncate3
+
     calls, sockets = hub
-    code, _, err = run_cli(monkeypatch, capsys, "train", "--task", "mnli", *TINY, "--out", str(tmp_path / "r"))
-    assert_one_line_error(code, err, "holds sentence pairs", "cannot be trained or evaluated yet")
-    assert not (tmp_path / "r" / "run.json").exists()
+    runs = tmp_path / "runs"
+    run = runs / "mnli" / "tiny-bert" / "vanilla" / "seed0"
+    code, _, err = run_cli(monkeypatch, capsys, "train", "--task", "mnli", *TINY, "--out", str(run))
+    assert code == 0, err
+    code, _, err = run_cli(monkeypatch, capsys, "eval", "--run", str(run), "--suite",
+                           "id,shift,calibration,anomaly,adversarial", "--device", "cpu")
+    assert code == 0, err
+
+    def result(name):
+        return json.loads((run / "results" / f"{name}.json").read_text())
+
+    # the model reads both sides: the saved tokenizer encodes a pair, and another hypothesis changes the logits
+    ctx = make_context(run, device="cpu")
+    test = ctx.texts("test")
+    assert isinstance(test[0], tuple) and len(test[0]) == 2
+    from robench.predict import batched_logits
+
+    same = batched_logits(ctx.model, ctx.tokenizer, [test[0], test[0]])
+    other = batched_logits(ctx.model, ctx.tokenizer, [test[0], (test[0][0], "A different hypothesis entirely.")])
+    assert np.allclose(same[0], same[1]) and not np.allclose(other[0], other[1])
+    # QNLI and WNLI: a predicted neutral counts as contradiction (their non-entailment), as RoAST maps it
+    shift = result("shift")
+    assert shift["settings"]["merge_predictions"] == {"qnli": {"neutral": "contradiction"},
+                                                      "wnli": {"neutral": "contradiction"}}
+    for name in ("qnli", "wnli", "fever_nli"):
+        key = f"shift:{name}"
+        pred = ctx.predict(key).logits.argmax(-1)
+        if name != "fever_nli":
+            pred = np.where(pred == 1, 2, pred)
+        assert shift["metrics"]["accuracy"][name] == pytest.approx(np.mean(pred == ctx.labels(key)))
+    adv = result("adversarial")
+    assert "accuracy_under_attack" not in adv["metrics"] and set(adv["metrics"]["transfer"]) == {
+        "anli_r1", "anli_r2", "anli_r3", "advglue_mnli_m", "advglue_mnli_mm"}
+    assert adv["settings"]["adversarial_aspect"]["live"] == []
+
+    code, out, err = run_cli(monkeypatch, capsys, "leaderboard", "--results", str(runs), "--out",
+                             str(tmp_path / "board"), "--no-plots", "--bootstrap", "50")
+    assert code == 0, err
+    board = (tmp_path / "board" / "LEADERBOARD.md").read_text()
+    assert "the static adversarial sets only (anli_r1, anli_r2, anli_r3, advglue_mnli_m, advglue_mnli_mm" in board
+    code, out, err = run_cli(monkeypatch, capsys, "table", "--format", "roast", "--results", str(runs), "--out",
+                             str(tmp_path / "roast.csv"), "--digits", "2")
+    assert code == 0, err
+    (row,) = list(csv.DictReader((tmp_path / "roast.csv").read_text().splitlines()))
+    assert (row["n_ind"], row["n_ood"], row["n_adv"], row["n_ece"], row["n_auroc"]) == ("2", "4", "5", "11", "5")
+    ind = (truncate3(100 * result("id")["metrics"]["accuracy"]) + truncate3(100 * shift["metrics"]["accuracy"]["mnli_mm"])) / 2
+    assert float(row["inD"]) == pytest.approx(ind)
+    assert float(row["adv"]) == pytest.approx(sum(truncate3(100 * v) for v in adv["metrics"]["transfer"].values()) / 5)
+    # a live attack on pairs is one line
+    code, _, err = run_cli(monkeypatch, capsys, "eval", "--run", str(run), "--suite", "adversarial", "--recipe",
+                           "pwws", "--force", "--device", "cpu")
+    assert_one_line_error(code, err, "holds sentence pairs", "recipes: []")
+    assert {(c["path"], c.get("name"), c.get("split")) for c in calls} == \
+        {(s.hub["path"], s.hub.get("name"), s.hub.get("split")) for s in load_task("mnli").sources.values() if s.hub}
     assert sockets == []
 
 
