@@ -68,7 +68,7 @@ PAIRS_NO_ATTACK = ("live attack recipes rewrite one text per example, and the at
 def _unknown_recipe(value: Any) -> str | None:
     from robench.attacks.recipes import unknown_recipe_message
 
-    if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+    if value is None or [str(v).strip().lower() for v in name_list(value)] == ["none"]:
         return None
     return next((m for m in map(unknown_recipe_message, name_list(value)) if m), None)
 
@@ -227,7 +227,7 @@ class Adversarial(Evaluator):
     class Config:
         recipes: list[str] = field(default_factory=lambda: list(DEFAULT_RECIPES), metadata=option(
             "a recipe name, a list of recipe names, or [] / none (static adversarial sets only)",
-            lambda v: v is None or v == [] or str(v).strip().lower() == "none" or names(v),
+            lambda v: v is None or v == [] or names(v),
             "recipes: [deepwordbug, pwws]", _unknown_recipe))
         n: int | None = field(default=DEFAULT_N, metadata=option(
             "a positive integer or null (every example)", whole(1, none=True), "n: 20"))
@@ -247,8 +247,8 @@ class Adversarial(Evaluator):
 
             if self.recipes is None:
                 self.recipes = list(DEFAULT_RECIPES)
-            none = isinstance(self.recipes, str) and self.recipes.strip().lower() == "none"
-            self.recipes = [] if none else [r.lower() for r in name_list(self.recipes)]
+            listed = [r.strip().lower() for r in name_list(self.recipes)]
+            self.recipes = [] if listed == ["none"] else listed  # "none" / ["none"] (--recipe none): static sets only
             problem = _unknown_recipe(self.recipes)
             if problem:
                 raise ConfigError(problem)

@@ -38,8 +38,9 @@ average covers (steps 1-6) follow the script. The per-set numbers are robench's 
 script's where the evaluators differ: the script's ECE picks a temperature for each set by 10-fold cross
 validation on that set itself (from the grid 0.25 ... 8, passing the grid *index* on as the temperature),
 robench fits one temperature on the task's calibration split; the script's MNLI OOD reference is the
-mismatched validation set, robench's is the task's test set (matched); on HANS, QNLI, WNLI and NQ-NLI the
-script counts a predicted neutral as non-entailment, which no robench evaluator does yet. Not verified:
+mismatched validation set, robench's is the task's test set (matched). On HANS, QNLI, WNLI and NQ-NLI the
+script counts a predicted neutral as non-entailment; so does robench, by the sets' ``merge_predictions``
+in ``tasks/mnli.yaml`` (the shift evaluator's accuracies). Not verified:
 how the paper's tables round these numbers.
 """
 

@@ -297,3 +297,28 @@ def test_live_attacks_on_sentence_pairs_are_one_line(tiny_run, monkeypatch):
                                           r"evaluator's recipes: \[\]") as info:
         adversarial.Adversarial(recipes=["pwws"], n=2).evaluate(ctx)
     assert "\n" not in str(info.value)
+
+
+def test_board_shows_the_adv_column_and_says_how_it_is_made(run, monkeypatch, tmp_path):
+    from robench.evaluation import evaluate_run, make_context
+    from robench.report.write import write_leaderboard
+
+    _fake_attacks(monkeypatch, make_context(run, device="cpu"), {"pwws": ["failed", "successful", "failed"]})
+    written = evaluate_run(run, "adversarial", device="cpu", force=True,
+                           options={"adversarial": {"recipes": ["pwws"], "n": 3, "seed": 1, "combine": "mean"}})
+    result = json.loads(written["adversarial"].read_text())
+    board, files = write_leaderboard([run], tmp_path / "board", plots=False, n_boot=20)
+    assert [a.key for a in board.aspects if a.evaluator == "adversarial"] == ["adv"]
+    row = board.frame.iloc[0]
+    assert row["adv_mean"] == pytest.approx(result["metrics"]["adversarial_accuracy"])
+    text = files["markdown"].read_text()
+    assert "Adv: the unweighted mean of the live worst-case accuracy (recipes pwws) and the accuracy on each static " \
+           "adversarial set (valid_transfer), as the task declares (combine: mean)" in text
+
+
+@pytest.mark.parametrize("recipes", [[], "none", ["none"], "None"])
+def test_no_recipe_spellings_all_mean_static_sets_only(recipes):
+    from robench.evaluators.adversarial import Adversarial
+
+    assert Adversarial(recipes=recipes).recipes == []
+    assert Adversarial(recipes=None).recipes == ["deepwordbug", "textfooler", "pwws"]
