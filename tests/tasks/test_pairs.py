@@ -142,3 +142,24 @@ def test_backbone_tokenizer_is_prepared_for_right_padding(tmp_path):
     none.pad_token = none.eos_token = none.sep_token = none.unk_token = None
     with pytest.raises(ConfigError, match="no padding token"):
         prepare_tokenizer(none)
+
+
+@pytest.mark.parametrize(("model", "method"), [("tiny-bert", "smart"), ("tiny-mpnet", "freelb")])
+def test_a_pair_task_trains_and_evaluates_on_bert_and_roberta_style_backbones(tmp_path, model, method):
+    """A pair task end to end with an embedding-perturbing method, on a BERT-style backbone (segment ids) and
+    an MPNet one (RoBERTa's layout: ``<s> A </s></s> B </s>``, no segment ids, padding id 1)."""
+    from robench.evaluation import evaluate_run, make_context
+    from robench.train import TrainConfig, train
+
+    task = pair_task(tmp_path, rows=24)
+    run = train(TrainConfig(task=task, model=model, method=method, epochs=1, batch_size=4, out=str(tmp_path / "r"),
+                            device="cpu"))
+    ctx = make_context(run, device="cpu")
+    enc = ctx.tokenizer(*ctx.texts("test")[0])
+    assert ctx.tokenizer.decode(enc["input_ids"]).count(ctx.tokenizer.sep_token) == (2 if model == "tiny-bert" else 3)
+    written = evaluate_run(run, "id,shift", device="cpu", ctx=ctx)
+    shift = json.loads(written["shift"].read_text())
+    assert shift["settings"]["merge_predictions"] == {"two": {"neutral": "contradiction"}}
+    preds = ctx.predict("shift:two").logits.argmax(-1)
+    assert shift["metrics"]["accuracy"]["two"] == pytest.approx(np.mean(np.where(preds == 1, 2, preds)
+                                                                        == ctx.labels("shift:two")))
