@@ -219,14 +219,17 @@ def list_(what: str = typer.Argument(..., help="methods, tasks, evaluators or su
     elif what == "tasks":
         from robench.tasks import list_tasks, load_task, task_origin
 
-        table = Table(title="tasks (./tasks/*.yaml first, then those packaged with robench)")
-        for col in ("name", "from", "labels", "shift sets", "ood sets", "method presets", "description"):
+        table = Table(title="tasks (./tasks/*.yaml first, then those packaged with robench); each set with where its "
+                            "source reads (hub, file, asset) and whether it is a substitute")
+        for col in ("name", "from", "labels", "shift sets", "adversarial sets", "ood sets", "method presets",
+                    "description"):
             table.add_column(col)
         for name in list_tasks():
             spec = load_task(name)
             presets = ", ".join(f"{m}: {p}" for m, p in spec.method_presets.items())
-            table.add_row(name, task_origin(name), ", ".join(spec.labels), ", ".join(spec.set_names("shift")) or "-",
-                          ", ".join(spec.set_names("ood")) or "-", presets or "-", spec.description)
+            table.add_row(name, task_origin(name), ", ".join(spec.labels),
+                          *(", ".join(_set_origin(spec, g, n) for n in spec.set_names(g)) or "-"
+                            for g in ("shift", "adversarial", "ood")), presets or "-", spec.description)
     elif what == "evaluators":
         from robench.evaluators import EVALUATORS
 
@@ -247,6 +250,13 @@ def list_(what: str = typer.Argument(..., help="methods, tasks, evaluators or su
     else:
         raise RobenchError(f"cannot list {what!r}; choose one of: methods, tasks, evaluators, suites")
     out.print(table)
+
+
+def _set_origin(spec, group: str, name: str) -> str:
+    """``yelp (hub)``, ``poem (hub, substitute)``: a set with where its source reads."""
+    src = spec.sources[spec.sets[f"{group}:{name}"].source]
+    kind = "hub" if src.hub is not None else "file" if src.file is not None else "asset"
+    return f"{name} ({kind}{', substitute' if src.substitute else ''})"
 
 
 @app.command()

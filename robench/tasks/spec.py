@@ -24,7 +24,7 @@ from robench.errors import ConfigError, RobenchError
 FILE_FORMATS = {"csv", "tsv", "jsonl", "json", "parquet", "lines"}
 SOURCE_KEYS = {
     "asset", "file", "hub", "format", "text_column", "label_column", "label_map", "binarize",
-    "text_pattern", "partition", "seed", "join",
+    "text_pattern", "partition", "seed", "join", "substitute",
 }
 HUB_KEYS = {"path", "name", "split", "revision"}
 SET_KEYS = {"source", "part", "limit", "merge_predictions"}
@@ -68,6 +68,9 @@ class SourceSpec:
     seed: int = 0
     allow_outside_paths: bool = False  # the task's (or the environment's) permission to read outside its folder
     join: str | None = None  # with a list text_column: the separator the columns are joined with into one text
+    # what this source stands in for, where the protocol's own set has no public copy (shown by robench list tasks;
+    # left out of the data hash: it decides no example)
+    substitute: str | None = None
 
     @property
     def text_columns(self) -> tuple[str, ...]:
@@ -211,6 +214,9 @@ def data_hash(raw: dict[str, Any]) -> str:
     """Hash of what decides a task's examples (sources, sets, labels, profile sizes), leaving out what only
     changes how they are evaluated or tuned: editing an evaluator option does not make a run's data stale."""
     kept = {k: v for k, v in raw.items() if k not in UNHASHED_KEYS | EVAL_ONLY_KEYS}
+    if isinstance(kept.get("sources"), dict):  # nor does a source's note of what it substitutes
+        kept["sources"] = {n: {k: v for k, v in src.items() if k != "substitute"} if isinstance(src, dict) else src
+                           for n, src in kept["sources"].items()}
     for role in (*ROLES, *OPTIONAL_ROLES, *GROUPS):  # how a set's predictions are scored decides no example
         if role in kept:
             kept[role] = _without_scoring(kept[role], grouped=role in GROUPS)
@@ -527,11 +533,15 @@ def _parse_source(name: str, s: Any, path: Path | str, labels: list[str], allow_
         seed = int(seed)
     if not _is_int(seed):
         raise _fail(path, f"{where}.seed", f"must be an integer, got {seed!r}", "e.g. seed: 0")
+    substitute = s.get("substitute")
+    if substitute is not None and not (isinstance(substitute, str) and substitute.strip()):
+        raise _fail(path, f"{where}.substitute", "must be a line of text", "e.g. substitute: RoAST's amazon pickle")
     return SourceSpec(
         name=name, asset=s.get("asset"), file=s.get("file"), hub=s.get("hub"), format=fmt,
         text_column=text_column, label_column=s.get("label_column"),
         label_map=label_map, binarize=binarize, text_pattern=s.get("text_pattern"),
         partition=partition, seed=seed, allow_outside_paths=allow_outside, join=s.get("join"),
+        substitute=substitute,
     )
 
 

@@ -419,3 +419,27 @@ def test_join_and_dotted_columns_from_a_local_file(tmp_path):
     assert sorted(zip(test["text"], test["text_pair"], test["label"], strict=True)) == \
         [("How old is it?", "Is it old?", 1), ("Where is it?", "What is it?", 0)]
     assert data.fingerprint("test") != data.fingerprint("train")
+
+
+def test_list_tasks_names_where_each_set_reads_and_the_substitutes(monkeypatch, capsys, tmp_path):
+    from robench.cli import _set_origin
+
+    spec = load_task("sst2")
+    assert _set_origin(spec, "shift", "yelp") == "yelp (hub)"
+    assert _set_origin(spec, "shift", "poem") == "poem (hub, substitute)"
+    assert _set_origin(spec, "adversarial", "advglue_sst2") == "advglue_sst2 (hub)"
+    assert _set_origin(load_task("sentiment"), "ood", "trec") == "trec (asset)"
+    monkeypatch.setenv("COLUMNS", "400")
+    code, out, err = run_cli(monkeypatch, capsys, "list", "tasks")
+    assert code == 0, err
+    assert "substitute" in out and "anli_r1" in out and "adversarial" in out  # (cells wrap: _set_origin above)
+    # a substitute note decides no example: it is left out of the data hash; a bad one names its key
+    text = (Path(spec.path)).read_text(encoding="utf-8")
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(re.sub(r"(?m)^    substitute: .*\n", "", text), encoding="utf-8")
+    assert load_task(str(plain)).data_hash == spec.data_hash and load_task(str(plain)).spec_hash != spec.spec_hash
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(re.sub(r"(?m)^(    substitute: )RoAST's poem pickle.*$", r"\g<1>[1, 2]", text, count=1),
+                   encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"key 'sources\.poem\.substitute': must be a line of text"):
+        load_task(str(bad))
