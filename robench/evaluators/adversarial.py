@@ -271,6 +271,14 @@ class Adversarial(Evaluator):
             self.metrics = tuple(replace(m, headline=False) if m.name == "accuracy_under_attack" else m
                                  for m in type(self).metrics)
 
+    def settings_key(self) -> dict[str, Any]:
+        """The options, ``combine`` only where it is not the default: a result written before the option
+        existed (the default's result) stays a cache hit."""
+        key = super().settings_key()
+        if key.get("combine") == "separate":
+            key.pop("combine")
+        return key
+
     def threat_model(self, ctx, indices: list[int], checker=None) -> dict[str, Any]:
         """The threat-model card: what an attacker may do and how hard it tries. Two different cards never
         share a leaderboard column (``card_id``)."""

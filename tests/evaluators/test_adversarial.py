@@ -322,3 +322,10 @@ def test_no_recipe_spellings_all_mean_static_sets_only(recipes):
 
     assert Adversarial(recipes=recipes).recipes == []
     assert Adversarial(recipes=None).recipes == ["deepwordbug", "textfooler", "pwws"]
+
+
+def test_default_combine_keeps_older_results_cache_hits():
+    from robench.evaluators.adversarial import Adversarial
+
+    assert "combine" not in Adversarial().settings_key()  # results written before the option still match
+    assert Adversarial(combine="mean").settings_key()["combine"] == "mean"
