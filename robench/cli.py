@@ -219,17 +219,28 @@ def list_(what: str = typer.Argument(..., help="methods, tasks, evaluators or su
     elif what == "tasks":
         from robench.tasks import list_tasks, load_task, task_origin
 
-        table = Table(title="tasks (./tasks/*.yaml first, then those packaged with robench); each set with where its "
-                            "source reads (hub, file, asset) and whether it is a substitute")
-        for col in ("name", "from", "labels", "shift sets", "adversarial sets", "ood sets", "method presets",
-                    "description"):
-            table.add_column(col)
-        for name in list_tasks():
+        table = Table(title="tasks (./tasks/*.yaml first, then those packaged with robench)")
+        names = list_tasks()
+        widths = {"name": max(map(len, names), default=4), "from": len("packaged")}  # never cut to "sentim…"
+        for col in ("name", "from", "labels", "sets", "method presets", "description"):
+            table.add_column(col, min_width=widths.get(col))
+        lines = []
+        for name in names:
             spec = load_task(name)
             presets = ", ".join(f"{m}: {p}" for m, p in spec.method_presets.items())
-            table.add_row(name, task_origin(name), ", ".join(spec.labels),
-                          *(", ".join(_set_origin(spec, g, n) for n in spec.set_names(g)) or "-"
-                            for g in ("shift", "adversarial", "ood")), presets or "-", spec.description)
+            counts = ", ".join(f"{g} {len(spec.set_names(g))}" for g in ("shift", "adversarial", "ood")
+                               if spec.set_names(g))
+            table.add_row(name, task_origin(name), ", ".join(spec.labels), counts or "-", presets or "-",
+                          spec.description)
+            groups = [f"{g}: " + ", ".join(_set_origin(spec, g, n) for n in spec.set_names(g))
+                      for g in ("shift", "adversarial", "ood") if spec.set_names(g)]
+            lines.append(f"{name}: " + "; ".join(groups))
+        out.print(table)
+        out.print("Sets, with where each source reads (hub, file, asset) and whether it stands in for the "
+                  "protocol's own set (substitute):", soft_wrap=True)
+        for line in lines:
+            out.print(line, markup=False)
+        return
     elif what == "evaluators":
         from robench.evaluators import EVALUATORS
 

@@ -432,7 +432,10 @@ def test_list_tasks_names_where_each_set_reads_and_the_substitutes(monkeypatch, 
     monkeypatch.setenv("COLUMNS", "400")
     code, out, err = run_cli(monkeypatch, capsys, "list", "tasks")
     assert code == 0, err
-    assert "substitute" in out and "anli_r1" in out and "adversarial" in out  # (cells wrap: _set_origin above)
+    flat = " ".join(out.split())  # lines wrap at the terminal's width
+    assert "sst2: shift: yelp (hub), imdb (hub), poem (hub, substitute), amazon (hub, substitute); adversarial: " \
+           "advglue_sst2 (hub); ood: wmt16 (hub)" in flat
+    assert "mnli: shift: mnli_mm (hub)" in flat and "sentiment: shift: amazon (asset), tweets (asset)" in flat
     # a substitute note decides no example: it is left out of the data hash; a bad one names its key
     text = (Path(spec.path)).read_text(encoding="utf-8")
     plain = tmp_path / "plain.yaml"
