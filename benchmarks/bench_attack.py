@@ -28,8 +28,19 @@ precision differs) and reports ``bf16_agreement``: how many outcomes and perturb
 Boards attack in fp32 (``--precision`` of ``robench eval``, default fp32); bf16 queries are for a board only
 if this agreement is total on its sample, or its cards record the precision.
 
+Where the time goes (``victim``, per recipe and in the totals): the seconds each side spends in the attacked
+model's forward passes, their share of the attack, their FLOPs (counted from each batch's shape: the encoder's
+projections and feed-forward layers, plus attention's two products, which grow with the padded length) and the
+GFLOP/s they reach against this machine's matmul roof in the victim's precision (the best of a few GEMM shapes,
+as ``bench_train.py`` measures it). ``ceiling_vs_stock`` is the stock runner's time over robench's victim
+seconds alone: the speed-up robench would reach if everything but its own model queries took no time. Where
+that ceiling is below a target and the queries already run near the roof, the target cannot be met with the
+same queries in the same precision (the stock wrapper pads every query to 512 tokens; robench pads each batch
+to its longest text, so the gap is about the ratio of padded lengths).
+
 Prints a JSON line per recipe with examples/s (cold, warm), success rates, outcome agreement, cache
-statistics and the speed-ups; with several recipes, a last line with the totals (``"recipe": "total"``).
+statistics, the victim's time and FLOPs and the speed-ups; with several recipes, a last line with the totals
+(``"recipe": "total"``).
 """
 
 from __future__ import annotations
@@ -43,6 +54,36 @@ from robench.attacks.offline import import_textattack
 
 def _strip(record: dict) -> dict:
     return {k: v for k, v in record.items() if k != "seconds"}
+
+
+def encoder_flops(config, shapes) -> float:
+    """FLOPs of a BERT-style encoder's forward passes over batches of ``(texts, padded length)``: per token
+    and layer the four attention projections and the two feed-forward matrices (2 FLOPs per multiply-add),
+    plus the attention scores and their weighted sum (each 2 x length x hidden per token and layer). The
+    embeddings, layer norms, softmax, pooler and classifier are left out (under 1% at these sizes)."""
+    h, inner, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    per_token = 2 * layers * (4 * h * h + 2 * h * inner)
+    return float(sum(n * length * (per_token + 4 * layers * length * h) for n, length in shapes))
+
+
+def roof(dtype, device, seconds: float = 0.5) -> float:
+    """Best matmul GFLOP/s over a few shapes (the encoder's projections at attack batch sizes among them)."""
+    import torch
+
+    best = 0.0
+    for m, k, n in ((160, 384, 1536), (640, 384, 1536), (640, 1536, 384), (1024, 1024, 1024)):
+        a = torch.randn(m, k, device=device, dtype=dtype)
+        b = torch.randn(k, n, device=device, dtype=dtype)
+        for _ in range(3):
+            a @ b
+        reps, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            a @ b
+            reps += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = max(best, 2 * m * k * n * reps / (time.perf_counter() - t0) / 1e9)
+    return best
 
 
 def main() -> None:
@@ -144,11 +185,26 @@ def main() -> None:
             holder["attack"].clear_cache()
             return super().__getitem__(i)
 
+    class TimedStockWrapper(HuggingFaceModelWrapper):
+        """TextAttack's stock wrapper, unchanged, with the time and batch shapes of its forward passes."""
+
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            self.forward_seconds, self.forward_shapes = 0.0, []
+
+        def __call__(self, text_input_list):
+            start = time.perf_counter()
+            out = super().__call__(text_input_list)
+            self.forward_seconds += time.perf_counter() - start
+            padded = 512 if self.tokenizer.model_max_length == int(1e30) else self.tokenizer.model_max_length
+            self.forward_shapes.append((len(text_input_list), padded))  # it pads every query to this length
+            return out
+
     def run_stock(recipe):
         """TextAttack stock: Attacker + HuggingFaceModelWrapper (pads to the tokenizer's max length)."""
         use_encoder(enc_precision)
         try:
-            stock_wrapper = HuggingFaceModelWrapper(ctx.model, ctx.tokenizer)
+            stock_wrapper = holder["stock_wrapper"] = TimedStockWrapper(ctx.model, ctx.tokenizer)
             holder["attack"] = build_attack(recipe, stock_wrapper, query_budget=args.query_budget,
                                             device=ctx.device, model_batch_size=32, constraints=args.constraints,
                                             label_preservation=lp)
@@ -166,7 +222,18 @@ def main() -> None:
         return sum(o == "successful" for o in attacked) / len(attacked) if attacked else float("nan")
 
     before_precision = enc_precision if args.before_encoder_precision == "same" else args.before_encoder_precision
-    totals = {"before_s": 0.0, "cold_s": 0.0, "warm_s": 0.0, "stock_s": 0.0}
+    totals = {"before_s": 0.0, "cold_s": 0.0, "warm_s": 0.0, "stock_s": 0.0, "victim_s": 0.0, "stock_victim_s": 0.0}
+    victim_dtype = torch.bfloat16 if ctx.precision == "bf16" else torch.float32
+    machine_roof = roof(victim_dtype, torch.device(ctx.device))
+
+    def victim(wrapper, seconds: float) -> dict:
+        flops = encoder_flops(ctx.model.config, wrapper.forward_shapes)
+        texts_run = sum(n for n, _ in wrapper.forward_shapes)
+        return {"seconds": wrapper.forward_seconds, "share_of_attack": wrapper.forward_seconds / seconds,
+                "batches": len(wrapper.forward_shapes), "texts": texts_run,
+                "mean_padded_length": sum(n * length for n, length in wrapper.forward_shapes) / max(texts_run, 1),
+                "gflop": flops / 1e9, "gflop_per_s": flops / 1e9 / wrapper.forward_seconds if wrapper.forward_seconds else None,
+                "pct_of_roof": 100 * flops / 1e9 / wrapper.forward_seconds / machine_roof if wrapper.forward_seconds else None}
     try:
         for recipe in recipes:
             # robench before (the recipe preset, fp32 sentence encoder, no on-disk caches), robench now with the
@@ -183,7 +250,7 @@ def main() -> None:
             if not args.no_warm:
                 cache.clear_memory()
                 cache.reset_stats()
-                warm_records, warm_s, _ = timed_robench(recipe, args.constraints, enc_precision)
+                warm_records, warm_s, warm_wrapper = timed_robench(recipe, args.constraints, enc_precision)
                 warm_stats = cache.stats()
             if args.agreement:  # the victim's queries in bf16, caches warm: only the model's precision differs
                 cache.clear_memory()
@@ -205,6 +272,11 @@ def main() -> None:
                 "cache_cold": cold_stats,
             }
             totals["cold_s"] += robench_s
+            # the victim's share: the warm pass where there is one (what the next run of a board sees)
+            ref_wrapper, ref_s = (wrapper, robench_s) if args.no_warm else (warm_wrapper, warm_s)
+            report["victim"] = {"pass": "cold" if args.no_warm else "warm", "precision": ctx.precision,
+                                "roof_gflop_per_s": machine_roof, **victim(ref_wrapper, ref_s)}
+            totals["victim_s"] += ref_wrapper.forward_seconds
             if not args.no_before:
                 totals["before_s"] += before_s
                 report["before"] = {"constraints": args.before_constraints, "encoder_precision": before_precision,
@@ -249,6 +321,10 @@ def main() -> None:
                 })
                 if not args.no_warm:
                     report["warm_speedup_vs_stock"] = stock_s / warm_s
+                stock_victim = victim(holder["stock_wrapper"], stock_s)
+                report["victim"]["stock"] = stock_victim
+                report["victim"]["ceiling_vs_stock"] = stock_s / ref_wrapper.forward_seconds
+                totals["stock_victim_s"] += stock_victim["seconds"]
             print(json.dumps(report), flush=True)
     finally:
         cache.close_all()
@@ -273,6 +349,10 @@ def main() -> None:
             total["speedup_vs_stock"] = totals["stock_s"] / totals["cold_s"]
             if not args.no_warm:
                 total["warm_speedup_vs_stock"] = totals["stock_s"] / totals["warm_s"]
+            total["victim_ceiling_vs_stock"] = totals["stock_s"] / totals["victim_s"]
+            total["stock_victim_share"] = totals["stock_victim_s"] / totals["stock_s"]
+        reference_s = totals["cold_s"] if args.no_warm else totals["warm_s"]
+        total["victim_share"] = totals["victim_s"] / reference_s
         print(json.dumps(total))
 
 

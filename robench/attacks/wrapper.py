@@ -8,6 +8,7 @@ length-sorted, per-batch-padded, bf16-aware inference as the prediction pass).
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 
 import numpy as np
@@ -33,6 +34,8 @@ class RobenchModelWrapper(ModelWrapper):
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self.forward_texts = 0  # texts actually run through the model
         self.forward_batches = 0
+        self.forward_seconds = 0.0  # wall time spent in the model's forward passes (tokenising included)
+        self.forward_shapes: list[tuple[int, int]] = []  # (texts, padded length) of every batch run
         self.last_padded_lengths: list[int] = []  # padded length of each batch of the last call
 
     def _key(self, item) -> str:
@@ -45,13 +48,16 @@ class RobenchModelWrapper(ModelWrapper):
     def _forward(self, items: list) -> np.ndarray:
         self.last_padded_lengths = []
 
-        def count(_n: int, padded: int) -> None:
+        def count(n: int, padded: int) -> None:
             self.last_padded_lengths.append(padded)
+            self.forward_shapes.append((n, padded))
             self.forward_batches += 1
 
+        start = time.perf_counter()
         logits = batched_logits(self.model, self.tokenizer, [tuple(i) if isinstance(i, list) else i for i in items],
                                 batch_size=self.batch_size, max_length=self.max_length, device=self.device,
                                 precision=self.precision, on_batch=count)
+        self.forward_seconds += time.perf_counter() - start
         self.forward_texts += len(items)
         return logits
 

@@ -82,6 +82,37 @@ def test_offline_import_and_recipes_attempt_no_download(tmp_path):
     assert (tmp_path / "cache" / "textattack" / "post_install_check_3").exists()
 
 
+def test_attack_benchmark_counts_the_victims_flops_as_torch_does(tiny_model):
+    """benchmarks/bench_attack.py's FLOPs per batch shape (its victim GFLOP/s and share of the roof) agree with
+    torch's own FLOP counter on the model's forward pass; without the attention term they would not."""
+    import importlib.util
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_attack.py"
+    spec = importlib.util.spec_from_file_location("bench_attack", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    import copy
+
+    config = copy.deepcopy(tiny_model.config)
+    config._attn_implementation = "eager"  # torch's FLOP counter does not see the CPU's fused attention kernel
+    model = type(tiny_model)(config).eval()
+    assert type(model.bert.encoder.layer[0].attention.self).__name__ == "BertSelfAttention"
+    for n, length in ((2, 12), (3, 120)):
+        ids = torch.randint(5, 100, (n, length))
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(input_ids=ids, attention_mask=torch.ones_like(ids))
+        counted = counter.get_total_flops()
+        assert module.encoder_flops(model.config, [(n, length)]) == pytest.approx(counted, rel=0.02)
+    # attention's share grows with the length: at 120 tokens it is far more than the 2% tolerance
+    h, layers = model.config.hidden_size, model.config.num_hidden_layers
+    assert 4 * layers * 120 * h * 3 * 120 > 0.1 * module.encoder_flops(model.config, [(3, 120)])
+    assert module.encoder_flops(model.config, [(2, 12), (3, 120)]) == pytest.approx(
+        module.encoder_flops(model.config, [(2, 12)]) + module.encoder_flops(model.config, [(3, 120)]))
+
+
 def test_unknown_recipe_is_one_clear_error(tiny_model, tokenizer):
     from robench.attacks.recipes import build_attack
     from robench.attacks.wrapper import RobenchModelWrapper
@@ -103,12 +134,14 @@ def test_wrapper_pads_to_batch_longest_and_caches(tiny_model, tokenizer):
     lengths = sorted((len(tokenizer(t)["input_ids"]) for t in texts), reverse=True)
     # sorted by length, batches of 2: each batch is padded to its own longest, not to max_length
     assert wrapper.last_padded_lengths == [lengths[0], lengths[2]]
-    assert wrapper.forward_texts == 4
+    assert wrapper.forward_shapes == [(2, lengths[0]), (2, lengths[2])]  # what the attack benchmark counts FLOPs from
+    assert wrapper.forward_texts == 4 and wrapper.forward_seconds > 0
     again = wrapper(list(reversed(texts)) + [texts[0]])
     assert wrapper.forward_texts == 4  # all served from the cache
     np.testing.assert_allclose(again[::-1][1:], logits, atol=0)
+    assert len(wrapper.forward_shapes) == 2
     wrapper(["something new"])
-    assert wrapper.forward_texts == 5
+    assert wrapper.forward_texts == 5 and len(wrapper.forward_shapes) == 3
     ref = predict(tiny_model, tokenizer, texts, max_length=64).logits
     np.testing.assert_allclose(logits, ref, atol=1e-5)
 
