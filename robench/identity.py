@@ -72,8 +72,10 @@ class RunIdentity:
 def task_label(task: str, profile: str | None, limit: int | None, train_limit: int | None = None) -> str:
     """The board's task label: the name, plus the profile and data limit when not the default. A result
     evaluated under a limit other than its run's training limit says both, so it never shares a row
-    with a run trained under that limit."""
-    if limit and train_limit is not None and limit != train_limit:
+    with a run trained under that limit: a run trained on all the data (``train_limit`` None) and evaluated
+    on 16 examples is "(eval limit 16)", never "(limit 16)", the label of a run trained on 16. (Result files
+    written before the two limits were recorded apart are read with ``train_limit = limit``.)"""
+    if limit and limit != train_limit:
         limits = [f"limit {train_limit}" if train_limit else None, f"eval limit {limit}"]
     else:
         limits = [f"limit {limit}" if limit else None]

@@ -32,6 +32,16 @@ def test_limited_eval_never_replaces_the_full_result(monkeypatch, capsys, run):
     assert labels == {"sentiment (limit 64)": 64, "sentiment (limit 64, eval limit 16)": 16}
 
 
+def test_a_limited_eval_of_a_run_trained_on_all_data_is_not_a_limited_runs_row():
+    from robench.identity import task_label
+
+    assert task_label("sentiment", None, 16, None) == "sentiment (eval limit 16)"
+    assert task_label("sentiment", None, 16, 16) == "sentiment (limit 16)"  # trained and evaluated on 16
+    assert task_label("sentiment", "quick", 16, None) == "sentiment (quick, eval limit 16)"
+    assert task_label("sentiment", None, None, None) == "sentiment"
+    assert task_label("sentiment", "default", 64, 64) == "sentiment (limit 64)"
+
+
 def test_limited_eval_keeps_the_full_figures_and_logs(run):
     from robench.evaluation import evaluate_run, make_context
 
