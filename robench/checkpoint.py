@@ -16,6 +16,7 @@ aside for the swap); ``clean_leftovers`` removes those whose process is gone, an
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import json
@@ -48,6 +49,53 @@ def sibling(target: Path, kind: str, pid: int | None = None) -> Path:
     return target.parent / f"{stem}.{kind}-{os.getpid() if pid is None else pid}"
 
 
+# Written first into every temporary folder robench makes, and removed just before the folder is renamed into
+# place (by then it holds its own robench run.json or state.json): a leftover is robench's to delete only with
+# one of the two. A user's folder that happens to have a leftover's name is never touched.
+OWNER_FILE = ".robench-partial"
+OWNED_RECORDS = ("run.json", STATE_FILE)
+
+
+def owned(path: Path) -> bool:
+    """Whether the folder ``path`` is robench's own: it carries :data:`OWNER_FILE`, or a run.json /
+    state.json that names a robench schema."""
+    if path.is_symlink() or not path.is_dir():
+        return False
+    if (path / OWNER_FILE).is_file():
+        return True
+    for name in OWNED_RECORDS:
+        try:
+            data = json.loads((path / name).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue
+        if isinstance(data, dict) and str(data.get("schema", "")).startswith("robench."):
+            return True
+    return False
+
+
+def discard(path: Path) -> None:
+    """Remove a leftover folder if it is robench's own (or empty); anything else stays where it is."""
+    if owned(path):
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    try:
+        path.rmdir()  # an empty folder: a temporary one killed before its first write
+    except OSError:
+        pass
+
+
+def make_temporary(target: Path) -> Path:
+    """A new temporary folder beside ``target`` (``.<name>.tmp-<pid>``), marked as robench's."""
+    tmp = sibling(target, "tmp")
+    discard(tmp)
+    if tmp.exists():
+        raise OSError(errno.EEXIST, "a folder robench did not write is in the way of its temporary folder; move it",
+                      str(tmp))
+    tmp.mkdir()
+    (tmp / OWNER_FILE).write_text(f"{os.getpid()}\n", encoding="utf-8")
+    return tmp
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process with this id exists (another user's process counts as alive)."""
     if pid <= 0:
@@ -63,12 +111,13 @@ def pid_alive(pid: int) -> bool:
 
 def replace_dir(tmp: Path, dest: Path) -> None:
     """Put the finished folder ``tmp`` at ``dest``: two renames, the old version moved aside first."""
+    (tmp / OWNER_FILE).unlink(missing_ok=True)  # from here on its run.json / state.json says it is robench's
     if dest.exists():
         old = sibling(dest, "old")
-        shutil.rmtree(old, ignore_errors=True)
-        dest.rename(old)
+        discard(old)
+        dest.rename(old)  # fails (nothing lost) if a folder robench did not write is at that name
         tmp.rename(dest)
-        shutil.rmtree(old, ignore_errors=True)
+        discard(old)
     else:
         tmp.rename(dest)
 
@@ -76,18 +125,26 @@ def replace_dir(tmp: Path, dest: Path) -> None:
 def clean_leftovers(target: Path, marker: str) -> None:
     """Remove the ``.tmp-PID`` / ``.old-PID`` siblings of ``target`` left by killed processes.
 
-    A folder whose process is alive is never touched (it may be mid-save). When ``target`` is
-    missing and a dead process's ``.old-PID`` is complete (holds ``marker``), the kill fell
-    between the two renames of ``replace_dir``: that folder is renamed back, not deleted.
+    A folder whose process is alive is never touched (it may be mid-save), nor one that is not robench's
+    (:func:`owned`: a user's folder with such a name stays). When ``target`` is missing and a dead process's
+    ``.old-PID`` is complete (holds ``marker``), the kill fell between the two renames of ``replace_dir``:
+    that folder is renamed back, not deleted.
     """
+
+    def newest_first(pm) -> float:
+        try:
+            return -pm[0].stat().st_mtime
+        except OSError:  # removed meanwhile by another rank of the same launch
+            return 0.0
+
     stem = target.name if target.name.startswith(".") else f".{target.name}"
     pattern = re.compile(re.escape(stem) + r"\.(tmp|old)-(\d+)")
     found = [(p, m) for p in target.parent.glob(glob.escape(stem) + ".*-*") if (m := pattern.fullmatch(p.name))]
-    found.sort(key=lambda pm: pm[0].stat().st_mtime, reverse=True)  # the newest complete .old wins
+    found.sort(key=newest_first)  # the newest complete .old wins
     for path, match in found:
-        if pid_alive(int(match[2])):
+        if pid_alive(int(match[2])) or not path.exists():
             continue
-        if match[1] == "old" and not target.exists() and (path / marker).exists():
+        if match[1] == "old" and not target.exists() and (path / marker).exists() and owned(path):
             try:
                 path.rename(target)
             except OSError:  # another process (a rank of the same launch) was first
@@ -95,7 +152,7 @@ def clean_leftovers(target: Path, marker: str) -> None:
             console.print(f"restored {target} from {path.name}, left by a save killed between two renames",
                           markup=False, soft_wrap=True)
         else:
-            shutil.rmtree(path, ignore_errors=True)
+            discard(path)
 
 
 def config_key(payload: dict[str, Any]) -> str:
@@ -136,15 +193,13 @@ def save(path: Path, state: dict[str, Any]) -> None:
     tensors: dict[str, torch.Tensor] = {}
     meta = _flatten({"schema": SCHEMA, **state}, "", tensors, set())
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = sibling(path, "tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = make_temporary(path)
     try:
-        tmp.mkdir()
         save_file(tensors, str(tmp / TENSORS_FILE))
         atomic_write_json(tmp / STATE_FILE, meta)
         replace_dir(tmp, path)
     except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
+        discard(tmp)
         raise_with_place(exc, path.parent)
         raise
 

@@ -56,11 +56,10 @@ def is_run_record(path: Path) -> bool:
 
 def run_folder_extras(out: Path) -> list[str]:
     """Entries of a finished run folder that robench did not write there (empty: all of it is robench's)."""
-    owned = set(RUN_KNOWN_FILES) | RUN_SUBDIRS
     record = read_json(out / RUN_FILE)
     recorded = record.get("files") if isinstance(record, dict) else None
-    if isinstance(recorded, list):
-        owned |= {str(n) for n in recorded}
+    # the files the run recorded writing; the usual writers' names only for runs from before that record
+    owned = ({str(n) for n in recorded} | {RUN_FILE} if isinstance(recorded, list) else set(RUN_KNOWN_FILES)) | RUN_SUBDIRS
     return sorted(p.name for p in out.iterdir() if p.name not in owned)
 
 

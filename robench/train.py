@@ -522,17 +522,17 @@ def _write_run_dir(out: Path, model, tokenizer, record: RunRecord, force: bool =
     files written (``files``), which is what a later ``--force`` may replace."""
     out.parent.mkdir(parents=True, exist_ok=True)
     checkpoint.clean_leftovers(out, RUN_FILE)
-    tmp = checkpoint.sibling(out, "tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = checkpoint.make_temporary(out)
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        written = {p.name for p in tmp.iterdir()} - {checkpoint.OWNER_FILE}
         record = dataclasses.replace(record, weights_fingerprint=file_sha256(tmp / "model.safetensors"),
-                                     files=sorted({p.name for p in tmp.iterdir()} | {RUN_FILE}))
+                                     files=sorted(written | {RUN_FILE}))
         atomic_write_json(tmp / RUN_FILE, to_json(parse(RunRecord, to_json(record))))  # checked by its type
         guard_run_out(out, force)
         checkpoint.replace_dir(tmp, out)
     except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
+        checkpoint.discard(tmp)
         checkpoint.raise_with_place(exc, out.parent)
         raise

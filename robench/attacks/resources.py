@@ -255,7 +255,7 @@ class MiniLMEncoder:
 
         path = asset_dir("minilm")
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).to(device).eval()
+        self.model = AutoModel.from_pretrained(path, use_safetensors=True).to(device).eval()
         self.device = torch.device(device)
         self.precision = precision
         self.batch_size = batch_size  # kept for callers; texts are encoded one at a time (see encode)

@@ -21,8 +21,9 @@ several disjoint sets; perturbations are the same examples edited differently). 
 the sampling of test examples only, not the spread over training seeds (that is ``_std``).
 Further: ``seeds``, ``better`` / ``worse`` (columns significantly better / worse than the baseline,
 detector-dependent verdicts left out), ``score`` (better - worse), ``rank`` (by score, ties by
-``mean_rank``, the mean per-column rank: no degenerate predictor can win it), ``avg_improvement`` (the
-mean of the deltas), ``cost_s_per_example`` and ``cost_ratio``. A pure function of result records; so is
+``mean_rank``, the mean per-column rank: no degenerate predictor can win it; a row that lacks a column
+the baseline has is not ranked, NaN, and listed in :attr:`Board.unranked`), ``avg_improvement`` (the
+mean of the deltas; NaN for an unranked row), ``cost_s_per_example`` and ``cost_ratio``. A pure function of result records; so is
 :func:`compute_table`, the board's own wall time (training and evaluation minutes).
 
 Every comparison (delta, p-values, Holm, ranks, cost ratio) is made within one (task, model) group:
@@ -91,8 +92,12 @@ class Board:
     # or the baseline's results lack usable per-example data (shown with a dagger)
     untested: set[tuple[str, str, str, str]] = field(default_factory=set)
     significance: str = "hierarchical"  # hierarchical (seeds and examples resampled) or examples (--significance)
-    # (task, model, method) rows with no verdicts: fewer than 3 seeds on their side or the baseline's
+    # (task, model, method) rows with no verdicts: fewer than 3 seeds on their side or the baseline's, in any
+    # tested column (then none of the row's columns is tested, so the legend's "no verdict" holds for the row)
     few_seeds: set[tuple[str, str, str]] = field(default_factory=set)
+    # (task, model, method) -> the column labels the baseline has and the row lacks: the row is not ranked and
+    # has no Δ (a row scored only on the columns it would win must not rank first)
+    unranked: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
 
     def row(self, method: str, task: str | None = None, model: str | None = None) -> pd.Series:
         sub = self.frame[self.frame["method"] == method]
@@ -281,8 +286,9 @@ def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | 
     frame = pd.DataFrame(rows)
     untested: set[tuple[str, str, str, str]] = set()
     few_seeds: set[tuple[str, str, str]] = set()
+    unranked: dict[tuple[str, str, str], list[str]] = {}
     extras = {"excluded": excluded, "excluded_records": dropped, "boot_seed": seed, "untested": untested,
-              "significance": significance, "few_seeds": few_seeds}
+              "significance": significance, "few_seeds": few_seeds, "unranked": unranked}
     if frame.empty:
         return Board(pd.DataFrame(columns=columns), chosen, list(records), baseline, n_boot, **extras)
 
@@ -292,6 +298,16 @@ def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | 
         sub = frame.loc[idx]
         base_rows = sub[sub["method"] == baseline]
         base = base_rows.iloc[0] if len(base_rows) else None
+        if significance != "examples" and base is not None:
+            # a row short of seeds in any tested column gets no test at all: its verdicts are "none" as a whole
+            for i in idx:
+                method = frame.at[i, "method"]
+                for aspect in chosen:
+                    mine = samples.get(((task, model, method), aspect.key))
+                    theirs = samples.get(((task, model, baseline), aspect.key))
+                    if (aspect.bootstrap and method != baseline and mine is not None and theirs is not None
+                            and min(len(mine), len(theirs)) < MIN_SEEDS):
+                        few_seeds.add((task, model, method))
         for aspect in chosen:
             deltas, pvals = [], []
             for i in idx:
@@ -310,8 +326,8 @@ def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | 
                         if significance == "examples":
                             test = paired_bootstrap if aspect.statistic is None else metric_bootstrap
                             p = test(mine, theirs, n_boot, seed)
-                        elif min(len(mine), len(theirs)) < MIN_SEEDS:
-                            few_seeds.add((task, model, method))  # no verdict: the seeds' spread is unknown
+                        elif (task, model, method) in few_seeds:
+                            pass  # no verdict: the seeds' spread is unknown (in this column or another of the row)
                         else:
                             p = hierarchical_bootstrap(*(example_units(d, aspect.statistic) for d in (mine, theirs)), n_boot,
                                                        seed)
@@ -342,9 +358,25 @@ def leaderboard(records: Sequence[ResultRecord], aspects: str | Sequence[str] | 
             wins, losses = _verdicts(frame.loc[idx], chosen)
             frame.loc[idx, "better"], frame.loc[idx, "worse"] = wins, losses
             frame.loc[idx, "score"] = wins - losses
+            # a row without a column the baseline has is not ranked: scored only where it was evaluated, it could
+            # win by missing the columns it would lose (a constant predictor evaluated on attacks alone)
+            ranked = []
+            for j in idx:
+                lacks = [a.label for a in chosen if base is not None and f"{a.key}_mean" in frame.columns
+                         and is_number(base[f"{a.key}_mean"], finite=True)
+                         and not is_number(frame.at[j, f"{a.key}_mean"], finite=True)]
+                if lacks:
+                    unranked[(task, model, frame.at[j, "method"])] = lacks
+                    frame.at[j, "avg_improvement"] = float("nan")
+                else:
+                    ranked.append(j)
             # rank: significant wins minus losses against the baseline, ties by the mean per-aspect rank
-            order = sorted(idx, key=lambda j: (-frame.at[j, "score"], frame.at[j, "mean_rank"]))
-            keys = [(frame.at[j, "score"], frame.at[j, "mean_rank"]) for j in order]
+            def tie(j):  # a row with no value in any column (no mean rank) goes after every row that has one
+                value = frame.at[j, "mean_rank"]
+                return value if is_number(value, finite=True) else float("inf")
+
+            order = sorted(ranked, key=lambda j: (-frame.at[j, "score"], tie(j)))
+            keys = [(frame.at[j, "score"], tie(j)) for j in order]
             frame.loc[order, "rank"] = [keys.index(k) + 1 for k in keys]
         base_cost = base["cost_s_per_example"] if base is not None else float("nan")
         frame.loc[idx, "cost_ratio"] = (frame.loc[idx, "cost_s_per_example"] / base_cost

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from robench.report.aspects import Column
-from robench.report.board import BASELINE_METHOD
+from robench.report.board import BASELINE_METHOD, flagged
 from robench.report.stats import significance_marker
-from robench.report.tables import markdown_table
+from robench.report.tables import DETECTOR_DEPENDENT, markdown_table
 
 AGREE, DISAGREE, NOT_COMPARABLE = "agree", "disagree", "n/a"
 AVERAGE = "average"  # the aspect key of the avg_improvement row
@@ -71,7 +71,11 @@ def cross_model_table(frame: pd.DataFrame, aspects: Sequence[Column], baseline: 
                     present = method in here.index
                     delta = float(here.at[method, delta_col]) if present else float("nan")
                     p = float(here.at[method, p_col]) if present and p_col else float("nan")
-                    row[f"{m}_delta"], row[f"{m}_p_holm"], row[f"{m}_significant"] = delta, p, _significant(p)
+                    # a cell whose sign depends on the OOD detector or the temperature fit carries no verdict there
+                    depends = present and f"{key}_choice_dependent" in here.columns and flagged(
+                        here.at[method, f"{key}_choice_dependent"])
+                    row[f"{m}_delta"], row[f"{m}_p_holm"] = delta, p
+                    row[f"{m}_significant"] = None if depends else _significant(p)
                     deltas.append(delta)
                 row["models"], row["agreement"] = MODEL_SEP.join(task_models), sign_agreement(deltas)
                 rows.append(row)
@@ -101,6 +105,8 @@ def cross_model_markdown(table: pd.DataFrame) -> dict[str, tuple[list[str], list
             for m in present:
                 delta, p = r[f"{m}_delta"], r[f"{m}_p_holm"]
                 mark = significance_marker(p).replace("*", r"\*")
+                if r[f"{m}_significant"] is None and mark:  # significant, but its sign depends on a choice
+                    mark = DETECTOR_DEPENDENT
                 values.append(f"{delta * 100:+.1f}%{mark}" if np.isfinite(delta) else "–")
             rows.append([r["method"], r["label"], *values, r["agreement"]])
         aspects = sub[sub["aspect"] != AVERAGE]  # the average is not counted again beside its aspects
@@ -124,7 +130,10 @@ def cross_model_lines(table: pd.DataFrame, baseline: str = BASELINE_METHOD,
                   "or n/a (a model has no value, or a change of exactly 0). "
                   f"Over the methods' aspects (averages aside): {counts[AGREE]} agree, {counts[DISAGREE]} disagree, "
                   f"{counts[NOT_COMPARABLE]} n/a. "
-                  "Every number: [cross_model.csv](cross_model.csv).", "",
+                  + (f"`{DETECTOR_DEPENDENT}`: p < 0.05, but the sign depends on the OOD detector or the temperature "
+                     "fit (no verdict, as in the tables). " if any(DETECTOR_DEPENDENT in v for row in rows for v in row)
+                     else "")
+                  + "Every number: [cross_model.csv](cross_model.csv).", "",
                   markdown_table(headers, rows), ""]
         cards = (threat_models or {}).get(task, {})
         if len(cards) > 1:

@@ -47,16 +47,17 @@ def paired_bootstrap(method: Sequence[dict[str, np.ndarray]], base: Sequence[dic
     ``method`` / ``base``: one {set: 0/1 correctness} per seed. Each example's correctness is
     averaged over the seeds of each side, paired by example index; the statistic is the mean over
     sets of the mean per-example difference, and examples are resampled within each set. Returns
-    NaN where the two sides share no set of equal length.
+    NaN unless every seed of both sides has the same sets with the same lengths: a test on part of the
+    sets could point the other way from the cell's delta, which is over all of them.
     """
     if not method or not base or n_boot < 1:
         return float("nan")
-    sets = sorted(set.intersection(*(set(s) for s in [*method, *base])))
+    shapes = {tuple(sorted((name, len(bits)) for name, bits in s.items())) for s in [*method, *base]}
+    if len(shapes) != 1:
+        return float("nan")
+    sets = sorted(method[0])
     diffs = []
     for name in sets:
-        lengths = {len(s[name]) for s in [*method, *base]}
-        if len(lengths) != 1:
-            continue
         m = np.mean([s[name] for s in method], axis=0)
         b = np.mean([s[name] for s in base], axis=0)
         diffs.append(m - b)

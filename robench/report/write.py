@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from robench.outputs import guard_board_out
+from robench.outputs import BOARD_HEADING, guard_board_out, is_board_folder
 from robench.report.board import (
     ADVERSARIAL,
     BASELINE_METHOD,
@@ -72,6 +72,12 @@ def _few(board: Board) -> str:
     return "; ".join(out)
 
 
+def _unranked(board: Board) -> str:
+    """The rows left unranked, each with the columns it lacks."""
+    return "; ".join(f"{method} on {task} ({model}: no {', '.join(cols)})"
+                     for (task, model, method), cols in sorted(board.unranked.items()))
+
+
 def legend(board: Board) -> str:
     """The board's header: a short list (one line per convention), the details linked (:func:`legend_details`)."""
     base = board.baseline
@@ -88,6 +94,8 @@ def legend(board: Board) -> str:
            "seeds fixed)."] if board.few_seeds else []),
         f"rank: columns significantly better minus worse than {base} (`+/-`), ties by the mean column rank: a "
         "constant predictor cannot win it.",
+        *([f"Not ranked, no Δ: {_unranked(board)}: a row without a column {base} has is not ranked (it would be "
+           "scored only where it was evaluated)."] if board.unranked else []),
         f"Δ vs {base}: mean change per column as a share of the room to the ideal (gains) or to the worst (losses); "
         f"cost ×: training time per example relative to {base}.",
         "Figures: each seed a point, the mean a line; reliability and ROC curves one per seed.",
@@ -159,7 +167,7 @@ def legend_details(board: Board) -> list[tuple[str, str]]:
                      f"rank: the score (columns significantly better minus significantly worse than {base}, after "
                      "Holm; `better`, `worse`, `score` in leaderboard.csv) orders the rows, ties broken by the mean "
                      "per-column rank (`mean_rank`): a row must win verdicts to rank first, so no constant or random "
-                     f"predictor can. Δ vs {base}: the mean over columns of the direction-aware change as a share of "
+                     f"predictor can; a row that lacks a column {base} has gets no rank and no Δ. Δ vs {base}: the mean over columns of the direction-aware change as a share of "
                      f"{base}'s room: a gain closes part of the distance to the ideal value ((m - b) / (1 - b) for a "
                      "higher-is-better metric), a loss gives up part of the distance from the worst ((m - b) / b), so "
                      "each column lies in [-100%, 100%] and a near-zero base cannot explode (the paper's plain "
@@ -336,6 +344,9 @@ def write_leaderboard(results: Path | str | Iterable[Path | str], out: Path | st
     board = build_board(results, aspects, by=by, reference=baseline if by == "model" or baseline != BASELINE_METHOD
                         else None, n_boot=n_boot, significance=significance)
     out.mkdir(parents=True, exist_ok=True)
+    if not is_board_folder(out):  # new or empty: mark it robench's first, so a write cut short can be redone
+        atomic_write_text(out / "LEADERBOARD.md", f"{BOARD_HEADING}\n\n(being written: run the same robench "
+                          "leaderboard command again if this line stays)\n")
     written = {"csv": out / "leaderboard.csv", "latex": out / "leaderboard.tex", "markdown": out / "LEADERBOARD.md",
                "compute_csv": out / "compute.csv"}
     collect_results(board, out / FILES_SUBDIR)

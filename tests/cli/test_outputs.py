@@ -101,6 +101,49 @@ def test_train_force_replaces_only_a_run_of_its_own(monkeypatch, capsys, tmp_pat
     assert set(new["files"]) == {p.name for p in out.iterdir()} and "run.json" in new["files"]
 
 
+def test_force_keeps_a_users_file_with_a_tokenizer_files_name(monkeypatch, capsys, tmp_path, tiny_run):
+    """run.json records the files the run wrote: a user's merges.txt beside a run that wrote none is not the
+    run's, whatever its name (the usual writers' names count only for runs written before that record)."""
+    from robench.outputs import run_folder_extras
+
+    out = tmp_path / "run"
+    shutil.copytree(tiny_run, out)
+    assert "merges.txt" not in json.loads((out / "run.json").read_text())["files"]
+    (out / "merges.txt").write_text("my BPE merges\n")
+    assert run_folder_extras(out) == ["merges.txt"]
+    before = snapshot(out)
+    code, _, err = run_cli(monkeypatch, capsys, "train", *TINY_TRAIN, "--out", str(out), "--force")
+    assert_one_line_error(code, err, "also holds files robench did not write (merges.txt)")
+    assert snapshot(out) == before
+    record = json.loads((out / "run.json").read_text())
+    del record["files"]  # a run from before the record: judged by the writers' usual names
+    (out / "run.json").write_text(json.dumps(record))
+    assert run_folder_extras(out) == []
+
+
+def test_a_leaderboard_write_cut_short_can_be_redone(monkeypatch, capsys, tmp_path, tiny_run):
+    """The folder is marked as a robench leaderboard before anything else is written, so an interrupted
+    write (here the copy of the result files fails) does not lock the user out of their own --out."""
+    import robench.report.write as write
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    assert run_cli(monkeypatch, capsys, "eval", "--run", str(run), "--suite", "id", "--device", "cpu")[0] == 0
+    out = tmp_path / "board"
+
+    def disk_full(*_a, **_k):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(write, "collect_results", disk_full)
+        code, _, _err = run_cli(monkeypatch, capsys, "leaderboard", "--results", str(run), "--out", str(out),
+                                "--no-plots")
+    assert code != 0 and (out / "LEADERBOARD.md").read_text().startswith("# robench leaderboard\n")
+    code, _, err = run_cli(monkeypatch, capsys, "leaderboard", "--results", str(run), "--out", str(out), "--no-plots")
+    assert code == 0, err
+    assert "being written" not in (out / "LEADERBOARD.md").read_text() and (out / "leaderboard.csv").is_file()
+
+
 def test_empty_folder_is_a_fine_out(monkeypatch, capsys, tmp_path):
     out = tmp_path / "empty"
     out.mkdir()

@@ -84,6 +84,11 @@ def test_paired_bootstrap():
     better = np.ones(100, dtype=int)
     assert paired_bootstrap([{"": better}], [{"": a}], n_boot=300) < 0.01
     assert np.isnan(paired_bootstrap([{"": a}], [{"": a[:10]}]))
+    # a test on part of the sets could point the other way from the delta over all of them: none at all
+    good, bad = (np.random.default_rng(1).random(100) < 0.9).astype(int), np.zeros(100, dtype=int)
+    assert np.isnan(paired_bootstrap([{"a": good, "b": bad}], [{"a": a}]))  # set a alone says better; a+b worse
+    assert np.isnan(paired_bootstrap([{"a": good, "b": bad}, {"a": good}], [{"a": a, "b": a}, {"a": a, "b": a}]))
+    assert paired_bootstrap([{"a": good, "b": good}], [{"a": a, "b": a}], n_boot=300) < 0.01
     assert np.isnan(paired_bootstrap([], [{"": a}]))
     assert relative_improvement(0.05, 0.1, higher_is_better=False) == pytest.approx(0.5)
     assert np.isnan(relative_improvement(0.5, 0.0, True))

@@ -83,6 +83,21 @@ def test_significance_comes_from_p_holm_on_each_model():
     assert rows[0][2:4] == ["+10.0%", r"+5.0%\*\*"] and rows[1][2] == r"+0.0%\*"
 
 
+def test_a_choice_dependent_cell_carries_no_verdict_across_models():
+    """As in the tables: an ECE significant after Holm whose sign flips with the temperature fit is no verdict."""
+    frame = two_models({"ece_delta": 0.1, "ece_p_holm": 0.01}, ece_delta=0.2, ece_p_holm=0.01)
+    frame["ece_choice_dependent"] = [False, True, False, False]  # ram on minilm only
+    table = cross_model_table(frame, ASPECTS)
+    row = cell(table, "ram", "ece")
+    assert row["minilm_significant"] is None and row["mpnet_significant"] is True
+    assert row["minilm_p_holm"] == 0.01  # the p-value itself is kept in the CSV
+    _headers, rows, _counts = cross_model_markdown(table)["sentiment"]
+    assert rows[1][2:4] == ["+20.0%‡", r"+10.0%\*"]
+    assert any("`‡`: p < 0.05, but the sign depends" in line for line in cross_model_lines(table))
+    frame["ece_choice_dependent"] = False
+    assert not any("`‡`" in line for line in cross_model_lines(cross_model_table(frame, ASPECTS)))
+
+
 def test_only_tasks_with_two_models_and_never_the_baseline():
     frame = pd.concat([two_models({"id_delta": 0.1}, id_delta=0.2),
                        pd.DataFrame([board_row("minilm", "vanilla", task="topic"),

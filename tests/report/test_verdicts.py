@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from report_helpers import make_suite
+from report_helpers import bits, exact_bits, make_suite, write_result
 
 from robench.report import build_leaderboard, leaderboard, load_results
 from robench.report.stats import (
@@ -237,3 +237,58 @@ def test_ece_per_set_is_on_the_csv_and_under_the_table(tmp_path):
     assert frame.at["ram", "ece_set_amazon_mean"] == pytest.approx(0.05)
     (headers, rows), = per_set_table(board).values()
     assert headers == ["method", "id", "amazon", "tweets"] and rows[0][1:] == ["4.0", "10.0", "10.0"]
+
+
+def test_a_row_scored_only_where_it_wins_is_not_ranked(tmp_path):
+    """A constant predictor evaluated on the attacks alone would win both attack columns and lose nothing it
+    was not scored on: it gets no rank and no Δ, and the legend names what it lacks."""
+    from robench.report.write import legend
+
+    for seed in range(3):
+        make_suite(tmp_path, "vanilla", seed, **VANILLA, n=400)
+        make_suite(tmp_path, "better", seed, **dict(VANILLA, acc=0.86, shift=0.78), n=400)
+        write_result(tmp_path, "constant", seed, "adversarial",
+                     {"accuracy_under_attack": 0.5, "transfer_accuracy": 0.9,
+                      "recipes": {"textfooler": {"accuracy_under_attack": 0.5}}},
+                     {"robust": {"test:sample": exact_bits(50, 100, seed + 300)},
+                      "transfer_correct": {"tf": exact_bits(90, 100, seed + 400)}})
+    board = build_leaderboard(tmp_path, n_boot=2000)
+    frame = board.frame.set_index("method")
+    assert frame.at["constant", "better"] == 2  # it does win both columns it has
+    assert np.isnan(frame.at["constant", "rank"]) and np.isnan(frame.at["constant", "avg_improvement"])
+    assert frame.at["better", "rank"] == 1 and frame.at["vanilla", "rank"] == 2
+    lacks = board.unranked[("sentiment", "tiny", "constant")]
+    assert "ID" in " ".join(lacks) and len(lacks) == 4
+    assert "Not ranked, no Δ: constant on sentiment (tiny: no " in legend(board)
+    assert set(board.unranked) == {("sentiment", "tiny", "constant")}
+
+
+def test_a_row_with_no_value_in_any_shown_column_ranks_after_the_others(tmp_path):
+    """With one seed (no verdicts, every score 0) the mean column rank orders the rows; a row with no value
+    in the shown column has none and must not scramble that order."""
+    for method, acc in (("vanilla", 0.70), ("a_worse", 0.50), ("z_best", 0.95)):
+        make_suite(tmp_path, method, 0, acc=acc, n=200)
+    write_result(tmp_path, "m_noid", 0, "shift", {"mean_accuracy": 0.5, "drop": 0.0, "accuracy": {"amazon": 0.5}},
+                 {"correct": {"amazon": bits(0.5, 200, 1)}})
+    board = build_leaderboard(tmp_path, aspects="id", n_boot=200, baseline="m_noid")
+    rank = dict(zip(board.frame["method"], board.frame["rank"], strict=True))
+    assert (rank["z_best"], rank["vanilla"], rank["a_worse"], rank["m_noid"]) == (1, 2, 3, 4)
+
+
+def test_a_row_short_of_seeds_in_one_column_gets_no_verdict_in_any(tmp_path):
+    """The legend and the Verdicts lines say "no verdict" for a row short of seeds: none of its cells may carry one."""
+    from robench.report.write import verdict_lines
+
+    for seed in range(3):
+        make_suite(tmp_path, "vanilla", seed, **VANILLA, n=400)
+        make_suite(tmp_path, "ram", seed, **dict(VANILLA, acc=0.95, shift=0.9), n=400)
+    (tmp_path / "sentiment" / "tiny" / "ram" / "seed2" / "results" / "calibration.json").unlink()
+    board = build_leaderboard(tmp_path, n_boot=2000)
+    frame = board.frame.set_index("method")
+    assert ("sentiment", "tiny", "ram") in board.few_seeds
+    assert frame.at["ram", "better"] == 0 and np.isnan(frame.at["ram", "id_p_holm"])
+    assert verdict_lines(board, "sentiment", "tiny")[0].startswith("Verdicts: none (fewer than 3 seeds")
+    # with every column at 3 seeds the same data carries its verdicts
+    make_suite(tmp_path, "ram", 2, **dict(VANILLA, acc=0.95, shift=0.9), n=400)
+    full = build_leaderboard(tmp_path, n_boot=2000).frame.set_index("method")
+    assert full.at["ram", "better"] >= 1 and full.at["ram", "id_p_holm"] < 0.05

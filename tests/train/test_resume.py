@@ -283,11 +283,15 @@ def dead_pid() -> int:
     return proc.pid
 
 
-def leftover(parent: Path, name: str, *files: str) -> Path:
+def leftover(parent: Path, name: str, *files: str, robench: bool = True) -> Path:
+    """A folder left by a killed save: a temporary one carries robench's owner mark, and run.json / state.json
+    name robench's schema (``robench=False``: a user's folder that only has such a name)."""
     path = parent / name
     path.mkdir()
     for f in files:
-        (path / f).write_text("{}")
+        (path / f).write_text('{"schema": "robench.run/1"}' if robench and f in ("run.json", "state.json") else "{}")
+    if robench and ".tmp-" in name:
+        (path / checkpoint.OWNER_FILE).write_text("1\n")
     return path
 
 
@@ -303,6 +307,33 @@ def test_dead_processes_leftovers_are_removed_live_ones_kept(tmp_path):
     checkpoint.clean_leftovers(run, "run.json")
     checkpoint.clean_leftovers(checkpoint.checkpoint_dir(run), checkpoint.STATE_FILE)
     assert not any(p.exists() for p in gone) and all(p.exists() for p in kept) and run.exists()
+
+
+def test_a_users_folder_with_a_leftovers_name_is_never_removed(tmp_path):
+    """Only robench's own leftovers go: a user's '.thesis.old-<pid>' (no robench run.json) or '.thesis.tmp-<pid>'
+    (no owner mark) stays, also when train refuses the --out it sits beside."""
+    from robench.errors import ConfigError
+
+    dead = dead_pid()
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "chapter1.tex").write_text("mine")
+    backup = leftover(tmp_path, f".thesis.old-{dead}", "chapter1.tex", "run.json", robench=False)
+    draft = leftover(tmp_path, f".thesis.tmp-{dead}", "notes.txt", robench=False)
+    checkpoint.clean_leftovers(thesis, "run.json")
+    assert backup.exists() and draft.exists() and (backup / "chapter1.tex").read_text() == "{}"
+    with pytest.raises(ConfigError, match="not a robench run"):
+        train(tiny(tmp_path, checkpoint_steps=0, epochs=1, out=str(thesis)))
+    assert backup.exists() and draft.exists() and (thesis / "chapter1.tex").read_text() == "mine"
+    # a missing target is not restored from a user's folder either
+    (thesis / "chapter1.tex").unlink()
+    thesis.rmdir()
+    checkpoint.clean_leftovers(thesis, "run.json")
+    assert not thesis.exists() and backup.exists()
+    # robench's own leftovers of the same names do go
+    ours = leftover(tmp_path, f".thesis.tmp-{dead_pid()}", "model.safetensors")
+    checkpoint.clean_leftovers(thesis, "run.json")
+    assert not ours.exists() and backup.exists()
 
 
 def test_another_users_process_counts_as_alive(tmp_path, monkeypatch):
