@@ -294,8 +294,10 @@ def train(cfg: TrainConfig) -> Path:
     checks = data.train_checks(warn=lambda m: console.print(m, style="yellow", markup=False))  # one-class train / overlaps
     fingerprints = {k: data.fingerprint(k) for k in ("train", "validation")}
     spec = resolve_run_spec(cfg, (method, hooks), task.data_hash)
-    # the checkpoint belongs to this spec, these very examples and this device (RNG states differ across them)
+    # the checkpoint belongs to this spec, these very examples and the device, precision and processes they
+    # resolved to (RNG states and arithmetic differ across them: "auto" on a GPU is not "auto" on a CPU)
     key = checkpoint.config_key({"spec": spec.fields(), "data": fingerprints, "device": cfg.device,
+                                 "resolved": {"device": device.type, "precision": precision, "processes": world},
                                  "hooks": [type(h).__name__ for h in hooks]})
     saved = resume_point(ckpt_dir, key, cfg.force)
     if saved is not None and _halted(cfg, saved["loop"]["epoch"]):  # stopped at (or past) the budget before

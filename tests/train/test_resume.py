@@ -224,6 +224,21 @@ def test_a_different_command_starts_over(tmp_path, monkeypatch, capsys):
         "weights_fingerprint"]
 
 
+def test_a_checkpoint_is_not_resumed_where_auto_resolves_otherwise(tmp_path, monkeypatch, capsys):
+    """--precision auto (the default) is bf16 on one machine and fp32 on another: a run stopped on the first is
+    started over on the second, never continued in another arithmetic."""
+    import robench.train as train_module
+
+    cfg = tiny(tmp_path, precision="auto")
+    killed(monkeypatch, cfg, steps=3)
+    resolved = train_module.resolve_precision("auto", __import__("torch").device("cpu"))
+    other = "fp32" if resolved == "bf16" else "bf16"
+    monkeypatch.setattr(train_module, "resolve_precision", lambda requested, device: other)
+    run = train(cfg)
+    assert "different command" in capsys.readouterr().err
+    assert load_run(run)["training"]["resumed"] == []
+
+
 def test_checkpoint_steps_is_not_part_of_the_command(tmp_path, monkeypatch, capsys):
     killed(monkeypatch, tiny(tmp_path), steps=3)
     run = train(tiny(tmp_path, checkpoint_steps=5))
