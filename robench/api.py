@@ -60,10 +60,10 @@ def _run_folder(model: Any, task: str, out: Path | str | None, tokenizer: Any, l
         if tokenizer is None:
             raise ConfigError("robench.evaluate(model_object) needs its tokenizer: pass tokenizer=...")
         base = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="robench-"))
-        folder = base / "checkpoint"
-        model.save_pretrained(folder, safe_serialization=True)
-        tokenizer.save_pretrained(folder)
-        return external.register(str(folder), task, base / "run", limit=limit, **register_kw)
+        _save_object(model, tokenizer, base, bool(register_kw.get("force")))
+        # named after its folder (e.g. the callback's step-<N>): each object is its own row, never a namesake's
+        return external.register(str(base / "checkpoint"), task, base / "run", limit=limit, name=base.name,
+                                 **register_kw)
     path = Path(str(model))
     if kind == "run" or (kind == "auto" and (path / RUN_FILE).is_file()):
         from robench.records import load_run
@@ -71,6 +71,34 @@ def _run_folder(model: Any, task: str, out: Path | str | None, tokenizer: Any, l
         load_run(path)  # a robench run folder (or one clear line saying why it is not)
         return path
     return external.register(str(model), task, out, limit=limit, **register_kw)
+
+
+def _save_object(model: Any, tokenizer: Any, base: Path, force: bool) -> None:
+    """Save a model object as ``base/checkpoint`` (its registration is ``base/run``): into a temporary folder
+    first, so that weights already registered at ``base`` are replaced only when they are the same or with
+    ``force``, and a folder robench did not write there is never replaced."""
+    from robench import checkpoint
+    from robench.external import weights_fingerprint
+    from robench.outputs import read_json
+
+    folder, record = base / "checkpoint", read_json(base / "run" / RUN_FILE)
+    registered = isinstance(record, dict) and (record.get("external") or {}).get("folder") == str(folder.resolve())
+    if folder.exists() and not registered:
+        raise ConfigError(f"{folder} exists and is not a checkpoint robench saved there; pass out= a new folder")
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = checkpoint.make_temporary(folder)
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if registered and record.get("weights_fingerprint") != weights_fingerprint(tmp) and not force:
+            raise ConfigError(f"{base} holds another model's checkpoint and results; pass out= elsewhere, or "
+                              "force=True to replace them")
+        checkpoint.replace_dir(tmp, folder)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)  # our own temporary folder, whatever it holds by now
+        raise
 
 
 def evaluate(model: Any, task: str = "sentiment", suite: str = "all", *, tokenizer: Any = None,

@@ -117,7 +117,7 @@ def replace_dir(tmp: Path, dest: Path) -> None:
         discard(old)
         dest.rename(old)  # fails (nothing lost) if a folder robench did not write is at that name
         tmp.rename(dest)
-        discard(old)
+        shutil.rmtree(old, ignore_errors=True)  # the version just replaced, which the caller has vetted
     else:
         tmp.rename(dest)
 

@@ -12,7 +12,9 @@ directory are worse than an error.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -76,8 +78,24 @@ def state(device: str | torch.device = "cpu"):
     return st
 
 
+_ALONE = [False]  # set by alone(): this process works by itself inside a launched group
+
+
+@contextlib.contextmanager
+def alone() -> Iterator[None]:
+    """Within the block this process uses no collective (rank 0 of 1), even inside a process group: for work
+    one rank does by itself while the others go on (the Trainer callback's evaluation), which would otherwise
+    wait forever on ranks that never join."""
+    before = _ALONE[0]
+    _ALONE[0] = True
+    try:
+        yield
+    finally:
+        _ALONE[0] = before
+
+
 def is_distributed() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized() and \
+    return not _ALONE[0] and torch.distributed.is_available() and torch.distributed.is_initialized() and \
         torch.distributed.get_world_size() > 1
 
 

@@ -119,9 +119,13 @@ def resolve(model: str, revision: str | None = None) -> tuple[Path, str, str | N
 
 def register(model: str, task: str = "sentiment", out: Path | str | None = None, *, label_map: Any = None,
              revision: str | None = None, profile: str | None = None, limit: int | None = None,
-             max_length: int = 128, runs_dir: Path | str = "runs", force: bool = False) -> Path:
+             max_length: int = 128, runs_dir: Path | str = "runs", force: bool = False,
+             name: str | None = None) -> Path:
     """Write (or find) the run folder of an outside checkpoint; returns it. The same checkpoint registered
-    again at the same place reuses the folder (and its results); another one there is an error."""
+    again at the same place with the same task, profile, data limit and label order reuses the folder (and its
+    results, ``force`` included: which results to recompute is the evaluation's ``force``); anything else there
+    is an error, or with ``force`` replaces the registration and removes the results made under it. ``name``:
+    the model's name on the board (default: the hub id, or the checkpoint folder's name)."""
     from transformers import AutoConfig
 
     from robench.models import usable_positions
@@ -134,25 +138,34 @@ def register(model: str, task: str = "sentiment", out: Path | str | None = None,
     order = label_order(config.id2label or {}, spec.labels, label_map, model)
     positions = usable_positions(config)
     length = min(max_length, positions) if positions else max_length
-    name = model_label(model) if kind == "hub" else local.name
+    name = name or (model_label(model) if kind == "hub" else local.name)
     ident = RunIdentity(task=str(task), model=name, method=METHOD, seed=0, profile=profile, limit=limit)
     out = Path(out) if out is not None else ident.run_dir(runs_dir)
     fingerprint = weights_fingerprint(local)
     source = {"kind": kind, "source": model if kind == "hub" else str(local), "revision": resolved,
               "folder": str(local), "label_order": order, "label_map": label_map,
               "trained_outside_robench": True}
-    if (out / RUN_FILE).is_file() and not force:
+    if (out / RUN_FILE).is_file():
         old = read_json(out / RUN_FILE)
         old = old if isinstance(old, dict) else {}
-        same = (old.get("external") or {}).get("source") == source["source"] and \
-            old.get("weights_fingerprint") == fingerprint and (old.get("external") or {}).get("label_order") == order \
-            and (old.get("task") or {}).get("data_hash") == spec.data_hash
-        if same:
+        was = old.get("task") or {}
+        differs = [what for what, ok in (
+            ("model", (old.get("external") or {}).get("source") == source["source"]),
+            ("weights", old.get("weights_fingerprint") == fingerprint),
+            ("label order", (old.get("external") or {}).get("label_order") == order),
+            ("task", was.get("data_hash") == spec.data_hash),
+            ("profile", (was.get("profile") or "default") == (profile or "default")),
+            ("data limit", was.get("limit") == limit),
+            ("max length", (old.get("config") or {}).get("max_length") == length),
+            ("name", (old.get("model") or {}).get("name") == name)) if not ok]
+        if not differs:
             return out
-        raise ConfigError(f"run folder {out} holds another model, task or label order than {model!r}; pass --out "
-                          "elsewhere, or --force to replace it")
+        if not force:
+            raise ConfigError(f"run folder {out} was registered differently ({', '.join(differs)} differ) from "
+                              f"{model!r} now; pass --out elsewhere, or --force to register it again there (its "
+                              "results are then recomputed)")
     guard_run_out(out, force)
-    if out.is_dir():  # --force over a registration of other weights: its results are not this model's
+    if out.is_dir():  # --force over another registration: its results are not this one's
         import shutil
 
         from robench.outputs import RUN_SUBDIRS

@@ -11,6 +11,12 @@ At each evaluation point the callback saves the model being trained (``save_pret
 ``robench eval --model`` would (result files beside it, so ``robench leaderboard`` reads them), and
 logs the headline numbers (``robench/id``, ``robench/shift``, ...) through ``Trainer.log``, so every
 ``report_to`` integration (TensorBoard, W&B, ...) receives them with the Trainer's own metrics.
+
+The evaluation leaves training as it was: it runs on a saved copy (the model's train/eval mode untouched),
+in the main process alone (no collective another rank would have to join), and with the random generators
+(Python, NumPy, torch, CUDA) restored afterwards, so dropout and shuffling go on as without the callback.
+Whether the model's labels match the task's (``label_map``) is checked when training begins, not after
+the first epoch.
 """
 
 from __future__ import annotations
@@ -27,6 +33,39 @@ except ImportError as exc:  # pragma: no cover - transformers is a dependency; a
                       f"could not be imported ({exc}); reinstall robench's dependencies: pip install robench") from None
 
 __all__ = ["RobustnessCallback"]
+
+
+class _training_untouched:  # noqa: N801 - used as a context manager
+    """Around an evaluation inside training: this process alone (no collectives) and every random generator
+    restored on exit (attacks and perturbations reseed them per example)."""
+
+    def __enter__(self):
+        import random
+
+        import numpy as np
+        import torch
+
+        from robench import distributed
+
+        self._alone = distributed.alone()
+        self._alone.__enter__()
+        self._states = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+                        torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+        return self
+
+    def __exit__(self, *exc):
+        import random
+
+        import numpy as np
+        import torch
+
+        python, numpy_state, torch_state, cuda = self._states
+        random.setstate(python)
+        np.random.set_state(numpy_state)
+        torch.set_rng_state(torch_state)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+        return self._alone.__exit__(*exc)
 
 
 class RobustnessCallback(TrainerCallback):
@@ -60,7 +99,18 @@ class RobustnessCallback(TrainerCallback):
 
     # -- Trainer events
 
-    def on_epoch_end(self, args, state, control, **kwargs):  # noqa: ANN001 - the Trainer's signature
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001 - the Trainer's signature
+        """Refuse a model whose labels do not match the task's before training, not at the first evaluation."""
+        model = kwargs.get("model")
+        if model is not None and getattr(model, "config", None) is not None:
+            from robench.external import label_order, parse_label_map
+            from robench.tasks import load_task
+
+            spec = load_task(self.task, self.profile, self.limit)
+            label_order(getattr(model.config, "id2label", None) or {}, spec.labels, parse_label_map(self.label_map),
+                        "the Trainer's model")
+
+    def on_epoch_end(self, args, state, control, **kwargs):  # noqa: ANN001
         if self.every == "epoch":
             self._evaluate(args, state, kwargs)
 
@@ -88,9 +138,10 @@ class RobustnessCallback(TrainerCallback):
                               "to the Trainer, or tokenizer=... to the callback")
         base = Path(self.out) if self.out is not None else Path(args.output_dir) / "robench"
         device = "cuda" if getattr(model, "device", None) is not None and model.device.type == "cuda" else "cpu"
-        res = evaluate(model, task=self.task, suite=self.suite, tokenizer=tokenizer, out=base / f"step-{state.global_step}",
-                       label_map=self.label_map, limit=self.limit, precision=self.precision, device=device,
-                       profile=self.profile, force=True)
+        with _training_untouched():
+            res = evaluate(model, task=self.task, suite=self.suite, tokenizer=tokenizer,
+                           out=base / f"step-{state.global_step}", label_map=self.label_map, limit=self.limit,
+                           precision=self.precision, device=device, profile=self.profile, force=True)
         metrics = {f"{self.prefix}/{key}": float(value) for key, value in res.headline().items()}
         self.history.append(metrics)
         if self.trainer is not None:

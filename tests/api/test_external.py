@@ -111,7 +111,7 @@ def test_changed_weights_after_registration_are_refused(monkeypatch, capsys, tmp
     code, _, err = run_cli(monkeypatch, capsys, "eval", "--run", str(tmp_path / "r"), "--suite", "id")
     assert_one_line_error(code, err, "changed since they were registered", "--force")
     code, _, err = run_cli(monkeypatch, capsys, *args)
-    assert_one_line_error(code, err, "holds another model", "--force")
+    assert_one_line_error(code, err, "was registered differently (weights differ)", "--force")
 
 
 def test_eval_needs_exactly_one_of_run_and_model(monkeypatch, capsys, tiny_run):
@@ -151,3 +151,68 @@ def test_model_board_compares_checkpoints_against_a_reference(monkeypatch, capsy
     code, _, err = run_cli(monkeypatch, capsys, "leaderboard", "--results", str(tmp_path / "runs"), "--out",
                            str(tmp_path / "board2"), "--by", "model", "--no-plots")
     assert_one_line_error(code, err, "needs a reference model", "rows: bad, good")
+
+
+def test_a_registration_is_reused_only_for_the_same_limit_profile_and_model(tmp_path, tiny_run):
+    """The same --out asked again with another data limit (or profile) is refused, not answered with the numbers
+    of the first limit; --force registers again and recomputes."""
+    from robench.errors import ConfigError
+    from robench.external import register
+
+    ckpt, out = saved_checkpoint(tiny_run, tmp_path / "ckpt"), tmp_path / "ext"
+    first = robench.evaluate(str(ckpt), suite="id", limit=16, device="cpu", out=out)
+    assert id_metrics(first.paths["id"])["n"] == 16
+    assert register(str(ckpt), "sentiment", out, limit=16) == out  # the same request: reused
+    for kw, what in (({}, "data limit"), ({"limit": 16, "profile": "quick"}, "profile"),
+                     ({"limit": 16, "max_length": 32}, "max length")):
+        try:
+            register(str(ckpt), "sentiment", out, **kw)
+        except ConfigError as exc:
+            assert what in str(exc) and "--force" in str(exc)
+        else:
+            raise AssertionError(f"{kw}: reused a registration made with limit 16")
+    again = robench.evaluate(str(ckpt), suite="id", limit=32, device="cpu", out=out, force=True)
+    assert id_metrics(again.paths["id"])["n"] == 32
+    assert json.loads((out / "run.json").read_text())["task"]["limit"] == 32
+
+
+def test_force_on_the_same_registration_keeps_the_other_results(monkeypatch, capsys, tmp_path, tiny_run):
+    """--force recomputes the evaluators asked for; the results of the others stay (they are this model's)."""
+    ckpt, out = saved_checkpoint(tiny_run, tmp_path / "ckpt"), tmp_path / "ext"
+    args = ("eval", "--model", str(ckpt), "--limit", LIMIT, "--device", "cpu", "--out", str(out))
+    assert run_cli(monkeypatch, capsys, *args, "--suite", "id,calibration")[0] == 0
+    calibration = (out / "results" / "calibration.json").read_bytes()
+    assert run_cli(monkeypatch, capsys, *args, "--suite", "id", "--force")[0] == 0
+    assert (out / "results" / "calibration.json").read_bytes() == calibration
+
+
+def test_model_objects_are_rows_of_their_own(tmp_path, tiny_run):
+    """Two model objects evaluated into two folders are two models on the board (named after their folders, as
+    the Trainer callback's step-<N>), not one overwriting the other; a different object is not saved over a
+    registered one without force."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from robench.errors import ConfigError
+    from robench.results import load_results
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_run)
+    a = AutoModelForSequenceClassification.from_pretrained(tiny_run)
+    b = AutoModelForSequenceClassification.from_pretrained(tiny_run)
+    with torch.no_grad():
+        b.classifier.weight.mul_(-1)
+    robench.evaluate(a, tokenizer=tokenizer, suite="id", limit=16, device="cpu", out=tmp_path / "step-1")
+    robench.evaluate(b, tokenizer=tokenizer, suite="id", limit=16, device="cpu", out=tmp_path / "step-2")
+    records = load_results([tmp_path / "step-1", tmp_path / "step-2"])
+    assert sorted(r.model for r in records) == ["step-1", "step-2"]
+    weights = (tmp_path / "step-1" / "checkpoint" / "model.safetensors").read_bytes()
+    try:
+        robench.evaluate(b, tokenizer=tokenizer, suite="id", limit=16, device="cpu", out=tmp_path / "step-1")
+    except ConfigError as exc:
+        assert "another model's checkpoint" in str(exc)
+    else:
+        raise AssertionError("saved another model over a registered checkpoint")
+    assert (tmp_path / "step-1" / "checkpoint" / "model.safetensors").read_bytes() == weights
+    assert sorted(p.name for p in (tmp_path / "step-1").iterdir()) == ["checkpoint", "run"]  # no leftover
+    res = robench.evaluate(a, tokenizer=tokenizer, suite="id", limit=16, device="cpu", out=tmp_path / "step-1")
+    assert res.run_dir == tmp_path / "step-1" / "run"

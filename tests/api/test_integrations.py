@@ -81,3 +81,54 @@ def test_callback_schedules(tmp_path, every, evaluations):
     assert len(callback.history) == evaluations
     steps = sorted(p.name for p in (tmp_path / "trainer" / "robench").iterdir())
     assert steps == (["step-4"] if every == "end" else ["step-2", "step-4"])
+
+
+def test_callback_evaluates_alone_and_leaves_the_random_generators_as_they_were(tmp_path, monkeypatch):
+    """Inside a process group only rank 0 evaluates, so it must use no collective (the others never join); and
+    attacks and perturbations reseed the generators per example, which must not change training's dropout and
+    shuffling after the evaluation point."""
+    import random
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+
+    import robench.api as api
+    from robench import distributed
+    from robench.integrations import RobustnessCallback
+    from robench.models import load_model, load_tokenizer
+
+    seen = []
+
+    def evaluate(model, **kwargs):
+        seen.append(distributed.is_distributed())
+        torch.manual_seed(1), random.seed(1), np.random.seed(1)  # as the attacks and perturbations do
+        return api.Results(tmp_path, {})
+
+    monkeypatch.setattr(api, "evaluate", evaluate)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    assert distributed.is_distributed()
+    objects = {"model": load_model("tiny-bert", num_labels=2, seed=0), "processing_class": load_tokenizer("tiny-bert")}
+    torch.manual_seed(7), random.seed(7), np.random.seed(7)
+    before = (torch.get_rng_state().clone(), random.getstate(), np.random.get_state()[1].copy())
+    callback = RobustnessCallback(task="sentiment", suite="id")
+    state = SimpleNamespace(is_world_process_zero=True, global_step=3, log_history=[])
+    callback._evaluate(SimpleNamespace(output_dir=str(tmp_path)), state, objects)
+    assert seen == [False] and distributed.is_distributed()  # alone inside, in the group again after
+    assert torch.equal(torch.get_rng_state(), before[0]) and random.getstate() == before[1]
+    assert np.array_equal(np.random.get_state()[1], before[2])
+
+
+def test_callback_refuses_mismatched_labels_before_training(tmp_path):
+    from robench.errors import ConfigError
+    from robench.integrations import RobustnessCallback
+
+    trainer = tiny_trainer(tmp_path)
+    trainer.model.config.id2label = {0: "LABEL_0", 1: "LABEL_1"}  # what from_pretrained(num_labels=2) gives
+    RobustnessCallback.attach(trainer, task="sentiment", suite="id", limit=16)
+    with pytest.raises(ConfigError, match="label"):
+        trainer.train()
+    assert trainer.state.global_step == 0  # refused before the first step, not after an epoch
+    trainer.callback_handler.callbacks[-1].label_map = "negative=0,positive=1"
+    trainer.train()  # with the mapping it trains
