@@ -122,9 +122,10 @@ class EvalContext:
                                 max_length=self.max_length, device=self.device, precision=self.precision,
                                 features=want_features, description=f"predict {key}")
             except ValueError:
-                if features or not want_features:
+                if not want_features:
                     raise
-                # no recognisable classifier head to hook: logits only
+                # no recognisable classifier head to hook (e.g. a head named otherwise): logits only; what needs
+                # features (the Mahalanobis score) sees none and says it is skipped
                 preds = predict(self.model, self.tokenizer, self.texts(key), batch_size=self.batch_size,
                                 max_length=self.max_length, device=self.device, precision=self.precision,
                                 features=False, description=f"predict {key}")
@@ -246,7 +247,7 @@ def evaluate_run(run_dir: Path, suite: str = "quick", *, force: bool = False, de
         evaluator = EVALUATORS.get(name)(**opts)
         # a result on a subset has its own file: it never replaces (or passes for) the full one
         path = result_path(ctx.run_dir, name, limit)
-        skip = path.exists() and not force and _same_settings(path, evaluator.settings_key(), limit)
+        skip = path.exists() and not force and _same_settings(path, evaluator.settings_key(), limit, ctx.precision)
         if distributed.broadcast_object(skip):  # rank 0 decides, so all ranks run the same evaluators
             if distributed.is_main():
                 console.print(f"[dim]{name}: result exists ({path}); skipped (use --force to recompute)[/dim]")
@@ -273,7 +274,9 @@ def evaluate_run(run_dir: Path, suite: str = "quick", *, force: bool = False, de
     return written
 
 
-def _same_settings(path: Path, settings: dict[str, Any], limit: int | None) -> bool:
+def _same_settings(path: Path, settings: dict[str, Any], limit: int | None, precision: str) -> bool:
+    """Whether the result at ``path`` answers this request: the same options, data limit and precision (a
+    result written before the precision was recorded is fp32, robench's evaluation default then)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):  # unreadable, not UTF-8, not JSON: recompute
@@ -281,4 +284,5 @@ def _same_settings(path: Path, settings: dict[str, Any], limit: int | None) -> b
     old = data.get("settings") if isinstance(data, dict) else None
     if not isinstance(old, dict):
         return False
-    return all(old.get(k) == v for k, v in {**settings, "limit": limit}.items())
+    return all(old.get(k) == v for k, v in {**settings, "limit": limit}.items()) and \
+        (old.get("precision") or "fp32") == precision

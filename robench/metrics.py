@@ -180,21 +180,10 @@ def nll_from_logits(logits: np.ndarray, labels: np.ndarray, temperature: float =
 
 
 def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = DEFAULT_BINS) -> dict[str, Any]:
-    """Per-bin count, mean confidence and accuracy of the top label (for reliability diagrams).
-
-    Bin ``i`` holds confidences in ``[i/bins, (i+1)/bins)``, the last bin also holds 1.0.
-    """
+    """Per-bin count, mean confidence and accuracy of the top label (for reliability diagrams), binned
+    exactly as the ECE bins them (:func:`confidence_bins`): a diagram's bars are the ECE's bins."""
     probs, labels = _check_probs_labels(probs, labels)
-    conf = probs.max(axis=1)
-    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
-    idx = np.clip(np.floor(conf * bins).astype(int), 0, bins - 1)
-    count = np.bincount(idx, minlength=bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_conf = np.bincount(idx, weights=conf, minlength=bins) / count
-        acc = np.bincount(idx, weights=correct, minlength=bins) / count
-    return {"edges": np.linspace(0, 1, bins + 1).tolist(), "count": count.tolist(),
-            "confidence": [None if c == 0 else float(v) for c, v in zip(count, mean_conf, strict=True)],
-            "accuracy": [None if c == 0 else float(v) for c, v in zip(count, acc, strict=True)]}
+    return confidence_bins(probs.max(axis=1), (probs.argmax(axis=1) == labels).astype(np.int64), bins)
 
 
 def confidence_bins(confidence: np.ndarray, correct: np.ndarray, bins: int = DEFAULT_BINS) -> dict[str, Any]:

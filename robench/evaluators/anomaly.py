@@ -144,7 +144,7 @@ class Anomaly(Evaluator):
                      "n_in": int(len(test_preds.logits)), "n_out": {n: int(len(lg)) for n, (lg, _) in ood.items()},
                      "examples": examples},
             data=data,
-            settings={"scores": list(in_scores), "headline": "mean MSP AUROC over OOD sets (OOD positive)",
+            settings={"scores_computed": list(in_scores), "headline": "mean MSP AUROC over OOD sets (OOD positive)",
                       "in_distribution": "test", "mahalanobis_fit_set": "train", "mahalanobis_ridge": self.ridge,
                       "mahalanobis_covariance": "tied (shared) across classes, relative ridge on the diagonal",
                       "fpr95": "FPR at the first threshold reaching TPR >= 0.95"},

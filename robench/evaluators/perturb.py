@@ -1,7 +1,9 @@
 """Robustness to natural noise: accuracy under nlpaug character and word perturbations (offline).
 
 Each perturbation edits the test set at a fixed rate with a fixed seed (the RNG is reseeded per
-example, so a text's perturbed version does not depend on the set's order or size).
+example from the seed, the perturbation and the example's position, so every run scored on the same set
+sees the same perturbed texts; a reordered or resized set, e.g. under another ``--limit``, gets other edits,
+and a sentence pair's second text is seeded at position n + i of its n-pair set).
 ``mean_accuracy`` is the mean over perturbations; ``mean_drop`` = clean accuracy - mean_accuracy.
 Per-example correctness is stored per perturbation (``details.correct``: {perturbation: '0101...'},
 in test-split order), so the board's paired test runs on this column.

@@ -131,3 +131,37 @@ def test_eval_id_writes_result_and_skips_unless_forced(tiny_run):
     assert path.stat().st_mtime_ns != mtime
     again = json.loads(path.read_text())
     assert again["metrics"] == result["metrics"], "same run, same scores"
+
+
+def test_a_result_in_another_precision_is_not_reused(run):
+    """A result answers a request only in its own precision: asked in fp32, a bf16 result is recomputed (a file
+    from before the precision was recorded counts as fp32, robench's evaluation default)."""
+    path = evaluate_run(run, "id", device="cpu")["id"]
+    result = json.loads(path.read_text())
+    assert result["settings"]["precision"] == "fp32"
+    result["settings"]["precision"] = "bf16"
+    path.write_text(json.dumps(result))
+    evaluate_run(run, "id", device="cpu")
+    assert json.loads(path.read_text())["settings"]["precision"] == "fp32"  # recomputed
+    result = json.loads(path.read_text())
+    del result["settings"]["precision"]
+    path.write_text(json.dumps(result))
+    mtime = path.stat().st_mtime_ns
+    evaluate_run(run, "id", device="cpu")
+    assert path.stat().st_mtime_ns == mtime  # no precision recorded: fp32, reused
+
+
+def test_a_model_without_a_recognised_head_still_gets_its_ood_scores(run, monkeypatch):
+    """A head robench cannot hook (named other than classifier/score) costs the Mahalanobis score only, with a
+    warning; the anomaly evaluation itself goes on."""
+    import robench.predict as predict
+
+    def no_head(model, store):
+        raise ValueError("model has no `classifier` head; cannot extract penultimate features")
+
+    monkeypatch.setattr(predict, "_penultimate_hook", no_head)
+    path = evaluate_run(run, "anomaly", device="cpu")["anomaly"]
+    result = json.loads(path.read_text())
+    assert "mahalanobis" not in result["metrics"]["scores"] and "msp" in result["metrics"]["scores"]
+    assert any("mahalanobis score skipped" in w for w in result["warnings"])
+    assert result["settings"]["scores_computed"] == ["msp", "max_logit", "energy"]

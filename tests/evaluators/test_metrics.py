@@ -170,3 +170,19 @@ def test_reliability_plot_and_roc_plot(tmp_path):
     fpr, tpr = M.roc(np.arange(5.0), np.arange(5.0) + 2)
     out = roc_plot({"x": (fpr, tpr)}, tmp_path / "roc.png", aurocs={"x": 0.9})
     assert out.stat().st_size > 1000
+
+
+def test_reliability_diagram_bins_are_the_eces_bins():
+    """A confidence of exactly 0.6 or 0.7 falls in the bin the ECE puts it in (netcal's edges), so a diagram's
+    bars are the bins the ECE averages over."""
+    import robench.metrics as M
+
+    conf = np.array([0.6, 0.6, 0.7, 1.0, 0.5, 0.55])
+    probs = np.stack([conf, 1 - conf], axis=1)
+    labels = np.array([0, 1, 0, 0, 1, 0])
+    diagram = M.reliability_bins(probs, labels, 10)
+    ece_bins = M.confidence_bins(conf, (labels == 0).astype(int), 10)
+    assert diagram["count"] == ece_bins["count"] and diagram["accuracy"] == ece_bins["accuracy"]
+    gaps = [abs(a - c) * n for a, c, n in zip(diagram["accuracy"], diagram["confidence"], diagram["count"])
+            if n]
+    assert sum(gaps) / len(conf) == pytest.approx(M.ece(probs, labels, 10))
