@@ -183,6 +183,6 @@ def test_reliability_diagram_bins_are_the_eces_bins():
     diagram = M.reliability_bins(probs, labels, 10)
     ece_bins = M.confidence_bins(conf, (labels == 0).astype(int), 10)
     assert diagram["count"] == ece_bins["count"] and diagram["accuracy"] == ece_bins["accuracy"]
-    gaps = [abs(a - c) * n for a, c, n in zip(diagram["accuracy"], diagram["confidence"], diagram["count"])
-            if n]
+    gaps = [abs(a - c) * n for a, c, n in zip(diagram["accuracy"], diagram["confidence"], diagram["count"],
+                                              strict=True) if n]
     assert sum(gaps) / len(conf) == pytest.approx(M.ece(probs, labels, 10))
