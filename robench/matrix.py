@@ -160,7 +160,7 @@ def run_benchmark(task: str = "sentiment", methods: str | Sequence[str] = "all",
         if tuned is not None:
             from robench.tune import apply_tuned
 
-            apply_tuned(cfg, tuned, tuned_data, explicit_lr=lr)
+            apply_tuned(cfg, tuned, tuned_data, explicit_lr=lr, explicit_overrides=per_method[method])  # --set wins
         cfg.out = str(default_run_dir(cfg, runs_dir))
         all_dirs.append(Path(cfg.out))
         if (method, selective, seed) in mine:

@@ -90,8 +90,14 @@ KEY_WHEN_SET: dict[str, Any] = {"group_by_length": False}
 def _trainer(values: dict[str, Any]) -> dict[str, Any]:
     """The trainer part of the key: every field of :data:`TRAINER_FIELDS`, those of :data:`KEY_WHEN_SET`
     only when away from their default."""
-    return {name: values[name] for name in TRAINER_FIELDS
-            if not (name in KEY_WHEN_SET and values[name] == KEY_WHEN_SET[name])}
+    out = {name: values[name] for name in TRAINER_FIELDS
+           if not (name in KEY_WHEN_SET and values[name] == KEY_WHEN_SET[name])}
+    return _no_default_profile(out)
+
+
+def _no_default_profile(trainer: dict[str, Any]) -> dict[str, Any]:
+    """``--profile default`` is no profile: the same sets, the same run folder, so the same key."""
+    return {**trainer, "profile": None} if trainer.get("profile") == "default" else trainer
 
 
 def _jsonable(value: Any) -> Any:
@@ -156,7 +162,7 @@ class RunSpec:
         for group, prefix in (("trainer", ""), ("method_config", "method "), ("selective_config", "selective ")):
             a, b = getattr(self, group) or {}, getattr(new, group) or {}
             if group == "trainer":  # a setting of KEY_WHEN_SET absent from one side is at its default there
-                a, b = {**KEY_WHEN_SET, **a}, {**KEY_WHEN_SET, **b}
+                a, b = _no_default_profile({**KEY_WHEN_SET, **a}), _no_default_profile({**KEY_WHEN_SET, **b})
             for name in sorted(set(a) | set(b)):
                 if a.get(name) != b.get(name):
                     out.append(f"{prefix}{name} {a.get(name)!r}, now {b.get(name)!r}")

@@ -173,12 +173,26 @@ def spec_sources(cfg: TrainConfig, method) -> dict[str, dict[str, str]]:
 
 
 def check_finished_run(run_dir: Path, cfg: TrainConfig, fix: str) -> None:
-    """A finished run at ``run_dir`` may stand for ``cfg`` only if every field of the spec matches."""
+    """A finished run at ``run_dir`` may stand for ``cfg`` only if every field of the spec matches, and its train
+    and validation examples are the ones the task gives now (a data file edited behind an unchanged task file
+    changes no hash of the spec, but it changes these sets' fingerprints, which run.json records)."""
     from robench.records import load_run
 
-    diff = RunSpec.from_record(load_run(run_dir)).differences(resolve_run_spec(cfg))
+    record = load_run(run_dir)
+    diff = RunSpec.from_record(record).differences(resolve_run_spec(cfg))
+    recorded = record.task.fingerprints or {}
+    if not diff and recorded:
+        now = _set_fingerprints(cfg.task, cfg.profile, cfg.limit)
+        diff = [f"{key} examples changed (fingerprint {recorded[key]}, now {now[key]})" for key in sorted(recorded)
+                if key in now and recorded[key] != now[key]]
     if diff:
         raise ConfigError(f"run {run_dir} was trained with other settings ({'; '.join(diff)}); {fix}")
+
+
+def _set_fingerprints(task: str, profile: str | None, limit: int | None) -> dict[str, str]:
+    """The train and validation fingerprints of a task as it is now."""
+    data = TaskData(load_task(task, profile, limit), pairs=True)
+    return {k: data.fingerprint(k) for k in ("train", "validation")}
 
 
 def tokenize(ds, tokenizer, max_length: int):

@@ -287,7 +287,7 @@ def _constraint_base():
 
 
 def _swapped_words(transformed_text, reference_text):
-    """(original, replacement) lower-cased word pairs of the newly modified indices; None when an index
+    """(original, replacement) word pairs of the newly modified indices, as written; None when an index
     falls outside either text (the swap changed the word segmentation)."""
     indices = transformed_text.attack_attrs.get("newly_modified_indices")
     if indices is None:
@@ -297,7 +297,7 @@ def _swapped_words(transformed_text, reference_text):
     for i in indices:
         if i >= len(ref) or i >= len(new):
             return None
-        pairs.append((ref[i].lower(), new[i].lower()))
+        pairs.append((ref[i], new[i]))
     return pairs
 
 
@@ -315,7 +315,9 @@ class _WordPairConstraint(_constraint_base()):
         pairs = _swapped_words(transformed_text, reference_text)
         if pairs is None:
             return False
-        return all(a == b or self.pair_ok(a, b) for a, b in pairs)
+        # only an identical word is no swap: a change of case ("bad" -> "bAd", which DeepWordBug makes) is judged,
+        # and the rules compare the lower-cased words (a case-only change is then no typo, no listed synonym)
+        return all(a == b or self.pair_ok(a.lower(), b.lower()) for a, b in pairs)
 
     def check_compatibility(self, transformation) -> bool:
         from textattack.shared.validators import transformation_consists_of_word_swaps
@@ -644,7 +646,7 @@ class ListedSynonym(_InContext):
             new = text.words
             if not indices or any(i >= len(ref) or i >= len(new) for i in indices):
                 continue
-            if all(ref[i].lower() == new[i].lower() or listed_synonyms(
+            if all(ref[i] == new[i] or listed_synonyms(
                     ref[i].lower(), new[i].lower(), wordnet_pos_of_tag(tags[i] if i < len(tags) else None))
                    for i in indices):
                 kept.append(text)

@@ -133,7 +133,7 @@ def _sentence_spec(preset: str) -> dict[str, Any]:
     if preset == "valid":
         return {"constraint": "sentence_encoder", "encoder": "all-MiniLM-L6-v2 mean-pooled", "metric": "cosine",
                 "threshold": VALID_SENTENCE_COS, "window_size": None, "skip_text_shorter_than_window": False,
-                "compare_against_original": True}
+                "compare_against_original": True, "text": "the whole text, punctuation included"}
     return {"constraint": "sentence_encoder", "encoder": "all-MiniLM-L6-v2 mean-pooled", "metric": "angular",
             "threshold": USE_THRESHOLD, "window_size": USE_WINDOW, "skip_text_shorter_than_window": True,
             "compare_against_original": False}
@@ -153,7 +153,8 @@ def _valid_specs(name: str, label_preservation: str | None) -> list[dict[str, An
 
     if name == "deepwordbug":
         return [{"constraint": "character_edit", "max_edits": MAX_TYPO_EDITS,
-                 "dictionary": "65,713 most frequent alphabetic GloVe words"}]
+                 "dictionary": "65,713 most frequent alphabetic GloVe words",
+                 "case": "a change of case alone is no typo (it is judged, and rejected)"}]
     specs: list[dict[str, Any]] = []
     if name != "textfooler":  # textfooler's own embedding constraint is tightened to the same threshold instead
         specs.append({"constraint": "word_embedding_distance", "vectors": "GloVe 6B 50d counter-fitted",
@@ -348,8 +349,16 @@ def minilm_sentence_encoder(device: str = "cpu", threshold: float = USE_THRESHOL
         def __init__(self) -> None:
             super().__init__(threshold=threshold, metric=metric, compare_against_original=compare_against_original,
                              window_size=window_size, skip_text_shorter_than_window=skip_text_shorter_than_window)
+            if window_size is None:  # the whole text (TextAttack reads None as an unbounded window: the text from
+                self.window_size = None  # its first word to its last, without leading or trailing punctuation)
             self.encoder = minilm_encoder(device)
             self.model = self  # the parent calls self.model.encode(...) in _sim_score
+
+        def _sim_score(self, starting_text, transformed_text):
+            if self.window_size is not None:
+                return super()._sim_score(starting_text, transformed_text)
+            start, new = self.encode([starting_text.text, transformed_text.text])
+            return self.sim_metric(start.unsqueeze(0), new.unsqueeze(0))
 
         def _check_constraint_many(self, transformed_texts, reference_text):
             # A swap that changes the word segmentation has no single modified index; reject it.

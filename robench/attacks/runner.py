@@ -29,7 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
-LOG_VERSION = 2  # 2: validity fields per record, constraint preset and checker in the header
+# 2: validity fields per record, constraint preset and checker in the header; 3: under `valid` the sentence check
+# encodes the whole text (it read the text between its first and last word) and a case-only edit is judged
+LOG_VERSION = 3
 
 
 def sample_indices(size: int, n: int | None, seed: int) -> list[int]:

@@ -168,6 +168,12 @@ class TaskData:
             if count and warn:
                 warn(f"warning: set {key!r}: {count} of {len(texts)} examples also appear in train (exact text); "
                      "its scores are inflated: deduplicate the sources")
+        held_out = [k for k in ("validation", "calibration", "test") if k in fingerprints]
+        for i, a in enumerate(held_out):  # held-out sets are each other's too: a choice scored on its own data
+            for b in held_out[i + 1:]:
+                if fingerprints[a] == fingerprints[b] and warn:
+                    warn(f"warning: sets {a!r} and {b!r} are the same examples; what is chosen or fitted on {a!r} is "
+                         f"then scored on it: give them different parts of the source")
         dropped = {src: counts for src, counts in self.dropped.items() if counts}
         for src, counts in dropped.items():
             unintended = {k: v for k, v in counts.items() if k in ("no_text", "no_label")}

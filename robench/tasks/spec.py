@@ -207,7 +207,21 @@ def load_task(name_or_path: str, profile: str | None = None, limit: int | None =
 
 
 def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    try:
+        text = json.dumps(obj, sort_keys=True, default=str)
+    except TypeError:  # keys JSON cannot order (a label_map with number and text keys): order them as text
+        text = json.dumps(_text_keys(obj), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _text_keys(obj: Any) -> Any:
+    """``obj`` with every mapping key as ``type:key`` text (only for what plain sorting cannot hash, so every
+    other task keeps its hash)."""
+    if isinstance(obj, dict):
+        return {f"{type(k).__name__}:{k}": _text_keys(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_text_keys(v) for v in obj]
+    return obj
 
 
 def data_hash(raw: dict[str, Any]) -> str:

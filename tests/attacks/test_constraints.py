@@ -184,6 +184,35 @@ def test_character_edits_are_judged_as_typos(wrapper, fake_minilm):
     assert _passes(attack, "a truly charming film", 2, "chrming")
     assert not _passes(attack, "a truly charming film", 2, "harming")
     assert _passes(_build("deepwordbug", wrapper, "recipe"), "a truly charming film", 2, "harming")
+    # a change of case alone is no typo, though the lower-cased words are equal (DeepWordBug swaps in capitals)
+    assert not _passes(attack, "a truly bad film", 2, "bAd") and not _passes(attack, "a truly bad film", 2, "Bad")
+    assert _passes(attack, "a truly bad film", 2, "bAdd")  # a typo that also changes case is a typo
+
+
+def test_valid_sentence_check_reads_the_whole_text(wrapper, monkeypatch):
+    """Under `valid` the sentence check compares whole texts, punctuation and quotes included, as the post-hoc
+    validity check does; TextAttack's unbounded window would read the words between the first and the last."""
+    import robench.attacks.resources as resources
+
+    seen: list[str] = []
+
+    class Recording(FakeEncoder):
+        def encode(self, sentences):
+            seen.extend(sentences)
+            return super().encode(sentences)
+
+    monkeypatch.setattr(resources, "minilm_encoder", lambda device="cpu": Recording())
+    attack = _build("textfooler", wrapper, "valid")
+    encoder = next(c for c in attack.constraints if type(c).__name__ == "MiniLMSentenceEncoder")
+    from textattack.shared import AttackedText
+
+    original = AttackedText('" a charming , funny film ! "')
+    candidate = original.replace_word_at_index(1, "delightful")
+    assert len(encoder._check_constraint_many([candidate], original)) == 1
+    assert seen == ['" a charming , funny film ! "', '" a delightful , funny film ! "']
+    seen.clear()
+    assert encoder._check_constraint(candidate, original)
+    assert seen == ['" a charming , funny film ! "', '" a delightful , funny film ! "']
 
 
 def test_valence_changing_swap_is_never_proposed(wrapper, fake_minilm):
@@ -355,7 +384,7 @@ def test_runner_records_validity_and_header(wrapper, tmp_path):
     recs = run_attack(attack, texts, labels, indices=[0, 1], log_path=log, header={"recipe": "deepwordbug"},
                       seed=0, checker=checker)
     header, _ = read_log(log)
-    assert LOG_VERSION == 2 and header["version"] == 2
+    assert LOG_VERSION == 3 and header["version"] == 3
     assert header["checker"] == {"stub": True}
     assert header["attack_constraints"] == {"constraints": "recipe", "label_preservation": None}
     for rec in recs:

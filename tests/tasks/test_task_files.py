@@ -200,7 +200,9 @@ shift:
     warnings: list[str] = []
     checks = TaskData(load_task(str(tmp_path / "t.yaml"))).train_checks(warn=warnings.append)
     assert checks["overlap_with_train"] == {"validation": 1, "test": 1, "shift:inside": 0}
-    assert len(warnings) == 2 and all("1 of 3 examples also appear in train" in w for w in warnings)
+    assert len(warnings) == 3 and sum("1 of 3 examples also appear in train" in w for w in warnings) == 2
+    # validation and test are one source here: the same examples, which train_checks says
+    assert "sets 'validation' and 'test' are the same examples" in warnings[2]
     (tmp_path / "c.csv").write_text("text,label\nthree,negative\nfour,positive\n")
     with pytest.raises(ConfigError, match="set 'shift:inside' is entirely contained in train \\(2 of 2") as info:
         TaskData(load_task(str(tmp_path / "t.yaml"))).train_checks(warn=warnings.append)
@@ -290,3 +292,16 @@ def test_cli_bad_task_is_one_line(monkeypatch, capfd, tmp_path, data, top, fragm
     code, _, err = run_cli(monkeypatch, capfd, "train", "--task", path, "--model", "tiny-bert", "--out",
                            str(tmp_path / "r"))
     assert_one_line_error(code, err, fragment)
+
+
+def test_a_label_map_with_number_and_text_keys_loads(tmp_path):
+    """Raw labels 0 / 1 and a text value dropped with null ('n/a') are one map: the task loads (hashing it
+    raised a TypeError), and its data hash still tells the maps apart."""
+    data = "text,label\na fine film,1\na bad film,0\nsuperb,1\nawful,0\nunsure,n/a\n"
+    mixed = "    label_column: label\n    label_map: {0: negative, 1: positive, n/a: null}\n"
+    spec = load_task(make_task(tmp_path, data, labels=mixed))
+    swapped = load_task(make_task(tmp_path, data, labels=mixed.replace("0: negative, 1: positive",
+                                                                        "0: positive, 1: negative")))
+    assert spec.data_hash != swapped.data_hash
+    train = TaskData(spec).get("train")
+    assert len(train) == 4 and "unsure" not in train["text"]  # the n/a row is dropped, the others mapped

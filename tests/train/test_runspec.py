@@ -104,3 +104,39 @@ def test_sources_say_where_each_value_came_from():
                                         "init_mag": "preset entailment (user)", "max_norm": "preset entailment (user)"}
     assert sources["trainer"]["lr"] == "tuned" and sources["trainer"]["epochs"] == "cli"
     assert sources["trainer"]["batch_size"] == "default"
+
+
+def test_the_default_profile_named_or_not_is_one_run():
+    """`robench train --profile default` and `robench run` (no profile) train on the same sets into the same
+    folder: the same key, and a run of one stands for the other."""
+    named = RunSpec.of(TrainConfig(profile="default"), {}, None, "h")
+    plain = RunSpec.of(TrainConfig(profile=None), {}, None, "h")
+    assert named.key() == plain.key() and named.differences(plain) == [] == plain.differences(named)
+    older = RunSpec(trainer={**plain.trainer, "profile": "default"}, method_config={}, selective_config=None,
+                    data_hash="h")  # a run.json recorded before the two were one
+    assert older.differences(plain) == []
+    assert RunSpec.of(TrainConfig(profile="quick"), {}, None, "h").differences(plain) == ["profile 'quick', now None"]
+
+
+def test_a_run_is_not_reused_once_its_training_data_file_changed(tmp_path):
+    """Editing a task's data file leaves the task file (and so every hash of the spec) as it was; the finished
+    run's recorded train and validation fingerprints tell that it learnt from other examples."""
+    from robench.errors import ConfigError
+    from robench.matrix import run_benchmark
+
+    rows = [f"review number {i} was {'great' if i % 2 else 'awful'},{'positive' if i % 2 else 'negative'}"
+            for i in range(40)]
+    data = tmp_path / "data.csv"
+    data.write_text("text,label\n" + "\n".join(rows) + "\n")
+    task = tmp_path / "t.yaml"
+    task.write_text("name: t\nlabels: [negative, positive]\nsources:\n  s:\n    file: data.csv\n    label_column: label\n"
+                    "    partition: {fractions: {train: 0.5, validation: 0.25, test: 0.25}}\n    seed: 0\n"
+                    "train: {source: s, part: train}\nvalidation: {source: s, part: validation}\n"
+                    "test: {source: s, part: test}\n")
+    kw = dict(model="tiny-bert", runs_dir=tmp_path / "runs", results_dir=None, epochs=1, device="cpu",
+              precision="fp32", plots=False)
+    run_benchmark(str(task), "vanilla", "0", "id", None, **kw)
+    assert run_benchmark(str(task), "vanilla", "0", "id", None, **kw).trained == []  # unchanged: reused
+    data.write_text(data.read_text() + "one more awful review,negative\nand a great one,positive\n")
+    with pytest.raises(ConfigError, match="examples changed"):
+        run_benchmark(str(task), "vanilla", "0", "id", None, **kw)

@@ -205,6 +205,13 @@ def test_tune_writes_tuned_json_resumes_and_applies(monkeypatch, capsys, tmp_pat
     md = (tmp_path / "res" / "LEADERBOARD.md").read_text()
     assert "Tuned on validation (`robench tune`, best mean validation accuracy): vanilla: lr=0.0001; r3f: " \
            "lr=0.0002, r3f_lambda=2.0." in md
+    # --set on top of --tuned wins, and the run records it as given by hand (it was silently dropped)
+    code, _, err = run_cli(monkeypatch, capsys, *base, "--methods", "r3f", "--tuned", str(tuned), "--set",
+                           "r3f_lambda=0.5", "--runs-dir", str(tmp_path / "r4"), "--results-dir", str(tmp_path / "res4"))
+    assert code == 0, err
+    r3f_set = json.loads((tmp_path / "r4" / "sent-limit48" / "tiny-bert" / "r3f" / "seed0" / "run.json").read_text())
+    assert r3f_set["method"]["config"]["r3f_lambda"] == 0.5 and r3f_set["config"]["lr"] == 2e-4
+    assert r3f_set["config"]["tuned"]["overridden"] == {"r3f_lambda": "0.5"}  # as given on the command line
 
     # errors, one line each, before anything trains
     scored["trained"].clear()
