@@ -11,7 +11,7 @@ the same through a forward hook on ``base_model.embeddings``.
 
 Per step: clean pass (``p``, CE, embedding output ``emb``); ``delta0 = U(0, 1) * init_eps`` on
 the detached ``emb``; ONE ascent step on CE with the true labels; the gradient normalised per
-token in L-inf (``g / max|g|`` over the hidden dimension); ``adv = emb.detach() + delta0 +
+token in L-inf (``g / (max|g| + 1e-8)`` over the hidden dimension: RoAST's ``norm_grad``); ``adv = emb.detach() + delta0 +
 adv_eps * g_hat`` (no projection); perturbed pass (``q``). Loss ``CE + kl_weight * symKL(p, q)``
 with batch-mean KL; kl_weight 0.16 is the reference's ``0.01 * (sum KL + sum KL) / 2`` at batch
 16 rescaled with its ``0.5 * CE``. ``adv_ce=true`` adds the adversarial CE term the reference
@@ -71,9 +71,14 @@ def ram_adversarial_embeddings(model: torch.nn.Module, batch: dict[str, torch.Te
     with perturb_embeddings(model, delta0, base=base):
         loss = model(**batch).loss
     (g,) = torch.autograd.grad(loss, delta0)
-    step = adv_eps * linf_normalize(g)
+    # RoAST's norm_grad: g / (max|g| + 1e-8) per token, so a token whose gradient is far below 1e-8 (a confidently
+    # classified example late in training) gets a proportionally smaller step, not the full adv_eps
+    step = adv_eps * linf_normalize(g, eps=ROAST_GRAD_EPS)
     share = gradient_share(step, delta0.detach() + step, token_mask(batch, step))
     return (base + delta0.detach() + step).detach(), step, share
+
+
+ROAST_GRAD_EPS = 1e-8  # bbuing9/RoAST, transformers/models/roberta/modeling_roberta.py, norm_grad(epsilon=1e-8)
 
 
 @register_method("ram", aliases=("roast",))

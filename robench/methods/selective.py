@@ -15,7 +15,7 @@
   ``r = rank / (n - 1)`` in [0, 1], most important = 1. Keep probability
   ``p = sigmoid(2 * beta * (r - alpha))``; ``m ~ Bernoulli(p)`` is drawn once per epoch with a
   seeded generator and held; in ``before_optimizer_step`` the gradient is multiplied by
-  ``m / p`` (``unbiased=false``: by ``m``). Expected keep fraction
+  ``m / (p + 1e-12)`` as RoAST (``unbiased=false``: by ``m``). Expected keep fraction
   ``(log(1 + e^{2b(1-a)}) - log(1 + e^{-2ba})) / 2b``: ~10.6% at (0.9, 10), ~45.4% at (0.6, 1).
 - With AdamW a masked entry can still move through its momentum and weight decay, as in the
   reference; with plain SGD it stays put.
@@ -38,6 +38,7 @@ from robench.methods.base import TrainingHook
 from robench.methods.embeddings import unwrap
 
 MASKED = re.compile(r"(^|\.)layers?\.\d+\.")
+KEEP_EPS = 1e-12  # bbuing9/RoAST, roast_optim.py, calculate_fisher: gradient_mask = 1 / (soft_mask + 1e-12) * bernoulli
 
 
 def is_masked(name: str) -> bool:
@@ -212,7 +213,9 @@ class SelectiveTraining(TrainingHook):
         keep = torch.sigmoid(2.0 * self.config.beta * (ranks - self.config.alpha))
         del ranks
         mask = torch.bernoulli(keep, generator=self.generator)
-        scale = mask / keep if self.config.unbiased else mask
+        # RoAST (roast_optim.py, calculate_fisher): m / (p + 1e-12); the 1e-12 also keeps an entry whose keep
+        # probability underflows to 0 (a large beta) at 0 instead of 0/0
+        scale = mask / (keep + KEEP_EPS) if self.config.unbiased else mask
         self.kept_fraction = float(mask.mean())
         self.expected_fraction = float(keep.mean())
         del keep, mask

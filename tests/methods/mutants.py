@@ -21,8 +21,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # name: (file under robench/, the exact original text, its mutant)
 MUTATIONS = {
-    "selective-no-inverse-p": ("methods/selective.py", "scale = mask / keep if self.config.unbiased else mask",
-                               "scale = mask"),
+    "selective-no-inverse-p": ("methods/selective.py",
+                               "scale = mask / (keep + KEEP_EPS) if self.config.unbiased else mask", "scale = mask"),
+    "selective-no-keep-eps": ("methods/selective.py",
+                              "scale = mask / (keep + KEEP_EPS) if self.config.unbiased else mask",
+                              "scale = mask / keep if self.config.unbiased else mask"),
+    "ram-no-grad-eps": ("methods/ram.py", "step = adv_eps * linf_normalize(g, eps=ROAST_GRAD_EPS)",
+                        "step = adv_eps * linf_normalize(g)"),
     "selective-abs-importance": ("methods/selective.py", "torch._foreach_addcmul_(list(acc), grads, grads)",
                                  "torch._foreach_add_(list(acc), [g.abs() for g in grads])"),
     "selective-random-mask": ("methods/selective.py", "ranks = rank01(importance)",

@@ -164,6 +164,30 @@ def test_linf_normalize_unit_per_token():
     assert torch.equal(out[1, 3], torch.zeros(16))
 
 
+def test_ram_step_shrinks_with_a_gradient_below_roasts_epsilon(monkeypatch, tiny_model, batch):
+    """RoAST normalises the ascent gradient per token by max|g| + 1e-8: a token whose gradient is about 1e-8
+    gets half the step, one far above gets the full adv_eps (plain g / max|g| would give every token adv_eps)."""
+    import robench.methods.ram as ram
+
+    assert ram.ROAST_GRAD_EPS == 1e-8
+    grads = {}
+
+    def fake_grad(loss, inputs):
+        g = torch.zeros_like(inputs)
+        g[0, 0, 0] = 1e-3  # a token with a large gradient
+        g[0, 1, 0] = 1e-8  # a token at RoAST's epsilon
+        g[0, 1, 1] = -0.5e-8
+        grads["g"] = g
+        return (g,)
+
+    monkeypatch.setattr(torch.autograd, "grad", fake_grad)
+    emb = tiny_model.get_input_embeddings()(batch["input_ids"])
+    _, step, _ = ram.ram_adversarial_embeddings(tiny_model.eval(), batch, emb, 1e-5, 0.1)
+    assert step[0, 0, 0].item() == pytest.approx(0.1 * 1e-3 / (1e-3 + 1e-8))
+    assert step[0, 1, 0].item() == pytest.approx(0.05)  # 0.1 * 1e-8 / (1e-8 + 1e-8)
+    assert step[0, 1, 1].item() == pytest.approx(-0.025)
+
+
 # ---------------------------------------------------------------------------------------------- R3F
 
 def test_r3f_loss_and_gradient(pair, batch):
@@ -204,14 +228,15 @@ def test_ram_loss_and_step(pair, batch, adv_ce):
     (g,) = torch.autograd.grad(ce(logits_from(ref, emb.detach() + delta0, batch), batch["labels"]), delta0)
     real = real_tokens(batch)
     g_hat = torch.zeros_like(g)
-    g_hat[real] = g[real] / g[real].abs().amax(-1, keepdim=True)
+    top = g[real].abs().amax(-1, keepdim=True)
+    g_hat[real] = g[real] / (top + 1e-8)  # RoAST's norm_grad (its epsilon 1e-8)
     adv_logits = logits_from(ref, emb.detach() + delta0.detach() + 0.1 * g_hat, batch)
     expected = ce(clean, batch["labels"]) + 0.16 * symkl(clean, adv_logits)
     if adv_ce:
         expected = expected + ce(adv_logits, batch["labels"])
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     linf = method.last_step.abs().amax(-1)
-    torch.testing.assert_close(linf[real], torch.full_like(linf[real], 0.1))
+    torch.testing.assert_close(linf[real], 0.1 * top[:, 0] / (top[:, 0] + 1e-8))
     loss.backward()
     expected.backward()
     assert_same_grads(model, ref, rtol=1e-3, atol=1e-6)

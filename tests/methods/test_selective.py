@@ -80,6 +80,22 @@ def test_mask_scales_kept_gradients_by_inverse_keep_prob(tiny_model, batch):
     assert (kept >= 1.0).all() and (kept <= 1.0 / torch.sigmoid(torch.tensor(-1.2)) + 1e-4).all()
 
 
+def test_a_keep_probability_that_underflows_gives_no_nan(tiny_model, batch):
+    """RoAST scales a kept entry by 1 / (p + 1e-12): with a large beta the keep probability of the lowest ranks
+    underflows to 0 in float32, and m / p would be 0 / 0 (NaN, which AdamW spreads into the weights)."""
+    from robench.methods.selective import KEEP_EPS
+
+    assert KEEP_EPS == 1e-12
+    sel = selective({"alpha": "0.9", "beta": "60", "seed": "3"})
+    sel.setup(tiny_model, [batch], Acc())
+    scales = torch.cat([s.reshape(-1) for s in sel.scales])
+    assert torch.isfinite(scales).all() and (scales == 0).any()
+    # the scale of a kept entry is 1 / (p + 1e-12), not 1 / p: visible where p is below 1e-6
+    keep = torch.tensor([0.5, 1e-7, 0.0])
+    mask = torch.tensor([1.0, 1.0, 0.0])
+    torch.testing.assert_close(mask / (keep + KEEP_EPS), torch.tensor([2.0, 1.0 / (1e-7 + 1e-12), 0.0]))
+
+
 def test_kept_gradients_are_unbiased_on_average(tiny_model, batch):
     """E[m / p] = 1: over the ~10^5 masked entries the mean gradient scale is 1, and every kept entry's
     scale is above 1 (p < 1). Without the 1/p factor the mean is the keep fraction (mutation check)."""
