@@ -8,7 +8,8 @@
 #
 # Environment: ROBENCH (the CLI, default: robench on PATH or .venv/bin/robench), MODEL (minilm),
 # METHODS (vanilla,ram), SEEDS (0), SUITE (id,shift,calibration,anomaly), LIMIT (128), EPOCHS (2),
-# TOLERANCE (0.02, absolute: about two flipped predictions in 128), BASELINE, WORK (scratch dir).
+# TOLERANCE (record mode only: the tolerance written into the baseline; 0.02, absolute: about two flipped
+# predictions in 128; check mode uses the tolerances the baseline holds), BASELINE, WORK (scratch dir).
 # Widen METHODS / SUITE as methods and evaluators land, then re-record the baseline in the same change.
 set -euo pipefail
 cd "$(dirname "$0")/.."

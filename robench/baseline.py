@@ -16,6 +16,7 @@ baseline with nothing to check, or with a non-finite value or a missing directio
 from __future__ import annotations
 
 import fnmatch
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -52,8 +53,8 @@ def parse_tolerances(specs: Iterable[str] | str | None, base: dict[str, float] |
             except ValueError:
                 raise ConfigError(f"bad --tolerance {part!r}; use a number (0.01) or metric=number "
                                   "(ece=0.005, shift.*=0.02)") from None
-            if number < 0:
-                raise ConfigError(f"bad --tolerance {part!r}: tolerances are absolute and must be >= 0")
+            if not math.isfinite(number) or number < 0:  # a NaN or infinite tolerance would let anything pass
+                raise ConfigError(f"bad --tolerance {part!r}: tolerances are absolute and must be finite numbers >= 0")
             out[pattern.strip() or "*"] = number
     return out
 
@@ -83,16 +84,19 @@ def collect_scores(results: Path | str | Iterable[Path | str]) -> dict[str, dict
         entry = per.setdefault(_key(rec.task, rec.model, rec.method), {})
         for metric, value in rec.metrics.items():
             direction = rec.direction(metric)
-            if direction == "none" or not np.isfinite(value):
+            if direction == "none":
                 continue
             name = f"{rec.evaluator}.{metric}"
             directions[name] = direction
-            entry.setdefault(name, {})[str(rec.seed)] = value
+            entry.setdefault(name, {})[str(rec.seed)] = value  # NaN kept: a seed that scored nothing is no score
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for key, metrics in sorted(per.items()):
-        out[key] = {name: {"value": float(np.mean(list(seeds.values()))), "seeds": dict(sorted(seeds.items())),
-                           "direction": directions[name]}
-                    for name, seeds in sorted(metrics.items())}
+        for name, seeds in sorted(metrics.items()):
+            finite = {s: v for s, v in sorted(seeds.items()) if np.isfinite(v)}
+            if finite:  # "seeds": the finite ones; "failed_seeds": those that scored NaN or inf
+                out.setdefault(key, {})[name] = {
+                    "value": float(np.mean(list(finite.values()))), "seeds": finite, "direction": directions[name],
+                    **({"failed_seeds": sorted(s for s in seeds if s not in finite)} if len(finite) < len(seeds) else {})}
     return out
 
 
@@ -146,6 +150,10 @@ class Comparison:
     def failed(self) -> bool:
         return self.status in {"regressed", "missing"}
 
+    @property
+    def compared(self) -> bool:
+        return not self.status.startswith("missing")
+
 
 def compare(baseline: Baseline, current: dict[str, dict[str, dict[str, Any]]],
             tolerances: dict[str, float] | None = None, allow_missing: bool = False) -> list[Comparison]:
@@ -157,10 +165,15 @@ def compare(baseline: Baseline, current: dict[str, dict[str, dict[str, Any]]],
             base = float(entry.value)
             cur_entry = current.get(run, {}).get(name)
             t = tolerance_for(name, tol)
-            if cur_entry is None:
-                rows.append(Comparison(run, name, direction, base, None, t, "ok" if allow_missing else "missing"))
+            # the baseline's seeds, each of which the results must score (a seed that is absent or scored NaN
+            # is missing, not left out of the mean)
+            seeds = [str(k) for k in (entry.extra.get("seeds") or {})]
+            have = (cur_entry or {}).get("seeds") or {}
+            if cur_entry is None or any(k not in have for k in seeds):
+                rows.append(Comparison(run, name, direction, base, None, t,
+                                       "missing (allowed)" if allow_missing else "missing"))
                 continue
-            cur = float(cur_entry["value"])
+            cur = float(np.mean([have[k] for k in seeds])) if seeds else float(cur_entry["value"])
             worse = (base - cur) if direction == "higher" else (cur - base)
             status = "regressed" if worse > t + 1e-12 else "improved" if worse < -1e-12 else "ok"
             rows.append(Comparison(run, name, direction, base, cur, t, status))

@@ -551,12 +551,18 @@ def baseline_check(
     rows = check(_paths(results, "runs"), baseline, parse_tolerances(tolerance), allow_missing)
     failed = [r for r in rows if r.failed]
     improved = sum(r.status == "improved" for r in rows)
+    compared = sum(r.compared for r in rows)
     if failed:
         out.print(regression_table(failed, f"{len(failed)} regression(s) against {baseline}"))
         out.print(f"[bold red]FAIL[/bold red]: {len(failed)} of {len(rows)} metrics regressed beyond tolerance")
         raise typer.Exit(1)
-    out.print(f"[bold green]OK[/bold green]: none regressed beyond tolerance; {len(rows)} metrics checked "
-              f"({improved} improved) against {baseline}")
+    if not compared:  # --allow-missing over results that hold none of the baseline's metrics checks nothing
+        out.print(f"[bold red]FAIL[/bold red]: none of the {len(rows)} baseline metrics is in the results: nothing "
+                  f"was checked against {baseline}")
+        raise typer.Exit(1)
+    allowed = len(rows) - compared
+    out.print(f"[bold green]OK[/bold green]: none regressed beyond tolerance; {compared} metrics checked "
+              f"({improved} improved) against {baseline}" + (f"; {allowed} missing, allowed" if allowed else ""))
 
 
 @app.command()

@@ -147,6 +147,11 @@ def _section(data: dict, key: str) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def _fingerprint(value: Any) -> str | None:
+    """A weights fingerprint as a key part: a string, else None (an odd run.json never stops an estimate)."""
+    return value if isinstance(value, str) else None
+
+
 def _add_run(history: History, target: _Target, data: dict, train: dict) -> None:
     task, model, method, training = (_section(data, k) for k in ("task", "model", "method", "training"))
     if not method.get("name") or method.get("name") == "external" or not isinstance(data.get("seed"), int):
@@ -160,7 +165,7 @@ def _add_run(history: History, target: _Target, data: dict, train: dict) -> None
         history.devices.add(training["device"].split(":")[0])
     wall, epochs = training.get("wall_seconds"), training.get("epochs")
     if is_number(wall, finite=True) and wall > 0 and isinstance(epochs, int) and epochs >= 1:
-        train[(label, data["seed"], data.get("weights_fingerprint"))] = (float(wall), float(epochs))
+        train[(label, data["seed"], _fingerprint(data.get("weights_fingerprint")))] = (float(wall), float(epochs))
 
 
 def _add_result(target: _Target, data: dict, train: dict, evals: dict) -> None:
@@ -169,7 +174,8 @@ def _add_result(target: _Target, data: dict, train: dict, evals: dict) -> None:
         return
     if not target.matches(run.get("task"), run.get("profile"), run.get("train_limit"), run.get("model")):
         return
-    key = (method_label(str(run["method"]), bool(run.get("selective"))), run["seed"], run.get("weights_fingerprint"))
+    key = (method_label(str(run["method"]), bool(run.get("selective"))), run["seed"],
+           _fingerprint(run.get("weights_fingerprint")))
     wall, diagnostics = run.get("train_wall_seconds"), run.get("training_diagnostics")
     if key not in train and is_number(wall, finite=True) and wall > 0 and isinstance(diagnostics, list) \
             and diagnostics:  # one entry per epoch trained

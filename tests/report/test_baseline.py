@@ -89,7 +89,7 @@ def test_check_is_direction_aware(tmp_path, baseline):
 
 
 def test_check_missing_metric(tmp_path, baseline):
-    write_runs(tmp_path / "now", seeds=(0,))
+    write_runs(tmp_path / "now")
     for p in (tmp_path / "now").rglob("anomaly.json"):
         p.unlink()
     res = runner.invoke(app, ["check", "--results", str(tmp_path / "now"), "--baseline", str(baseline)])
@@ -97,6 +97,39 @@ def test_check_missing_metric(tmp_path, baseline):
     res = runner.invoke(app, ["check", "--results", str(tmp_path / "now"), "--baseline", str(baseline),
                               "--allow-missing"])
     assert res.exit_code == 0, res.output
+    assert "missing, allowed" in " ".join(res.output.split())
+    # allowed to miss metrics, but not all of them: an empty results folder checks nothing
+    (tmp_path / "empty").mkdir()
+    write_runs(tmp_path / "other", seeds=(5,))  # results of other seeds only: none of the baseline's
+    res = runner.invoke(app, ["check", "--results", str(tmp_path / "other"), "--baseline", str(baseline),
+                              "--allow-missing"])
+    assert res.exit_code == 1 and "nothing was checked" in " ".join(res.output.split())
+
+
+def test_a_seed_that_is_absent_or_scored_nan_is_missing_not_left_out(tmp_path, baseline):
+    """The baseline holds seeds 0 and 1: a run that lost seed 1 (absent, or a NaN score) does not pass on the
+    mean of seed 0 alone."""
+    write_runs(tmp_path / "one", seeds=(0,))
+    res = runner.invoke(app, ["check", "--results", str(tmp_path / "one"), "--baseline", str(baseline)])
+    assert res.exit_code == 1 and "missing" in res.output
+    write_runs(tmp_path / "nan")
+    path = tmp_path / "nan" / "ram" / "seed1" / "results" / "calibration.json"
+    data = json.loads(path.read_text())
+    data["metrics"]["ece"] = float("nan")
+    path.write_text(json.dumps(data))
+    res = runner.invoke(app, ["check", "--results", str(tmp_path / "nan"), "--baseline", str(baseline)])
+    assert res.exit_code == 1 and "calibration.ece" in res.output and "missing" in res.output
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "ece=nan", "-0.1"])
+def test_a_tolerance_that_lets_anything_pass_is_refused(monkeypatch, capsys, tmp_path, baseline, value):
+    write_runs(tmp_path / "now", acc=0.10)  # a collapse
+    code, _, err = run_cli(monkeypatch, capsys, "check", "--results", str(tmp_path / "now"), "--baseline",
+                           str(baseline), "--tolerance", value)
+    assert_one_line_error(code, err, f"bad --tolerance {value!r}")
+    code, _, err = run_cli(monkeypatch, capsys, "baseline", "record", "--results", str(tmp_path / "now"), "--out",
+                           str(tmp_path / "b2.json"), "--tolerance", value)
+    assert_one_line_error(code, err, f"bad --tolerance {value!r}")
 
 
 def test_tolerances_and_errors(tmp_path):

@@ -165,3 +165,18 @@ def test_cli_run_dry_run_prints_the_estimate_and_trains_nothing(tmp_path, monkey
     assert "dry run: nothing trained, evaluated or written" in out
     assert "leaderboard" not in out.lower()
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written
+
+
+def test_an_odd_run_json_never_stops_the_estimate(tmp_path):
+    """A run.json whose weights fingerprint is not a string (hand-edited, another tool's) is read as having
+    none: the estimate goes on from the other runs (it raised TypeError: unhashable type)."""
+    import json
+
+    runs = tmp_path / "runs"
+    write_history(runs)
+    odd = write_run(runs, "vanilla", 9, 120.0, {"id": 11.0})
+    data = json.loads((odd / RUN_FILE).read_text())
+    data["weights_fingerprint"] = ["x"]
+    (odd / RUN_FILE).write_text(json.dumps(data))
+    est = estimate_plan(plan(runs, [("vanilla", 0)]), EVALUATORS)
+    assert est.history_runs >= 3 and est.train_seconds > 0 and est.known
