@@ -596,7 +596,11 @@ class ContextualPartOfSpeech(_InContext):
         tags = upos_tags([ref, *(tuple(t.words) for t in texts)])
         ref_tags, kept = tags[0], []
         for text, new_tags in zip(texts, tags[1:], strict=True):
-            indices = text.attack_attrs["newly_modified_indices"]
+            # every word that differs from the reference, not only this step's: a new swap can change the tag of
+            # an earlier one (the post-hoc validity check judges every swap of the final text)
+            new = tuple(text.words)
+            indices = set(text.attack_attrs["newly_modified_indices"]) | {
+                i for i, (a, b) in enumerate(zip(ref, new, strict=False)) if a != b}
             if all(i < len(ref_tags) and i < len(new_tags) and ref_tags[i] == new_tags[i] for i in indices):
                 kept.append(text)
         return kept

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 # 2: validity fields per record, constraint preset and checker in the header; 3: under `valid` the sentence check
-# encodes the whole text (it read the text between its first and last word) and a case-only edit is judged
+# encodes the whole text (it read the text between its first and last word), a case-only edit is judged, and the
+# tagger checks every swapped word again in each new candidate (it checked only the newest)
 LOG_VERSION = 3
 
 

@@ -189,6 +189,28 @@ def test_character_edits_are_judged_as_typos(wrapper, fake_minilm):
     assert _passes(attack, "a truly bad film", 2, "bAdd")  # a typo that also changes case is a typo
 
 
+def test_tagger_rechecks_earlier_swaps_in_the_new_context(monkeypatch):
+    """A new swap can change the tag of an earlier one: every word that differs from the original is checked
+    again, not only the newly modified one."""
+    import robench.attacks.constraints as C
+    from textattack.shared import AttackedText
+
+    def tags(texts):  # a stand-in tagger: word 1 is read as a verb when word 2 is "flick"
+        return [["DT", "VB" if len(t) > 2 and t[2] == "flick" else "JJ", "NN"] for t in texts]
+
+    monkeypatch.setattr(C, "upos_tags", tags)
+    monkeypatch.setattr(C, "spacy_tagger", lambda: None)
+    constraint = C.ContextualPartOfSpeech()
+    original = AttackedText("a fine film")
+    earlier = original.replace_word_at_index(1, "good")  # an earlier step's swap, kept
+    both = earlier.replace_word_at_index(2, "flick")
+    both.attack_attrs["newly_modified_indices"] = {2}
+    assert constraint._check_constraint_many([both], original) == []  # "good" is now tagged VB
+    movie = earlier.replace_word_at_index(2, "movie")
+    movie.attack_attrs["newly_modified_indices"] = {2}
+    assert constraint._check_constraint_many([movie], original) == [movie]
+
+
 def test_valid_sentence_check_reads_the_whole_text(wrapper, monkeypatch):
     """Under `valid` the sentence check compares whole texts, punctuation and quotes included, as the post-hoc
     validity check does; TextAttack's unbounded window would read the words between the first and the last."""
