@@ -192,8 +192,9 @@ def test_character_edits_are_judged_as_typos(wrapper, fake_minilm):
 def test_tagger_rechecks_earlier_swaps_in_the_new_context(monkeypatch):
     """A new swap can change the tag of an earlier one: every word that differs from the original is checked
     again, not only the newly modified one."""
-    import robench.attacks.constraints as C
     from textattack.shared import AttackedText
+
+    import robench.attacks.constraints as C
 
     def tags(texts):  # a stand-in tagger: word 1 is read as a verb when word 2 is "flick"
         return [["DT", "VB" if len(t) > 2 and t[2] == "flick" else "JJ", "NN"] for t in texts]
