@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 RESULTS_SUBDIR = "results"
 
@@ -69,12 +70,14 @@ class RunIdentity:
         return Path(root) / f"{self.task_name}{profile}{limit}" / model_label(self.model) / self.method_label / f"seed{self.seed}"
 
 
-def task_label(task: str, profile: str | None, limit: int | None, train_limit: int | None = None) -> str:
+def task_label(task: str, profile: str | None, limit: int | None, train_limit: Any = ...) -> str:
     """The board's task label: the name, plus the profile and data limit when not the default. A result
     evaluated under a limit other than its run's training limit says both, so it never shares a row
     with a run trained under that limit: a run trained on all the data (``train_limit`` None) and evaluated
     on 16 examples is "(eval limit 16)", never "(limit 16)", the label of a run trained on 16. (Result files
     written before the two limits were recorded apart are read with ``train_limit = limit``.)"""
+    if train_limit is ...:  # not given: the run was trained on the data it is evaluated on
+        train_limit = limit
     if limit and limit != train_limit:
         limits = [f"limit {train_limit}" if train_limit else None, f"eval limit {limit}"]
     else:
