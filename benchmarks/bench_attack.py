@@ -195,6 +195,8 @@ def main() -> None:
         def __call__(self, text_input_list):
             start = time.perf_counter()
             out = super().__call__(text_input_list)
+            if torch.cuda.is_available() and isinstance(out, torch.Tensor) and out.is_cuda:
+                torch.cuda.synchronize()  # its logits stay on the GPU: wait for them, as robench's wrapper does
             self.forward_seconds += time.perf_counter() - start
             padded = 512 if self.tokenizer.model_max_length == int(1e30) else self.tokenizer.model_max_length
             self.forward_shapes.append((len(text_input_list), padded))  # it pads every query to this length
@@ -225,15 +227,18 @@ def main() -> None:
     totals = {"before_s": 0.0, "cold_s": 0.0, "warm_s": 0.0, "stock_s": 0.0, "victim_s": 0.0, "stock_victim_s": 0.0}
     victim_dtype = torch.bfloat16 if ctx.precision == "bf16" else torch.float32
     machine_roof = roof(victim_dtype, torch.device(ctx.device))
+    # the stock wrapper always runs in fp32: its share of the roof is against the fp32 roof
+    fp32_roof = machine_roof if victim_dtype == torch.float32 else roof(torch.float32, torch.device(ctx.device))
 
-    def victim(wrapper, seconds: float) -> dict:
+    def victim(wrapper, seconds: float, roof_gflops: float | None = None) -> dict:
+        roof_gflops = roof_gflops or machine_roof
         flops = encoder_flops(ctx.model.config, wrapper.forward_shapes)
         texts_run = sum(n for n, _ in wrapper.forward_shapes)
         return {"seconds": wrapper.forward_seconds, "share_of_attack": wrapper.forward_seconds / seconds,
                 "batches": len(wrapper.forward_shapes), "texts": texts_run,
                 "mean_padded_length": sum(n * length for n, length in wrapper.forward_shapes) / max(texts_run, 1),
                 "gflop": flops / 1e9, "gflop_per_s": flops / 1e9 / wrapper.forward_seconds if wrapper.forward_seconds else None,
-                "pct_of_roof": 100 * flops / 1e9 / wrapper.forward_seconds / machine_roof if wrapper.forward_seconds else None}
+                "pct_of_roof": 100 * flops / 1e9 / wrapper.forward_seconds / roof_gflops if wrapper.forward_seconds else None}
     try:
         for recipe in recipes:
             # robench before (the recipe preset, fp32 sentence encoder, no on-disk caches), robench now with the
@@ -321,7 +326,8 @@ def main() -> None:
                 })
                 if not args.no_warm:
                     report["warm_speedup_vs_stock"] = stock_s / warm_s
-                stock_victim = victim(holder["stock_wrapper"], stock_s)
+                stock_victim = {**victim(holder["stock_wrapper"], stock_s, fp32_roof), "precision": "fp32",
+                                "roof_gflop_per_s": fp32_roof}
                 report["victim"]["stock"] = stock_victim
                 report["victim"]["ceiling_vs_stock"] = stock_s / ref_wrapper.forward_seconds
                 totals["stock_victim_s"] += stock_victim["seconds"]

@@ -60,7 +60,8 @@ def _run_folder(model: Any, task: str, out: Path | str | None, tokenizer: Any, l
         if tokenizer is None:
             raise ConfigError("robench.evaluate(model_object) needs its tokenizer: pass tokenizer=...")
         base = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="robench-"))
-        _save_object(model, tokenizer, base, bool(register_kw.get("force")))
+        _save_object(model, tokenizer, base, task=task, limit=limit, profile=register_kw.get("profile"),
+                     label_map=register_kw.get("label_map"), force=bool(register_kw.get("force")))
         # named after its folder (e.g. the callback's step-<N>): each object is its own row, never a namesake's
         return external.register(str(base / "checkpoint"), task, base / "run", limit=limit, name=base.name,
                                  **register_kw)
@@ -73,13 +74,18 @@ def _run_folder(model: Any, task: str, out: Path | str | None, tokenizer: Any, l
     return external.register(str(model), task, out, limit=limit, **register_kw)
 
 
-def _save_object(model: Any, tokenizer: Any, base: Path, force: bool) -> None:
+def _save_object(model: Any, tokenizer: Any, base: Path, *, task: str, limit: int | None, profile: str | None,
+                 label_map: Any, force: bool) -> None:
     """Save a model object as ``base/checkpoint`` (its registration is ``base/run``): into a temporary folder
-    first, so that weights already registered at ``base`` are replaced only when they are the same or with
-    ``force``, and a folder robench did not write there is never replaced."""
+    first, and put in place only once its labels match the task's, so a refused call leaves nothing behind
+    and replaces nothing; weights already registered at ``base`` are replaced only when they are the same or
+    with ``force``, and a folder robench did not write there is never replaced."""
+    from transformers import AutoConfig
+
     from robench import checkpoint
-    from robench.external import weights_fingerprint
+    from robench.external import label_order, parse_label_map, weights_fingerprint
     from robench.outputs import read_json
+    from robench.tasks import load_task
 
     folder, record = base / "checkpoint", read_json(base / "run" / RUN_FILE)
     registered = isinstance(record, dict) and (record.get("external") or {}).get("folder") == str(folder.resolve())
@@ -90,6 +96,8 @@ def _save_object(model: Any, tokenizer: Any, base: Path, force: bool) -> None:
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        label_order(AutoConfig.from_pretrained(tmp).id2label or {}, load_task(task, profile, limit).labels,
+                    parse_label_map(label_map), base.name)  # a mismatch is one line, before anything is replaced
         if registered and record.get("weights_fingerprint") != weights_fingerprint(tmp) and not force:
             raise ConfigError(f"{base} holds another model's checkpoint and results; pass out= elsewhere, or "
                               "force=True to replace them")
@@ -109,7 +117,9 @@ def evaluate(model: Any, task: str = "sentiment", suite: str = "all", *, tokeniz
     """Evaluate a model on a task's suite; returns the result files as :class:`Results`.
 
     ``model``: a robench run folder (``task`` is then the run's own), a folder saved with
-    ``save_pretrained``, a hub id (``revision`` pins it), or a model object with ``tokenizer``. A model
+    ``save_pretrained``, a hub id (``revision`` pins it), or a model object with ``tokenizer`` (saved under
+    ``out``, default a new temporary folder, and named after that folder on the board: give ``out`` a
+    meaningful name). A model
     robench did not train gets a run folder at ``out`` (default ``<runs_dir>/<task>/<model>/external/seed0``)
     holding its run.json and results; ``label_map`` maps task labels to output indices when the
     checkpoint's label names differ from the task's (``"negative=0,positive=1"``). ``kind`` ("run" or

@@ -140,7 +140,7 @@ class Comparison:
     baseline: float
     current: float | None
     tolerance: float
-    status: str  # ok, improved, regressed, missing
+    status: str  # ok, improved, regressed, missing, "missing (allowed)" (--allow-missing: not compared)
 
     @property
     def delta(self) -> float | None:

@@ -10,7 +10,8 @@ they were). Nothing is pickled, so reading a checkpoint never runs code.
 Folders are written like run directories: into ``.<name>.tmp-PID``, then renamed into place
 (``replace_dir``), so a kill at any moment leaves the previous version readable. A killed save
 leaves ``.<name>.tmp-PID`` (half written) or ``.<name>.old-PID`` (the previous version, moved
-aside for the swap); ``clean_leftovers`` removes those whose process is gone, and renames an
+aside for the swap); ``clean_leftovers`` removes those whose process is gone (and only robench's own:
+:func:`owned`), and renames an
 ``.old-PID`` back when the kill fell between the two renames and nothing else is in place.
 """
 

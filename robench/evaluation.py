@@ -247,7 +247,8 @@ def evaluate_run(run_dir: Path, suite: str = "quick", *, force: bool = False, de
         evaluator = EVALUATORS.get(name)(**opts)
         # a result on a subset has its own file: it never replaces (or passes for) the full one
         path = result_path(ctx.run_dir, name, limit)
-        skip = path.exists() and not force and _same_settings(path, evaluator.settings_key(), limit, ctx.precision)
+        skip = path.exists() and not force and _same_settings(path, evaluator.settings_key(), limit, ctx.precision,
+                                                              evaluator.version)
         if distributed.broadcast_object(skip):  # rank 0 decides, so all ranks run the same evaluators
             if distributed.is_main():
                 console.print(f"[dim]{name}: result exists ({path}); skipped (use --force to recompute)[/dim]")
@@ -274,9 +275,11 @@ def evaluate_run(run_dir: Path, suite: str = "quick", *, force: bool = False, de
     return written
 
 
-def _same_settings(path: Path, settings: dict[str, Any], limit: int | None, precision: str) -> bool:
-    """Whether the result at ``path`` answers this request: the same options, data limit and precision (a
-    result written before the precision was recorded is fp32, robench's evaluation default then)."""
+def _same_settings(path: Path, settings: dict[str, Any], limit: int | None, precision: str,
+                   version: int | str = 1) -> bool:
+    """Whether the result at ``path`` answers this request: the same evaluator version, options, data limit and
+    precision (a result written before the precision was recorded is fp32, robench's evaluation default then;
+    one of an earlier evaluator version is recomputed: its numbers may be computed otherwise)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):  # unreadable, not UTF-8, not JSON: recompute
@@ -285,4 +288,4 @@ def _same_settings(path: Path, settings: dict[str, Any], limit: int | None, prec
     if not isinstance(old, dict):
         return False
     return all(old.get(k) == v for k, v in {**settings, "limit": limit}.items()) and \
-        (old.get("precision") or "fp32") == precision
+        (old.get("precision") or "fp32") == precision and data.get("evaluator_version", 1) == version

@@ -21,6 +21,8 @@ the first epoch.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,37 +37,29 @@ except ImportError as exc:  # pragma: no cover - transformers is a dependency; a
 __all__ = ["RobustnessCallback"]
 
 
-class _training_untouched:  # noqa: N801 - used as a context manager
+@contextlib.contextmanager
+def _training_untouched() -> Iterator[None]:
     """Around an evaluation inside training: this process alone (no collectives) and every random generator
-    restored on exit (attacks and perturbations reseed them per example)."""
+    restored on exit (attacks and perturbations reseed them per example), whatever the evaluation raises."""
+    import random
 
-    def __enter__(self):
-        import random
+    import numpy as np
+    import torch
 
-        import numpy as np
-        import torch
+    from robench import distributed
 
-        from robench import distributed
-
-        self._alone = distributed.alone()
-        self._alone.__enter__()
-        self._states = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
-                        torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
-        return self
-
-    def __exit__(self, *exc):
-        import random
-
-        import numpy as np
-        import torch
-
-        python, numpy_state, torch_state, cuda = self._states
+    states = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+              torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+    try:
+        with distributed.alone():
+            yield
+    finally:
+        python, numpy_state, torch_state, cuda = states
         random.setstate(python)
         np.random.set_state(numpy_state)
         torch.set_rng_state(torch_state)
         if cuda is not None:
             torch.cuda.set_rng_state_all(cuda)
-        return self._alone.__exit__(*exc)
 
 
 class RobustnessCallback(TrainerCallback):

@@ -181,8 +181,8 @@ def check_finished_run(run_dir: Path, cfg: TrainConfig, fix: str) -> None:
     record = load_run(run_dir)
     diff = RunSpec.from_record(record).differences(resolve_run_spec(cfg))
     recorded = record.task.fingerprints or {}
-    if not diff and recorded:
-        now = _set_fingerprints(cfg.task, cfg.profile, cfg.limit)
+    now = _set_fingerprints(cfg.task, cfg.profile, cfg.limit) if not diff and recorded else {}
+    if now:
         diff = [f"{key} examples changed (fingerprint {recorded[key]}, now {now[key]})" for key in sorted(recorded)
                 if key in now and recorded[key] != now[key]]
     if diff:
@@ -190,9 +190,15 @@ def check_finished_run(run_dir: Path, cfg: TrainConfig, fix: str) -> None:
 
 
 def _set_fingerprints(task: str, profile: str | None, limit: int | None) -> dict[str, str]:
-    """The train and validation fingerprints of a task as it is now."""
-    data = TaskData(load_task(task, profile, limit), pairs=True)
-    return {k: data.fingerprint(k) for k in ("train", "validation")}
+    """The train and validation fingerprints of a task as it is now; none where its data cannot be read here
+    (e.g. a hub set while offline): the spec's check stands alone then, as before this one."""
+    from robench.errors import RobenchError
+
+    try:
+        data = TaskData(load_task(task, profile, limit), pairs=True)
+        return {k: data.fingerprint(k) for k in ("train", "validation")}
+    except RobenchError:
+        return {}
 
 
 def tokenize(ds, tokenizer, max_length: int):
@@ -526,7 +532,8 @@ def resume_point(ckpt_dir: Path, key: str, force: bool) -> dict[str, Any] | None
     if saved is not None and saved["key"] == key:
         return saved
     why = ("--force" if force else "it is unreadable" if saved is None else
-           "it was made by a different command (settings, task or data differ)")
+           "it was made by a different command (settings, task or data differ, or the device, precision or "
+           "number of processes they resolve to)")
     console.print(f"discarding checkpoint {ckpt_dir}: {why}; starting over", markup=False, soft_wrap=True)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return None

@@ -336,7 +336,7 @@ def _wordnet_swap():
     return OfflineWordSwapWordNet()
 
 
-def minilm_sentence_encoder(device: str = "cpu", threshold: float = USE_THRESHOLD, window_size: int = USE_WINDOW, *,
+def minilm_sentence_encoder(device: str = "cpu", threshold: float = USE_THRESHOLD, window_size: int | None = USE_WINDOW, *,
                             metric: str = "angular", compare_against_original: bool = False,
                             skip_text_shorter_than_window: bool = True):
     from textattack.constraints.semantics.sentence_encoders import SentenceEncoder

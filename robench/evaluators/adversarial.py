@@ -200,7 +200,9 @@ class Adversarial(Evaluator):
     description = ("TextAttack recipes (deepwordbug, textfooler, pwws; offline), worst case over recipes, "
                    "+ static adversarial sets")
     aspect = "adversarial"
-    version = 3  # 3: recipes may be [] (static sets only), combine, merge_predictions on static sets
+    # 3: recipes may be [] (static sets only), combine, merge_predictions on static sets; 4: the valid preset reads
+    # whole texts, judges a change of case and rechecks every swap's tag (attack log version 3)
+    version = 4
     metrics = (
         MetricSpec("accuracy_under_attack", "higher", aspect, headline=True, column="attack",
                    label="Attack acc (worst case)", short="Atk", per_example="robust"),

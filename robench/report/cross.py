@@ -81,7 +81,8 @@ def cross_model_table(frame: pd.DataFrame, aspects: Sequence[Column], baseline: 
                 rows.append(row)
     table = pd.DataFrame(rows, columns=columns)
     flags = [c for c in columns if c.endswith("_significant")]
-    # True / False / None (untested, or the model lacks the task), also where a column happens to hold no None
+    # True / False / None (untested, choice-dependent, or the model lacks the task), also where a column happens to
+    # hold no None
     table[flags] = table[flags].astype(object).where(table[flags].notna(), None)
     return table
 
