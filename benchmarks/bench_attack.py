@@ -47,7 +47,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 from robench.attacks.offline import import_textattack
 
@@ -64,26 +66,6 @@ def encoder_flops(config, shapes) -> float:
     h, inner, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
     per_token = 2 * layers * (4 * h * h + 2 * h * inner)
     return float(sum(n * length * (per_token + 4 * layers * length * h) for n, length in shapes))
-
-
-def roof(dtype, device, seconds: float = 0.5) -> float:
-    """Best matmul GFLOP/s over a few shapes (the encoder's projections at attack batch sizes among them)."""
-    import torch
-
-    best = 0.0
-    for m, k, n in ((160, 384, 1536), (640, 384, 1536), (640, 1536, 384), (1024, 1024, 1024)):
-        a = torch.randn(m, k, device=device, dtype=dtype)
-        b = torch.randn(k, n, device=device, dtype=dtype)
-        for _ in range(3):
-            a @ b
-        reps, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            a @ b
-            reps += 1
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        best = max(best, 2 * m * k * n * reps / (time.perf_counter() - t0) / 1e9)
-    return best
 
 
 def main() -> None:
@@ -226,6 +208,9 @@ def main() -> None:
     before_precision = enc_precision if args.before_encoder_precision == "same" else args.before_encoder_precision
     totals = {"before_s": 0.0, "cold_s": 0.0, "warm_s": 0.0, "stock_s": 0.0, "victim_s": 0.0, "stock_victim_s": 0.0}
     victim_dtype = torch.bfloat16 if ctx.precision == "bf16" else torch.float32
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_train import roof  # the machine's matmul roof, measured as the training benchmark measures it
+
     machine_roof = roof(victim_dtype, torch.device(ctx.device))
     # the stock wrapper always runs in fp32: its share of the roof is against the fp32 roof
     fp32_roof = machine_roof if victim_dtype == torch.float32 else roof(torch.float32, torch.device(ctx.device))
