@@ -478,7 +478,8 @@ def test_tuned_file_from_before_halving_loads_applies_and_merges(monkeypatch, tm
     import robench.tune as tuning
     from robench.train import TrainConfig
 
-    old = ROOT / "results" / "tuned" / "sentiment-minilm.json"
+    # the 3-seed board's tuned file (results/tuned/sentiment-minilm.json at b22c45a), written before halving
+    old = ROOT / "tests" / "fixtures" / "tuned-before-halving.json"
     path = tmp_path / "tuned.json"
     shutil.copy(old, path)
     before = json.loads(old.read_text())
