@@ -68,6 +68,12 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
+def as_written(data: Any) -> Any:
+    """``data`` as :func:`atomic_write_json` writes it and ``json.load`` reads it back (tuples as lists, numpy
+    numbers as numbers): what to compare a file's contents with."""
+    return json.loads(json.dumps(data, default=_json_default))
+
+
 def _json_default(obj: Any) -> Any:
     import numpy as np
 

@@ -62,7 +62,7 @@ from robench.runspec import (
     parse_seeds,
     setting_label,
 )
-from robench.storage import atomic_write_json, file_sha256, provenance
+from robench.storage import as_written, atomic_write_json, file_sha256, provenance
 
 TUNED_FILE = "tuned.json"
 TUNE_SUBDIR = "tune"
@@ -495,15 +495,33 @@ def tune(task: str = "sentiment", methods: str | Sequence[str] = "vanilla", *, m
                       f"{chosen['mean_val_accuracy']:.4f} over {len(seed_list)} seed(s)); {describe_choice(entry)}",
                       highlight=False, soft_wrap=True)
         with run_lock(path):  # tune calls for other methods may merge into the same file at the same time
-            existing = to_json(load_tuned(path))["methods"] if path.exists() else {}
+            before = to_json(load_tuned(path)) if path.exists() else None
             data = {"schema": TUNED_SCHEMA, "task": task_block, "model": model, "selection": SELECTION,
-                    "methods": {**existing, label: entry}, **provenance()}
-            atomic_write_json(path, to_json(parse(TunedFile, data)))  # after every method: a later kill keeps the methods already chosen
+                    "methods": {**(before["methods"] if before else {}), label: entry}, **provenance()}
+            data = as_written(to_json(parse(TunedFile, data)))
+            if before is not None and _same_but_when(before, data):
+                data = before  # nothing new (every trial read back): the file keeps its bytes, so the runs that
+                # record its sha256 still match it
+            else:
+                atomic_write_json(path, data)  # after every method: a later kill keeps the methods already chosen
         result.data = data
         result.methods.append(label)
         result.trained = [d for d, trained in touched.items() if trained]
         result.skipped = [d for d, trained in touched.items() if not trained]
     return result
+
+
+_WHEN = ("versions", "git_commit", "robench_version", "created")  # provenance(): when and by what it was written
+
+
+def _same_but_when(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether two tuned files say the same (every method's trials and choice) apart from their provenance."""
+    def strip(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in d.items() if k not in _WHEN and k != "methods"}
+
+    old_methods, new_methods = old.get("methods") or {}, new.get("methods") or {}
+    return strip(old) == strip(new) and old_methods.keys() == new_methods.keys() and all(
+        strip(old_methods[m]) == strip(new_methods[m]) for m in new_methods)
 
 
 def _mean(values: dict[str, float]) -> float | None:

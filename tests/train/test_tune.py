@@ -470,8 +470,29 @@ def test_real_halving_leaves_the_dropped_at_rung_0_and_resumes_the_rest(tmp_path
     assert entry["chosen"]["id"] == "lr0.0002" and entry["chosen"]["runner_up"] == "lr0.0003"
     assert entry["chosen"]["margin"] == pytest.approx(0.1)
     assert [t["rung0"]["mean_val_accuracy"] for t in entry["trials"]] == pytest.approx([0.51, 0.71, 0.61, 0.41])
+    written = res.path.read_bytes()
     again = tune("sentiment", "vanilla", **kwargs)  # nothing left to train
     assert again.trained == [] and again.data["methods"]["vanilla"]["chosen"] == entry["chosen"]
+    assert again.path.read_bytes() == written  # nothing new: the file keeps its bytes
+
+
+def test_a_tune_that_trains_nothing_leaves_the_tuned_file_as_it_was(monkeypatch, tmp_path):
+    """Run again (a resumed board script), tune reads every trial back: the file is not rewritten with a new
+    'created' or commit (the runs trained from it record its sha256), but a changed choice is written."""
+    import robench.tune as tuning
+
+    monkeypatch.setattr(tuning, "train_trial", FakeTrials())
+    kwargs = dict(model="minilm", seeds="0,1", epochs=3, runs_dir=tmp_path / "runs", out=tmp_path / "tuned.json")
+    first = tuning.tune("sentiment", "ram", **kwargs)
+    written = first.path.read_bytes()
+    later = dict(tuning.provenance(), created="2099-01-01T00:00:00Z", git_commit="f" * 40)
+    monkeypatch.setattr(tuning, "provenance", lambda: later)
+    again = tuning.tune("sentiment", "ram", **kwargs)
+    assert again.path.read_bytes() == written and again.data == json.loads(written)
+    # a different grid is a different entry: written, with the new provenance
+    tuning.tune("sentiment", "ram", grid=["lr=2e-4", "selective_alpha=0.9", "selective_beta=1,10"], **kwargs)
+    data = json.loads(first.path.read_text())
+    assert data["created"] == "2099-01-01T00:00:00Z" and data["methods"]["ram"]["grid"]["selective_beta"] == [1.0, 10.0]
 
 
 def test_tuned_file_from_before_halving_loads_applies_and_merges(monkeypatch, tmp_path):
