@@ -117,11 +117,14 @@ def git_commit() -> str | None:
         return None
 
 
+PROVENANCE_KEYS = ("versions", "git_commit", "robench_version", "created")  # what provenance() adds to a record
+
+
 def provenance() -> dict[str, Any]:
     """Where a record came from: package versions, robench version and commit, time. Shared by
-    run.json and every result file."""
-    return {"versions": package_versions(), "git_commit": git_commit(), "robench_version": __version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    run.json and every result file (its keys: :data:`PROVENANCE_KEYS`)."""
+    return dict(zip(PROVENANCE_KEYS, (package_versions(), git_commit(), __version__,
+                                      time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())), strict=True))
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:

@@ -62,7 +62,7 @@ from robench.runspec import (
     parse_seeds,
     setting_label,
 )
-from robench.storage import as_written, atomic_write_json, file_sha256, provenance
+from robench.storage import PROVENANCE_KEYS, as_written, atomic_write_json, file_sha256, provenance
 
 TUNED_FILE = "tuned.json"
 TUNE_SUBDIR = "tune"
@@ -511,17 +511,15 @@ def tune(task: str = "sentiment", methods: str | Sequence[str] = "vanilla", *, m
     return result
 
 
-_WHEN = ("versions", "git_commit", "robench_version", "created")  # provenance(): when and by what it was written
-
-
 def _same_but_when(old: dict[str, Any], new: dict[str, Any]) -> bool:
     """Whether two tuned files say the same (every method's trials and choice) apart from their provenance."""
-    def strip(d: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in d.items() if k not in _WHEN and k != "methods"}
+    def strip(record: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in record.items() if k not in PROVENANCE_KEYS}
 
-    old_methods, new_methods = old.get("methods") or {}, new.get("methods") or {}
-    return strip(old) == strip(new) and old_methods.keys() == new_methods.keys() and all(
-        strip(old_methods[m]) == strip(new_methods[m]) for m in new_methods)
+    def body(file: dict[str, Any]) -> dict[str, Any]:
+        return {**strip(file), "methods": {m: strip(e) for m, e in (file.get("methods") or {}).items()}}
+
+    return body(old) == body(new)
 
 
 def _mean(values: dict[str, float]) -> float | None:
